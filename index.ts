@@ -1,0 +1,64 @@
+import fp from 'fastify-plugin'
+import type { FastifyInstance, RouteOptions } from 'fastify'
+import type {
+  FastifySseOptions, SseEvent, SseIterableSource, SseMessage, SseReplyOptions, SseSerializer, SseSource,
+  SseSourceContext
+} from './lib/types'
+import { EventStream } from './lib/event-stream'
+import { OpenStreams } from './lib/open-streams'
+import { resolveOptions } from './lib/options'
+import { createReplySse } from './lib/reply-sse'
+import * as errors from './lib/errors'
+
+async function fastifySseH2 (fastify: FastifyInstance, options: FastifySseOptions): Promise<void> {
+  const settings = resolveOptions(options)
+  const openStreams = new OpenStreams(settings.heartbeatInterval, settings.maxBufferedBytes)
+
+  fastify.decorateReply('sse', createReplySse(settings, openStreams))
+  fastify.addHook('onRoute', quietSseReturn)
+  // Before the server stops accepting: it waits for open connections, and event streams never end by themselves.
+  fastify.addHook('preClose', async function closeEventStreams () {
+    await openStreams.closeAll()
+  })
+}
+
+// Fastify sends whatever a sync handler returns, and warns when the reply was hijacked already:
+// `return reply.sse(...)` must be as quiet in a sync handler as it is in an async one.
+function quietSseReturn (route: RouteOptions): void {
+  const handler = route.handler
+  if (handler.constructor.name === 'AsyncFunction') return
+  route.handler = function sseAwareHandler (this: FastifyInstance, request, reply) {
+    const result = handler.call(this, request, reply)
+    return result instanceof EventStream ? undefined : result
+  }
+}
+
+fp(fastifySseH2, { fastify: '5.x', name: 'fastify-sse-h2' })
+
+declare module 'fastify' {
+  interface FastifyReply {
+    /**
+     * Opens a Server-Sent Events stream on this reply and returns its handle.
+     * - No source: push events with the handle's `send()`.
+     * - An iterable, async iterable or Readable: its events are pulled one at a time, at the client's pace.
+     * - A function: called with `{ signal, lastEventId }`, it returns one of the above.
+     */
+    sse: (source?: SseSource, options?: SseReplyOptions) => EventStream
+  }
+}
+
+declare namespace fastifySseH2 {
+  export { fastifySseH2 as default, fastifySseH2, errors, EventStream }
+  export type {
+    FastifySseOptions, SseEvent, SseIterableSource, SseMessage, SseReplyOptions, SseSerializer, SseSource,
+    SseSourceContext
+  }
+}
+
+export = fastifySseH2
+// CommonJS users get the plugin itself from require(), with the named exports on it, as with @fastify plugins.
+module.exports = fastifySseH2
+module.exports.default = fastifySseH2
+module.exports.fastifySseH2 = fastifySseH2
+module.exports.errors = errors
+module.exports.EventStream = EventStream

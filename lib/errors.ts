@@ -1,0 +1,53 @@
+import createError from '@fastify/error'
+
+// Every error the plugin raises, in one place: a user can `instanceof` them and switch on `code`.
+// Codes are FST_SSE_* so they never collide with @fastify/sse's FST_ERR_SSE_* (fastify errors
+// match `instanceof` by code).
+
+export const FST_SSE_INVALID_OPTION = createError<'FST_SSE_INVALID_OPTION', [string, string, string]>(
+  'FST_SSE_INVALID_OPTION', 'fastify-sse-h2: option %s must be %s, got %s', 500, TypeError)
+
+export const FST_SSE_INVALID_SOURCE = createError<'FST_SSE_INVALID_SOURCE', [string]>(
+  'FST_SSE_INVALID_SOURCE',
+  'fastify-sse-h2: reply.sse() takes an iterable, an async iterable, a Readable, a channel, or a function ' +
+  'returning one of them; got %s', 500, TypeError)
+
+export const FST_SSE_INVALID_EVENT = createError<'FST_SSE_INVALID_EVENT', [string]>(
+  'FST_SSE_INVALID_EVENT',
+  'fastify-sse-h2: an event must be a string or an object with data, id, event, retry or comment; got %s',
+  500, TypeError)
+
+export const FST_SSE_INVALID_ID = createError<'FST_SSE_INVALID_ID', [string]>(
+  'FST_SSE_INVALID_ID', 'fastify-sse-h2: an event id must be a string or a number without %s', 500, TypeError)
+
+export const FST_SSE_INVALID_EVENT_NAME = createError<'FST_SSE_INVALID_EVENT_NAME', [string]>(
+  'FST_SSE_INVALID_EVENT_NAME', 'fastify-sse-h2: an event name must be a string without %s', 500, TypeError)
+
+export const FST_SSE_INVALID_RETRY = createError<'FST_SSE_INVALID_RETRY', [string]>(
+  'FST_SSE_INVALID_RETRY', 'fastify-sse-h2: retry must be a non-negative integer of milliseconds, got %s',
+  500, TypeError)
+
+export const FST_SSE_INVALID_COMMENT = createError<'FST_SSE_INVALID_COMMENT', [string]>(
+  'FST_SSE_INVALID_COMMENT', 'fastify-sse-h2: a comment must be a string, got %s', 500, TypeError)
+
+export const FST_SSE_INVALID_SERIALIZED = createError<'FST_SSE_INVALID_SERIALIZED', [string]>(
+  'FST_SSE_INVALID_SERIALIZED', 'fastify-sse-h2: the serializer must return a string, it returned %s',
+  500, TypeError)
+
+export const FST_SSE_ALREADY_SENT = createError<'FST_SSE_ALREADY_SENT', []>(
+  'FST_SSE_ALREADY_SENT', 'fastify-sse-h2: reply.sse() was called on a reply that was already sent', 500)
+
+// The reasons a stream's `signal` aborts with. No stack: they describe an outcome, not a bug.
+export const FST_SSE_CLIENT_CLOSED = createError<'FST_SSE_CLIENT_CLOSED', []>(
+  'FST_SSE_CLIENT_CLOSED', 'fastify-sse-h2: the client closed the stream', 499, Error, false)
+
+export const FST_SSE_STREAM_ENDED = createError<'FST_SSE_STREAM_ENDED', []>(
+  'FST_SSE_STREAM_ENDED', 'fastify-sse-h2: the server ended the stream', 200, Error, false)
+
+export const FST_SSE_SERVER_CLOSING = createError<'FST_SSE_SERVER_CLOSING', []>(
+  'FST_SSE_SERVER_CLOSING', 'fastify-sse-h2: the server is closing', 503, Error, false)
+
+export const FST_SSE_SLOW_CLIENT = createError<'FST_SSE_SLOW_CLIENT', [number, number]>(
+  'FST_SSE_SLOW_CLIENT',
+  'fastify-sse-h2: %d bytes were waiting for the client, over maxBufferedBytes (%d); the stream was closed ' +
+  'so that the client reconnects and resumes from its last event id', 503, Error, false)

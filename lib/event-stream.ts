@@ -1,0 +1,270 @@
+import { constants as http2Constants } from 'node:http2'
+import type { Http2ServerResponse, ServerHttp2Stream } from 'node:http2'
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import type { FastifyBaseLogger } from 'fastify'
+import type { SseMessage, SseSerializer } from './types'
+import type { OpenStreams } from './open-streams'
+import { HEARTBEAT_FRAME, frameComment, frameEvent, frameRetry } from './framing'
+import { FST_SSE_CLIENT_CLOSED, FST_SSE_SLOW_CLIENT, FST_SSE_STREAM_ENDED, FST_SSE_SERVER_CLOSING } from './errors'
+
+// Http2ServerResponse has flushHeaders() too, but @types/node 20 does not say so.
+export type RawResponse = ServerResponse | (Http2ServerResponse & { flushHeaders: () => void })
+
+// Frames produced without yielding to the event loop are written together, up to this many characters.
+const FLUSH_AT = 16 * 1024
+
+interface DrainWait {
+  promise: Promise<void>
+  resolve: () => void
+}
+
+/**
+ * One open event stream: the handle `reply.sse()` returns. It owns the stream's state (what waits to be
+ * written, whether the client is behind, whether it is closed) and writes to the HTTP/2 stream itself,
+ * or to the HTTP/1.1 response.
+ */
+export class EventStream {
+  /** Aborted when the stream ends, for any reason: `signal.reason` says which (an error with a `code`). */
+  readonly signal: AbortSignal
+  /** The id the client last received (`Last-Event-ID` header, or the query fallback), or `undefined`. */
+  readonly lastEventId: string | undefined
+
+  /** @internal Heartbeat ticks since the last write. */
+  quietTicks = 0
+  /** @internal False once the response is finished or the connection gone. */
+  transportOpen = true
+
+  private readonly controller = new AbortController()
+  private readonly res: RawResponse
+  // The HTTP/2 stream itself, so writes skip the compatibility layer; the response for HTTP/1.1.
+  private readonly target: ServerHttp2Stream | ServerResponse
+  private readonly http2: boolean
+  private readonly log: FastifyBaseLogger
+  private readonly serializer: SseSerializer
+  private readonly openStreams: OpenStreams
+  private pending = ''
+  private flushScheduled = false
+  private needsDrain = false
+  private ended = false
+  private drainWait: DrainWait | undefined
+
+  /** @internal */
+  constructor (res: RawResponse, log: FastifyBaseLogger, lastEventId: string | undefined,
+    serializer: SseSerializer, openStreams: OpenStreams) {
+    this.signal = this.controller.signal
+    this.lastEventId = lastEventId
+    this.res = res
+    this.http2 = 'stream' in res
+    this.target = 'stream' in res ? res.stream : res
+    this.log = log
+    this.serializer = serializer
+    this.openStreams = openStreams
+  }
+
+  /** True once the stream is closed: nothing more will be written. */
+  get closed (): boolean {
+    return this.ended
+  }
+
+  /** Bytes written but not yet taken by the client, and frames not yet written. */
+  get bufferedBytes (): number {
+    return this.transportOpen ? this.pending.length + this.target.writableLength : 0
+  }
+
+  /**
+   * Sends one event. Returns `false` when the client is behind (wait for `drained()` before sending more)
+   * or the stream is closed. An invalid event throws and nothing is written.
+   */
+  send (message: SseMessage): boolean {
+    return this.enqueue(frameEvent(message, this.serializer), true)
+  }
+
+  /** Sends a comment line, which clients ignore. Returns like `send()`. */
+  comment (text: string): boolean {
+    return this.enqueue(frameComment(text), true)
+  }
+
+  /** Resolves when what was sent has been handed to the client, or the stream closed. Never rejects. */
+  drained (): Promise<void> {
+    if (!this.needsDrain || this.ended) return Promise.resolve()
+    if (this.drainWait === undefined) {
+      let release!: () => void
+      const promise = new Promise<void>((resolve) => { release = resolve })
+      this.drainWait = { promise, resolve: release }
+    }
+    return this.drainWait.promise
+  }
+
+  /** Ends the stream after what was sent; the client's EventSource reconnects unless told otherwise. */
+  close (): void {
+    this.end(new FST_SSE_STREAM_ENDED())
+  }
+
+  /** @internal Writes the headers (and `retry:`), or ends at once for HEAD or a client already gone. */
+  open (statusCode: number, headers: OutgoingHttpHeaders, retry: number | undefined, headOnly: boolean): void {
+    const res = this.res
+    if (this.transportGone()) {
+      this.transportOpen = false
+      this.ended = true
+      this.controller.abort(new FST_SSE_CLIENT_CLOSED())
+      return
+    }
+    this.res.once('close', () => this.onTransportClose())
+    this.res.on('error', (error: Error) => this.onTransportError(error))
+    this.target.on('drain', () => this.onDrain())
+    res.writeHead(statusCode, headers)
+    if (headOnly) {
+      this.end(new FST_SSE_STREAM_ENDED())
+      return
+    }
+    // The client's `open` event must fire before the first event, however long that takes.
+    res.flushHeaders()
+    this.openStreams.add(this)
+    if (retry !== undefined) this.enqueue(frameRetry(retry), false)
+  }
+
+  /** @internal The stream will never open: aborts its signal so that a source already made lets go. */
+  abandon (reason: Error): void {
+    this.ended = true
+    this.transportOpen = false
+    this.controller.abort(reason)
+  }
+
+  /** @internal Sends an event from a pulled source: the source is paused instead of being bounded. */
+  sendPulled (message: unknown): boolean {
+    return this.enqueue(frameEvent(message as SseMessage, this.serializer), false)
+  }
+
+  /** @internal Logs what made a source fail, unless it is the stream's own end, then closes. */
+  fail (error: unknown): void {
+    if (this.signal.aborted) {
+      this.log.debug({ err: error }, 'fastify-sse-h2: the event source ended with an error after the stream closed')
+    } else {
+      this.log.error({ err: error }, 'fastify-sse-h2: the event source failed; the stream was closed')
+    }
+    this.close()
+  }
+
+  /** @internal Writes what is pending, unless the client is behind. */
+  flush (): void {
+    this.flushScheduled = false
+    if (this.needsDrain || this.pending === '' || this.ended) return
+    const chunk = this.pending
+    this.pending = ''
+    this.quietTicks = 0
+    if (!this.target.write(chunk)) this.needsDrain = true
+  }
+
+  /** @internal Called by the heartbeat when the stream has been quiet long enough. */
+  heartbeat (): void {
+    // A client that is behind has not read what it has: a heartbeat would only pile up.
+    if (this.ended || this.needsDrain) return
+    this.pending += HEARTBEAT_FRAME
+    this.flush()
+  }
+
+  /** @internal Ends the stream because the server is closing, and lets its connection go. */
+  shutdown (): void {
+    const session = this.http2 ? (this.target as ServerHttp2Stream).session : undefined
+    const socket = this.http2 ? undefined : (this.res as ServerResponse).socket
+    this.end(new FST_SSE_SERVER_CLOSING())
+    // Node 20 keeps an idle HTTP/2 session, and an HTTP/1.1 keep-alive socket, open past server.close().
+    if (session !== undefined && !session.closed) session.close()
+    if (socket != null) socket.end()
+  }
+
+  /** @internal Drops the stream at once, with whatever was waiting for the client. */
+  destroy (reason: Error): void {
+    if (this.transportOpen) {
+      if (this.http2) (this.target as ServerHttp2Stream).close(http2Constants.NGHTTP2_CANCEL)
+      else (this.res as ServerResponse).destroy()
+    }
+    if (!this.ended) {
+      this.ended = true
+      this.pending = ''
+      this.finish(reason)
+    }
+  }
+
+  private enqueue (frame: string, bounded: boolean): boolean {
+    if (this.ended) return false
+    this.pending += frame
+    if (bounded && this.pending.length + this.target.writableLength > this.openStreams.maxBufferedBytes) {
+      this.dropSlowClient()
+      return false
+    }
+    if (this.pending.length >= FLUSH_AT) {
+      this.flush()
+    } else if (!this.flushScheduled) {
+      this.flushScheduled = true
+      process.nextTick(flushLater, this)
+    }
+    return !this.needsDrain
+  }
+
+  private dropSlowClient (): void {
+    const buffered = this.bufferedBytes
+    const limit = this.openStreams.maxBufferedBytes
+    this.log.warn({ bufferedBytes: buffered, maxBufferedBytes: limit },
+      'fastify-sse-h2: a client fell behind by more than maxBufferedBytes; its stream was closed')
+    this.destroy(new FST_SSE_SLOW_CLIENT(buffered, limit))
+  }
+
+  private end (reason: Error): void {
+    if (this.ended) return
+    this.ended = true
+    if (this.transportOpen) {
+      if (this.pending !== '') this.target.write(this.pending)
+      this.res.end()
+    }
+    this.pending = ''
+    this.finish(reason)
+  }
+
+  private finish (reason: Error): void {
+    this.controller.abort(reason)
+    this.releaseDrainWait()
+  }
+
+  private onDrain (): void {
+    this.needsDrain = false
+    this.flush()
+    if (!this.needsDrain) this.releaseDrainWait()
+  }
+
+  private releaseDrainWait (): void {
+    const wait = this.drainWait
+    if (wait === undefined) return
+    this.drainWait = undefined
+    wait.resolve()
+  }
+
+  private onTransportClose (): void {
+    this.transportOpen = false
+    this.openStreams.delete(this)
+    if (!this.ended) {
+      this.ended = true
+      this.pending = ''
+      this.finish(new FST_SSE_CLIENT_CLOSED())
+    }
+  }
+
+  private onTransportError (error: Error): void {
+    this.log.debug({ err: error }, 'fastify-sse-h2: the response failed; the stream was closed')
+    this.destroy(new FST_SSE_CLIENT_CLOSED())
+  }
+
+  private transportGone (): boolean {
+    if (this.http2) {
+      const stream = this.target as ServerHttp2Stream
+      return stream.destroyed || stream.closed
+    }
+    const socket: Socket | null = (this.res as ServerResponse).socket
+    return socket == null || socket.destroyed
+  }
+}
+
+function flushLater (stream: EventStream): void {
+  stream.flush()
+}

@@ -1,0 +1,117 @@
+import { inspect } from 'node:util'
+import type { SseMessage, SseSerializer } from './types'
+import {
+  FST_SSE_INVALID_COMMENT,
+  FST_SSE_INVALID_EVENT,
+  FST_SSE_INVALID_EVENT_NAME,
+  FST_SSE_INVALID_ID,
+  FST_SSE_INVALID_RETRY,
+  FST_SSE_INVALID_SERIALIZED
+} from './errors'
+
+// Turns events into the text/event-stream wire format (WHATWG HTML, "Server-sent events", 9.2.5/9.2.6).
+// Pure: no I/O. Every frame ends with a blank line, so frames can be concatenated and written together.
+
+// The parser splits lines on CRLF, CR or LF alone, so all three must start a new field line:
+// splitting only on LF would let a lone CR in user data forge a field of its own.
+const LINE_BREAK = /\r\n|\r|\n/
+const HAS_LINE_BREAK = /[\r\n]/
+const FORBIDDEN_IN_ID = /[\r\n\0]/
+
+/** The bytes of a heartbeat: a comment line the client ignores. */
+export const HEARTBEAT_FRAME = ':\n\n'
+
+export function frameEvent (message: SseMessage, serializer: SseSerializer): string {
+  if (typeof message === 'string') return dataLines(message) + '\n'
+  if (typeof message !== 'object' || message === null || Array.isArray(message)) {
+    throw new FST_SSE_INVALID_EVENT(describe(message))
+  }
+
+  let frame = ''
+  const { comment, id, event, retry, data } = message
+  if (comment !== undefined) frame += commentLines(comment)
+  if (id !== undefined) frame += 'id: ' + checkId(id) + '\n'
+  if (event !== undefined) frame += 'event: ' + checkEventName(event) + '\n'
+  if (retry !== undefined) frame += retryLine(retry)
+  if (data !== undefined) frame += dataLines(dataText(data, serializer))
+  return frame === '' ? '' : frame + '\n'
+}
+
+export function frameComment (text: string): string {
+  return commentLines(text) + '\n'
+}
+
+export function frameRetry (retry: number): string {
+  return retryLine(retry) + '\n'
+}
+
+function dataLines (text: string): string {
+  // A single space follows the colon: the parser drops exactly one, so a value that starts with a space survives.
+  if (!HAS_LINE_BREAK.test(text)) return 'data: ' + text + '\n'
+  const lines = text.split(LINE_BREAK)
+  let out = ''
+  for (let i = 0; i < lines.length; i++) out += 'data: ' + lines[i] + '\n'
+  return out
+}
+
+function commentLines (text: unknown): string {
+  if (typeof text !== 'string') throw new FST_SSE_INVALID_COMMENT(describe(text))
+  if (!HAS_LINE_BREAK.test(text)) return ': ' + text + '\n'
+  const lines = text.split(LINE_BREAK)
+  let out = ''
+  for (let i = 0; i < lines.length; i++) out += ': ' + lines[i] + '\n'
+  return out
+}
+
+function dataText (data: unknown, serializer: SseSerializer): string {
+  if (typeof data === 'string') return data
+  // SSE carries text only: bytes go as base64, which has no line breaks.
+  if (data instanceof Uint8Array) {
+    return (Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)).toString('base64')
+  }
+  const text = serializer(data)
+  if (typeof text !== 'string') throw new FST_SSE_INVALID_SERIALIZED(describe(text))
+  return text
+}
+
+function checkId (id: unknown): string {
+  if (typeof id === 'number') {
+    if (Number.isFinite(id)) return String(id)
+    throw new FST_SSE_INVALID_ID(`a finite value (got ${id})`)
+  }
+  if (typeof id !== 'string') throw new FST_SSE_INVALID_ID(`being a ${typeOf(id)}`)
+  // An id with a line break would end the id field and forge others; the spec ignores ids with NUL.
+  if (FORBIDDEN_IN_ID.test(id)) throw new FST_SSE_INVALID_ID(forbiddenCharacter(id))
+  return id
+}
+
+function checkEventName (event: unknown): string {
+  if (typeof event !== 'string') throw new FST_SSE_INVALID_EVENT_NAME(`being a ${typeOf(event)}`)
+  if (HAS_LINE_BREAK.test(event)) throw new FST_SSE_INVALID_EVENT_NAME(forbiddenCharacter(event))
+  return event
+}
+
+function retryLine (retry: unknown): string {
+  // The parser ignores a retry field that is not all ASCII digits.
+  if (!isValidRetry(retry)) throw new FST_SSE_INVALID_RETRY(describe(retry))
+  return 'retry: ' + retry + '\n'
+}
+
+export function isValidRetry (retry: unknown): retry is number {
+  return typeof retry === 'number' && Number.isSafeInteger(retry) && retry >= 0
+}
+
+function forbiddenCharacter (value: string): string {
+  if (value.includes('\n')) return 'a line feed (\\n)'
+  if (value.includes('\r')) return 'a carriage return (\\r)'
+  return 'a NUL character (\\0)'
+}
+
+function typeOf (value: unknown): string {
+  return value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value
+}
+
+/** A short description of a bad value for an error message; never the whole value. */
+export function describe (value: unknown): string {
+  return inspect(value, { depth: 0, maxArrayLength: 3, maxStringLength: 40, breakLength: Infinity })
+}

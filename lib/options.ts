@@ -1,0 +1,57 @@
+import type { FastifySseOptions, SseReplyOptions, SseSerializer } from './types'
+import { FST_SSE_INVALID_OPTION } from './errors'
+import { describe, isValidRetry } from './framing'
+
+/** The plugin's options once defaults are applied and every value is checked. */
+export interface Settings {
+  heartbeatInterval: number
+  retry: number | undefined
+  serializer: SseSerializer
+  lastEventIdQuery: string | false
+  maxBufferedBytes: number
+}
+
+const defaults: Settings = {
+  heartbeatInterval: 15_000,
+  retry: undefined,
+  serializer: JSON.stringify,
+  lastEventIdQuery: 'lastEventId',
+  maxBufferedBytes: 256 * 1024
+}
+
+// setInterval cannot wait longer than this: it fires at once instead.
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+/** Applies the defaults and checks every option, so that a bad one fails `register`, not a request. */
+export function resolveOptions (options: FastifySseOptions = {}): Settings {
+  const settings: Settings = { ...defaults }
+  for (const key of Object.keys(defaults) as Array<keyof Settings>) {
+    const value = (options as Record<string, unknown>)[key]
+    if (value !== undefined) (settings as unknown as Record<string, unknown>)[key] = value
+  }
+  check('heartbeatInterval', isWholeNumberUpTo(settings.heartbeatInterval, 0, MAX_TIMER_MS),
+    `a whole number of milliseconds from 0 (off) to ${MAX_TIMER_MS}`, settings.heartbeatInterval)
+  checkStreamOptions(settings)
+  check('lastEventIdQuery', settings.lastEventIdQuery === false ||
+    (typeof settings.lastEventIdQuery === 'string' && settings.lastEventIdQuery !== ''),
+  'a non-empty string or false', settings.lastEventIdQuery)
+  check('maxBufferedBytes', isWholeNumberUpTo(settings.maxBufferedBytes, 1, Number.MAX_SAFE_INTEGER),
+    'a positive whole number of bytes', settings.maxBufferedBytes)
+  return settings
+}
+
+/** Checks the options that `reply.sse()` may override. */
+export function checkStreamOptions (options: SseReplyOptions): void {
+  check('serializer', options.serializer === undefined || typeof options.serializer === 'function',
+    'a function', options.serializer)
+  check('retry', options.retry === undefined || isValidRetry(options.retry),
+    'a whole number of milliseconds, 0 or more', options.retry)
+}
+
+function check (name: string, valid: boolean, expected: string, value: unknown): void {
+  if (!valid) throw new FST_SSE_INVALID_OPTION(name, expected, describe(value))
+}
+
+function isWholeNumberUpTo (value: unknown, min: number, max: number): boolean {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= min && value <= max
+}

@@ -1,0 +1,41 @@
+import type { FastifyReply } from 'fastify'
+import type { SseReplyOptions, SseSource } from './types'
+import type { Settings } from './options'
+import type { OpenStreams } from './open-streams'
+import { EventStream } from './event-stream'
+import { checkStreamOptions } from './options'
+import { eventStreamHeaders } from './response-headers'
+import { readLastEventId } from './last-event-id'
+import { openSource, pump } from './sources'
+import { FST_SSE_ALREADY_SENT } from './errors'
+
+export type ReplySse = (this: FastifyReply, source?: SseSource, options?: SseReplyOptions) => EventStream
+
+/** Makes `reply.sse()` for one plugin instance. */
+export function createReplySse (settings: Settings, openStreams: OpenStreams): ReplySse {
+  return function sse (this: FastifyReply, source?: SseSource, options?: SseReplyOptions): EventStream {
+    const reply = this
+    if (reply.sent || reply.raw.headersSent) throw new FST_SSE_ALREADY_SENT()
+    if (options !== undefined) checkStreamOptions(options)
+    const serializer = options?.serializer ?? settings.serializer
+    const retry = options?.retry ?? settings.retry
+    const lastEventId = readLastEventId(reply.request, settings.lastEventIdQuery)
+    const stream = new EventStream(reply.raw, reply.log, lastEventId, serializer, openStreams)
+
+    // The source is resolved before anything is sent, so that a bad one is an ordinary error response.
+    let pulled
+    try {
+      pulled = source === undefined ? undefined : openSource(source, { signal: stream.signal, lastEventId })
+    } catch (error) {
+      stream.abandon(error as Error)
+      throw error
+    }
+
+    reply.hijack()
+    const headers = eventStreamHeaders(reply.getHeaders(), 'stream' in reply.raw)
+    stream.open(reply.statusCode, headers, retry, reply.request.method === 'HEAD')
+    // pump() never rejects: a failing source is logged and its stream closed.
+    if (pulled !== undefined) pump(stream, pulled, reply.log)
+    return stream
+  }
+}

@@ -1,0 +1,28 @@
+import type { OutgoingHttpHeader, OutgoingHttpHeaders } from 'node:http'
+
+const SSE_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  // Intermediaries must not serve a stale copy of a live stream.
+  'cache-control': 'no-cache',
+  // nginx buffers proxied responses by default, which would hold events back.
+  'x-accel-buffering': 'no'
+} as const
+
+// HTTP/2 forbids connection-specific headers (RFC 9113 8.2.2): Node drops them with an UnsupportedWarning.
+const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade'])
+
+/**
+ * The headers of an event stream: the handler's own (set with `reply.header()`), then the SSE ones.
+ * The content type is always ours; a content length never applies to a stream.
+ */
+export function eventStreamHeaders (replyHeaders: Record<string, OutgoingHttpHeader | undefined>, http2: boolean): OutgoingHttpHeaders {
+  const headers: OutgoingHttpHeaders = { 'cache-control': SSE_HEADERS['cache-control'], 'x-accel-buffering': SSE_HEADERS['x-accel-buffering'] }
+  for (const name in replyHeaders) {
+    const value = replyHeaders[name]
+    if (value === undefined || name === 'content-length' || name === 'content-type') continue
+    if (http2 && CONNECTION_SPECIFIC.has(name)) continue
+    headers[name] = value
+  }
+  headers['content-type'] = SSE_HEADERS['content-type']
+  return headers
+}

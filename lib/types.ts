@@ -1,0 +1,81 @@
+import type { Readable } from 'node:stream'
+
+/** One server-sent event. Every field is optional; an object with none of them writes nothing. */
+export interface SseEvent {
+  /**
+   * The event's data. A string is written as it is, one `data:` line per line of text;
+   * a Buffer or Uint8Array is written base64-encoded; any other value goes through the serializer.
+   * `undefined` writes no `data:` line (the client then dispatches no event).
+   */
+  data?: unknown
+  /** The event id: the client sends it back as `Last-Event-ID` when it reconnects. `0` and `''` are sent. */
+  id?: string | number
+  /** The event type: the client's `addEventListener(type)` receives it. Default on the client: `message`. */
+  event?: string
+  /** Milliseconds the client waits before reconnecting, from now on. */
+  retry?: number
+  /** A comment line (`: text`): clients ignore it; proxies see traffic. */
+  comment?: string
+}
+
+/** An event, or a plain string that is sent as the data of a `message` event. */
+export type SseMessage = SseEvent | string
+
+/** Turns a value that is not a string into the text of `data:` lines. */
+export type SseSerializer = (data: unknown) => string
+
+/** What a function source is given. */
+export interface SseSourceContext {
+  /** Aborted when the stream ends: the client went away, the server closes, or the stream was closed. */
+  signal: AbortSignal
+  /** The id the client last received (`Last-Event-ID`, or the query fallback), or `undefined`. */
+  lastEventId: string | undefined
+}
+
+/** What `reply.sse()` can stream: events pulled one at a time, with backpressure. */
+export type SseIterableSource = AsyncIterable<SseMessage> | Iterable<SseMessage> | Readable
+
+/** A source, or a function that makes one from the stream's signal and the client's last event id. */
+export type SseSource = SseIterableSource | ((context: SseSourceContext) => SseIterableSource)
+
+/** Options of one `reply.sse()` call; they override the plugin's. */
+export interface SseReplyOptions {
+  /** Serializer for this stream's data. Default: the plugin's `serializer`. */
+  serializer?: SseSerializer
+  /** `retry:` sent when this stream opens. Default: the plugin's `retry`. */
+  retry?: number
+}
+
+/** Options of the plugin, given to `app.register(sse, options)`. */
+export interface FastifySseOptions {
+  /**
+   * Milliseconds a stream may stay silent before a comment line (`:`) is written to keep proxies and
+   * idle timeouts from cutting it. One timer serves every stream. `0` turns heartbeats off.
+   * @default 15000
+   */
+  heartbeatInterval?: number
+  /**
+   * Milliseconds the client should wait before reconnecting, sent as `retry:` when a stream opens.
+   * Unset: nothing is sent and the browser uses its own default (about 3 s).
+   * @default undefined
+   */
+  retry?: number
+  /**
+   * Turns `data` that is not a string, Buffer or Uint8Array into text.
+   * @default JSON.stringify
+   */
+  serializer?: SseSerializer
+  /**
+   * Name of the query parameter read as the last event id when no `Last-Event-ID` header is sent
+   * (a page that reloads cannot send the header). `false` turns the fallback off.
+   * @default 'lastEventId'
+   */
+  lastEventIdQuery?: string | false
+  /**
+   * Most bytes that may wait for one client. A stream over it is closed and logged as a warning:
+   * the client reconnects and resumes from its last event id, and the server's memory stays bounded.
+   * Pulled sources never reach it: they are paused while the client is behind.
+   * @default 262144 (256 KiB)
+   */
+  maxBufferedBytes?: number
+}
