@@ -32,8 +32,11 @@ export interface SseSourceContext {
   lastEventId: string | undefined
 }
 
-/** What `reply.sse()` can stream: events pulled one at a time, with backpressure. */
-export type SseIterableSource = AsyncIterable<SseMessage> | Iterable<SseMessage> | Readable
+/**
+ * What `reply.sse()` can stream: events pulled one at a time, with backpressure. A string is iterable
+ * but is not a source (one character per event is never what was meant): `& object` keeps it out.
+ */
+export type SseIterableSource = AsyncIterable<SseMessage> | (Iterable<SseMessage> & object) | Readable
 
 /** A source, or a function that makes one from the stream's signal and the client's last event id. */
 export type SseSource = SseIterableSource | ((context: SseSourceContext) => SseIterableSource)

@@ -1,0 +1,68 @@
+import Fastify, { type FastifyInstance } from 'fastify'
+import { Readable } from 'node:stream'
+import { expect, test } from 'tstyche'
+import sse, {
+  errors, EventStream, fastifySseH2, type FastifySseOptions, type SseEvent, type SseMessage, type SseSourceContext
+} from 'fastify-sse-h2'
+
+test('the plugin registers with typed options', () => {
+  const app = Fastify()
+  expect(app.register(sse)).type.not.toRaiseError()
+  expect(app.register(sse, { heartbeatInterval: 15_000, retry: 3000, serializer: JSON.stringify })).type.not.toRaiseError()
+  expect(app.register(sse, { lastEventIdQuery: false, maxBufferedBytes: 1024 })).type.not.toRaiseError()
+  expect(app.register(sse, { heartbeatInterval: '15s' })).type.toRaiseError()
+  expect(app.register(sse, { lastEventIdQuery: true })).type.toRaiseError()
+  expect(app.register(sse, { serializer: (data: unknown) => 1 })).type.toRaiseError()
+  expect(fastifySseH2).type.toBe(sse)
+  expect<FastifySseOptions>().type.toHaveProperty('heartbeatInterval')
+})
+
+test('reply.sse takes every kind of source and returns the handle', () => {
+  const app = Fastify({ http2: true })
+  app.get('/', (request, reply) => {
+    expect(reply.sse()).type.toBe<EventStream>()
+    expect(reply.sse([{ data: 1 }, 'text'])).type.toBe<EventStream>()
+    expect(reply.sse((async function * () { yield { id: '1', data: 'x' } })())).type.toBe<EventStream>()
+    expect(reply.sse(Readable.from([]))).type.toBe<EventStream>()
+    expect(reply.sse(function * ({ signal, lastEventId }) {
+      expect(signal).type.toBe<AbortSignal>()
+      expect(lastEventId).type.toBe<string | undefined>()
+      yield 'x'
+    })).type.toBe<EventStream>()
+    expect(reply.sse([], { serializer: String, retry: 10 })).type.toBe<EventStream>()
+    expect(reply.sse).type.not.toBeCallableWith(42)
+    expect(reply.sse).type.not.toBeCallableWith('a string')
+    expect(reply.sse).type.not.toBeCallableWith([], { retry: 'soon' })
+  })
+})
+
+test('the handle', () => {
+  const app: FastifyInstance = Fastify()
+  app.get('/', (request, reply) => {
+    const stream = reply.sse()
+    expect(stream.send({ data: { n: 1 }, id: 1, event: 'tick', retry: 10, comment: 'c' })).type.toBe<boolean>()
+    expect(stream.send('text')).type.toBe<boolean>()
+    expect(stream.send).type.not.toBeCallableWith({ id: {} })
+    expect(stream.send).type.not.toBeCallableWith({ event: 1 })
+    expect(stream.comment('c')).type.toBe<boolean>()
+    expect(stream.drained()).type.toBe<Promise<void>>()
+    expect(stream.close()).type.toBe<void>()
+    expect(stream.signal).type.toBe<AbortSignal>()
+    expect(stream.lastEventId).type.toBe<string | undefined>()
+    expect(stream.closed).type.toBe<boolean>()
+    expect(stream.bufferedBytes).type.toBe<number>()
+    expect(stream).type.not.toHaveProperty('then')
+    expect(stream).type.not.toHaveProperty('flush')
+    expect(stream).type.not.toHaveProperty('quietTicks')
+  })
+})
+
+test('events and errors', () => {
+  expect<SseMessage>().type.toBeAssignableFrom('text')
+  expect<SseMessage>().type.toBeAssignableFrom({ data: null })
+  expect<SseEvent>().type.not.toBeAssignableFrom({ id: true })
+  expect<SseSourceContext>().type.toHaveProperty('signal')
+  const error = new errors.FST_SSE_INVALID_ID('a line feed')
+  expect(error.code).type.toBe<'FST_SSE_INVALID_ID'>()
+  expect(error).type.toBeAssignableTo<Error>()
+})
