@@ -33,7 +33,6 @@ let certificate: Promise<Certificate> | undefined
 /** A self-signed certificate for localhost and 127.0.0.1, made once per test process. */
 export async function testCertificate (): Promise<Certificate> {
   certificate ??= generate([{ name: 'commonName', value: 'localhost' }], {
-    days: 2,
     keySize: 2048,
     algorithm: 'sha256',
     extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }] }]

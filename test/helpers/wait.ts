@@ -47,7 +47,7 @@ export async function within<T> (promise: Promise<T>, what: string, timeoutMs = 
 
 /** A promise with its resolve function, for a test to wait on something a handler signals. */
 export function signalled<T = void> (): { promise: Promise<T>, resolve: (value: T) => void } {
-  let resolve!: (value: T) => void
-  const promise = new Promise<T>((resolveSignal) => { resolve = resolveSignal })
-  return { promise, resolve }
+  let release!: (value: T) => void
+  const promise = new Promise<T>((resolve) => { release = resolve })
+  return { promise, resolve: release }
 }
