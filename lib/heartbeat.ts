@@ -16,7 +16,6 @@ export class Heartbeat {
   }
 
   start (): void {
-    if (this.timer !== undefined) return
     this.timer = setInterval(tick, this.tickMs, this.streams)
     // Open streams keep their server alive; the timer alone must not keep the process running.
     this.timer.unref()

@@ -17,10 +17,6 @@ export class OpenStreams {
     this.heartbeat = heartbeatInterval > 0 ? new Heartbeat(heartbeatInterval, this.streams) : undefined
   }
 
-  get size (): number {
-    return this.streams.size
-  }
-
   add (stream: EventStream): void {
     this.streams.add(stream)
     if (this.streams.size === 1) this.heartbeat?.start()

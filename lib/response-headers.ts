@@ -8,8 +8,12 @@ const SSE_HEADERS = {
   'x-accel-buffering': 'no'
 } as const
 
-// HTTP/2 forbids connection-specific headers (RFC 9113 8.2.2): Node drops them with an UnsupportedWarning.
-const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade'])
+// HTTP/2 forbids connection-specific headers (RFC 9113 8.2.2): Node drops `connection` with an
+// UnsupportedWarning and refuses the others with ERR_HTTP2_INVALID_CONNECTION_HEADERS (te and
+// http2-settings too), which would leave the hijacked request hanging.
+const CONNECTION_SPECIFIC = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'http2-settings'
+])
 
 /**
  * The headers of an event stream: the handler's own (set with `reply.header()`), then the SSE ones.

@@ -134,3 +134,39 @@ test('send() with an invalid event throws with a code, writes nothing, and the s
   t.ok(error instanceof TypeError)
   t.same(client.events.map((event) => event.data), ['fine'])
 })
+
+test('a source whose cleanup fails is logged, sync or async, and the server goes on', async (t) => {
+  const server = await startServer(t, 'h2c', (app) => {
+    app.get('/sync', (request, reply) => reply.sse((function * () {
+      try {
+        while (true) yield 'x'.repeat(1024)
+      } finally {
+        // eslint-disable-next-line no-unsafe-finally -- the failing cleanup is the point
+        throw new Error('sync cleanup failed')
+      }
+    })()))
+  })
+  const sync = await openStream(t, server, '/sync')
+  await sync.waitForEvents(1)
+  sync.pause()
+  sync.close()
+  const syncLog = await server.logs.waitFor((record) => record.err?.message === 'sync cleanup failed', 'the sync cleanup error')
+  t.match(syncLog, { level: ERROR, msg: /while it was being ended/ })
+  // An async generator parked at a yield (its client is behind) ends at once: its return() rejects.
+  const parked = await startServer(t, 'http1', (app) => {
+    app.get('/', (request, reply) => reply.sse((async function * () {
+      try {
+        while (true) yield 'y'.repeat(1024)
+      } finally {
+        // eslint-disable-next-line no-unsafe-finally -- the failing cleanup is the point
+        throw new Error('async cleanup failed')
+      }
+    })()))
+  })
+  const client = await openStream(t, parked, '/')
+  await client.waitForEvents(1)
+  client.pause()
+  client.close()
+  const asyncLog = await parked.logs.waitFor((record) => record.err?.message === 'async cleanup failed', 'the async cleanup error')
+  t.match(asyncLog, { level: ERROR, msg: /while it was being ended/ })
+})

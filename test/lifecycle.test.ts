@@ -1,10 +1,10 @@
 import { test } from 'tap'
 import type { FastifyInstance, FastifyReply } from 'fastify'
-import { PROTOCOLS, isHttp2, startServer } from './helpers/server'
+import { PROTOCOLS, isHttp2, startServer, type TestServer } from './helpers/server'
 import { openStream } from './helpers/client'
 import { signalled, within } from './helpers/wait'
-import { WARN } from './helpers/logs'
-import type { EventStream } from '../index'
+import { WARN, type LogRecord } from './helpers/logs'
+import { errors, type EventStream } from '../index'
 
 function * three (): Generator<string> {
   yield 'one'
@@ -12,14 +12,22 @@ function * three (): Generator<string> {
   yield 'three'
 }
 
+// The handler returns while the stream is still open: the rest is sent, and the stream closed, later.
 function pushThree (reply: FastifyReply): EventStream {
   const stream = reply.sse()
-  for (const data of three()) stream.send(data)
-  stream.close()
+  stream.send('one')
+  setImmediate(() => {
+    stream.send('two')
+    stream.send('three')
+    stream.close()
+  })
   return stream
 }
 
-function routes (app: FastifyInstance): void {
+const SHAPES = ['async-return', 'async-call', 'sync-return', 'sync-call',
+  'push-async-return', 'push-async-call', 'push-sync-return', 'push-sync-call']
+
+function shapes (app: FastifyInstance): void {
   app.get('/async-return', async (request, reply) => reply.sse(three()))
   app.get('/async-call', async (request, reply) => { reply.sse(three()) })
   app.get('/sync-return', (request, reply) => reply.sse(three()))
@@ -28,32 +36,32 @@ function routes (app: FastifyInstance): void {
   app.get('/push-async-call', async (request, reply) => { pushThree(reply) })
   app.get('/push-sync-return', (request, reply) => pushThree(reply))
   app.get('/push-sync-call', (request, reply) => { pushThree(reply) })
-  app.get('/json', () => ({ plain: true }))
+}
+
+function requestId (server: TestServer, url: string): string | undefined {
+  return server.logs.records.find((record) => record.msg === 'incoming request' &&
+    (record.req as { url?: string } | undefined)?.url === url)?.reqId
+}
+
+async function completed (server: TestServer, reqId: string | undefined): Promise<LogRecord> {
+  return await server.logs.waitFor((record) => record.msg === 'request completed' && record.reqId === reqId,
+    `request completed for ${String(reqId)}`)
 }
 
 for (const protocol of PROTOCOLS) {
   test(`${protocol}: return or not, sync or async, pull or push: events arrive and nothing is logged above info`, async (t) => {
-    const server = await startServer(t, protocol, routes)
-    for (const path of ['/async-return', '/async-call', '/sync-return', '/sync-call',
-      '/push-async-return', '/push-async-call', '/push-sync-return', '/push-sync-call']) {
-      const client = await openStream(t, server, path)
+    const server = await startServer(t, protocol, shapes)
+    for (const shape of SHAPES) {
+      const client = await openStream(t, server, `/${shape}`)
       await client.waitForEnd()
-      t.same(client.events.map((event) => event.data), ['one', 'two', 'three'], path)
+      t.equal(client.status, 200, shape)
+      t.same(client.events.map((event) => event.data), ['one', 'two', 'three'], shape)
+      const done = await completed(server, requestId(server, `/${shape}`))
+      t.equal((done.res as { statusCode?: number }).statusCode, 200, `${shape}: Fastify logs the request as completed`)
     }
-    const completed = await server.logs.waitFor((record) => record.msg === 'request completed' &&
-      (record.res as { statusCode?: number } | undefined)?.statusCode === 200, 'request completed')
-    t.type(completed.responseTime, 'number', 'Fastify logs the completed stream with its response time')
     t.same(server.logs.atLeast(WARN), [], 'no warning, no error')
   })
 }
-
-test('a sync route that returns a value still sends it (the sync-return wrapper lets it through)', async (t) => {
-  const server = await startServer(t, 'http1', routes)
-  const response = await server.app.inject('/json')
-  t.same(response.json(), { plain: true })
-  const asyncRoute = await startServer(t, 'http1', (app) => { app.get('/', async () => 'text') })
-  t.equal((await asyncRoute.app.inject('/')).body, 'text')
-})
 
 test('the handle is not thenable: awaiting it gives the handle', async (t) => {
   const got = signalled<{ thenable: boolean, same: boolean }>()
@@ -62,67 +70,126 @@ test('the handle is not thenable: awaiting it gives the handle', async (t) => {
       const stream = reply.sse()
       const awaited = await stream
       got.resolve({ thenable: 'then' in stream, same: awaited === stream })
+      stream.send('after await')
       stream.close()
     })
   })
-  await openStream(t, server, '/')
+  const client = await openStream(t, server, '/')
   t.same(await within(got.promise, 'the handler'), { thenable: false, same: true })
+  await client.waitForEnd()
+  t.same(client.events.map((event) => event.data), ['after await'])
 })
 
 for (const protocol of PROTOCOLS) {
   test(`${protocol}: a hook that rejects runs before any stream opens`, async (t) => {
     let sourceCalls = 0
+    const unauthorized = (): Error => Object.assign(new Error('no token'), { statusCode: 401 })
+    const source = (): Iterable<string> => { sourceCalls++; return three() }
     const server = await startServer(t, protocol, (app) => {
-      app.addHook('onRequest', async (request, reply) => {
-        if (request.headers.authorization !== 'Bearer ok') return await reply.code(401).send({ error: 'Unauthorized' })
-      })
-      app.get('/private', (request, reply) => reply.sse(() => { sourceCalls++; return three() }))
+      app.get('/on-request', {
+        onRequest: async (request) => { if (request.headers.authorization !== 'Bearer ok') throw unauthorized() }
+      }, (request, reply) => reply.sse(source))
+      app.get('/pre-handler', {
+        preHandler: async (request) => { if (request.headers.authorization !== 'Bearer ok') throw unauthorized() }
+      }, (request, reply) => reply.sse(source))
     })
-    const denied = await openStream(t, server, '/private')
-    await denied.waitForEnd()
-    t.equal(denied.status, 401)
-    t.match(denied.headers['content-type'], /^application\/json/)
-    t.same(JSON.parse(denied.text), { error: 'Unauthorized' })
+    for (const path of ['/on-request', '/pre-handler']) {
+      const denied = await openStream(t, server, path)
+      await denied.waitForEnd()
+      t.equal(denied.status, 401, path)
+      t.equal(denied.headers['content-type'], 'application/json; charset=utf-8', `${path}: not an event stream`)
+      t.same(JSON.parse(denied.text), { statusCode: 401, error: 'Unauthorized', message: 'no token' })
+      t.same(denied.events, [])
+    }
     t.equal(sourceCalls, 0, 'the source was never made')
-    const allowed = await openStream(t, server, '/private', { headers: { authorization: 'Bearer ok' } })
-    await allowed.waitForEnd()
-    t.equal(allowed.events.length, 3)
-    t.equal(sourceCalls, 1)
+
+    for (const path of ['/on-request', '/pre-handler']) {
+      const allowed = await openStream(t, server, path, { headers: { authorization: 'Bearer ok' } })
+      await allowed.waitForEnd()
+      t.equal(allowed.headers['content-type'], 'text/event-stream; charset=utf-8', path)
+      t.same(allowed.events.map((event) => event.data), ['one', 'two', 'three'], path)
+    }
+    t.equal(sourceCalls, 2, 'once the hook lets the request through, the stream opens')
   })
 
-  test(`${protocol}: onResponse hooks run when the server ends the stream; a client that leaves is seen by Fastify`, async (t) => {
+  test(`${protocol}: the server ends the stream: onResponse runs and Fastify logs the request as completed`, async (t) => {
+    const onResponse = new Map([['/source-ends', signalled()], ['/closed', signalled()]])
+    const server = await startServer(t, protocol, (app) => {
+      app.addHook('onResponse', async (request) => { onResponse.get(request.url)?.resolve() })
+      app.get('/source-ends', (request, reply) => reply.sse(three()))
+      app.get('/closed', (request, reply) => {
+        const stream = reply.sse()
+        stream.send('bye')
+        setImmediate(() => stream.close())
+      })
+    })
+    for (const [path, hook] of onResponse) {
+      const client = await openStream(t, server, path)
+      await client.waitForEnd()
+      await within(hook.promise, `onResponse for ${path}`)
+      const reqId = requestId(server, path)
+      const done = await completed(server, reqId)
+      t.ok(reqId, `${path}: the request had an id`)
+      t.type(done.responseTime, 'number', `${path}: logged with its response time`)
+      t.equal((done.res as { statusCode?: number }).statusCode, 200)
+    }
+    t.same(server.logs.atLeast(WARN), [])
+  })
+
+  test(`${protocol}: the client goes away: Fastify runs onRequestAbort, and ${isHttp2(protocol)
+    ? 'HTTP/2 finishes the response (onResponse, "request completed")'
+    : 'HTTP/1.1 does not finish the response (no onResponse, no "request completed")'}`, async (t) => {
     const seen: string[] = []
-    const expected = ['onResponse /ends', 'onRequestAbort /forever']
-    if (isHttp2(protocol)) expected.push('onResponse /forever')
-    const hooks = new Map(expected.map((name) => [name, signalled()]))
+    const aborted = signalled()
+    const closed = signalled<unknown>()
+    const responded = signalled()
     const server = await startServer(t, protocol, (app) => {
       app.addHook('onResponse', async (request) => {
         seen.push(`onResponse ${request.url}`)
-        hooks.get(`onResponse ${request.url}`)?.resolve()
+        if (request.url === '/forever') responded.resolve()
       })
       app.addHook('onRequestAbort', async (request) => {
         seen.push(`onRequestAbort ${request.url}`)
-        hooks.get(`onRequestAbort ${request.url}`)?.resolve()
+        aborted.resolve()
       })
-      app.get('/ends', (request, reply) => reply.sse(three()))
-      app.get('/forever', (request, reply) => { reply.sse().send('hello') })
+      app.get('/forever', (request, reply) => {
+        const stream = reply.sse()
+        stream.signal.addEventListener('abort', () => closed.resolve(stream.signal.reason))
+        stream.send('hello')
+      })
+      app.get('/after', async () => ({ ok: true }))
     })
-    const ends = await openStream(t, server, '/ends')
-    await ends.waitForEnd()
-    const forever = await openStream(t, server, '/forever')
-    await forever.waitForEvents(1)
-    forever.close()
-    await within(Promise.all([...hooks.values()].map((hook) => hook.promise)), `the hooks: ${[...hooks.keys()].join(', ')}`)
-    // Fastify runs onRequestAbort for a client that leaves. HTTP/2 also finishes the response (Node's
-    // compatibility layer emits 'finish' when a stream closes); HTTP/1.1 does not finish a response whose socket is gone.
-    t.same(seen.sort(), [...hooks.keys()].sort())
+    const client = await openStream(t, server, '/forever')
+    await client.waitForEvents(1)
+    client.close()
+    t.match(await within(closed.promise, 'the stream signal'), { code: 'FST_SSE_CLIENT_CLOSED' })
+    await within(aborted.promise, 'onRequestAbort')
+    const reqId = requestId(server, '/forever')
+
+    if (isHttp2(protocol)) {
+      // Node's compatibility layer emits 'finish' on a response whose stream closed, whoever closed it.
+      await within(responded.promise, 'onResponse')
+      const done = await completed(server, reqId)
+      t.type(done.responseTime, 'number', 'logged as completed, with its response time')
+      t.same(seen, ['onRequestAbort /forever', 'onResponse /forever'])
+    } else {
+      // A whole request after it bounds the wait: by then a 'finish' would have come long ago.
+      const after = await openStream(t, server, '/after')
+      await after.waitForEnd()
+      await completed(server, requestId(server, '/after'))
+      t.same(seen, ['onRequestAbort /forever', 'onResponse /after'], 'onResponse did not run for the stream')
+      t.same(server.logs.records.filter((record) => record.reqId === reqId).map((record) => record.msg),
+        ['incoming request'], 'nothing else is logged for it: not "request completed"')
+    }
+    t.same(server.logs.atLeast(WARN), [])
   })
 }
 
-test('reply.sse() twice throws FST_SSE_ALREADY_SENT, and the first stream goes on', async (t) => {
+test('reply.sse() on a reply already sent throws FST_SSE_ALREADY_SENT, and the first stream goes on', async (t) => {
   const second = signalled<unknown>()
+  const afterSend = signalled<unknown>()
   const server = await startServer(t, 'h2c', (app) => {
-    app.get('/', (request, reply) => {
+    app.get('/twice', (request, reply) => {
       const stream = reply.sse()
       try {
         reply.sse()
@@ -132,24 +199,79 @@ test('reply.sse() twice throws FST_SSE_ALREADY_SENT, and the first stream goes o
       stream.send('still here')
       stream.close()
     })
+    app.get('/after-send', (request, reply) => {
+      reply.send({ sent: true })
+      try {
+        reply.sse()
+      } catch (error) {
+        afterSend.resolve(error)
+      }
+    })
   })
-  const client = await openStream(t, server, '/')
-  t.match(await within(second.promise, 'the second call'), { code: 'FST_SSE_ALREADY_SENT', statusCode: 500 })
+  const client = await openStream(t, server, '/twice')
+  const error = await within(second.promise, 'the second call')
+  t.ok(error instanceof errors.FST_SSE_ALREADY_SENT)
+  t.match(error, { code: 'FST_SSE_ALREADY_SENT', statusCode: 500 })
   await client.waitForEnd()
   t.same(client.events.map((event) => event.data), ['still here'])
+
+  const sent = await openStream(t, server, '/after-send')
+  t.match(await within(afterSend.promise, 'the call after send'), { code: 'FST_SSE_ALREADY_SENT' })
+  await sent.waitForEnd()
+  t.same(JSON.parse(sent.text), { sent: true }, 'the reply that was sent is untouched')
+  t.same(server.logs.atLeast(WARN), [])
 })
 
 for (const protocol of PROTOCOLS) {
   test(`${protocol}: HEAD gets the SSE headers, an empty body, and the source is not pulled`, async (t) => {
     let pulled = 0
+    function * counted (): Generator<string> {
+      pulled++
+      yield 'x'
+    }
     const server = await startServer(t, protocol, (app) => {
-      app.get('/events', (request, reply) => reply.sse((function * () { pulled++; yield 'x' })()))
+      app.get('/sync', (request, reply) => reply.sse(counted()))
+      app.get('/async', async (request, reply) => reply.sse(counted()))
     })
-    const client = await openStream(t, server, '/events', { method: 'HEAD' })
-    await client.waitForEnd()
-    t.equal(client.status, 200)
-    t.equal(client.headers['content-type'], 'text/event-stream; charset=utf-8')
-    t.equal(client.text, '')
-    t.equal(pulled, 0)
+    for (const path of ['/sync', '/async']) {
+      const client = await openStream(t, server, path, { method: 'HEAD' })
+      await client.waitForEnd()
+      t.equal(client.status, 200, path)
+      t.equal(client.headers['content-type'], 'text/event-stream; charset=utf-8')
+      t.equal(client.headers['cache-control'], 'no-cache')
+      t.equal(client.headers['x-accel-buffering'], 'no')
+      t.equal(client.text, '', 'no body')
+      await completed(server, requestId(server, path))
+    }
+    t.equal(pulled, 0, 'no event was pulled')
+    t.same(server.logs.atLeast(WARN), [])
   })
 }
+
+test('non-SSE routes are untouched by the wrapper that quiets sync `return reply.sse()`', async (t) => {
+  const server = await startServer(t, 'h2c', (app) => {
+    app.decorate('answer', 42)
+    app.get('/object', () => ({ plain: true }))
+    app.get('/this', function (this: FastifyInstance) { return { answer: (this as unknown as { answer: number }).answer } })
+    app.get('/promise', () => Promise.resolve({ later: true }))
+    app.get('/send', (request, reply) => { reply.send({ sent: true }) })
+    app.get('/return-send', (request, reply) => reply.code(201).send({ returned: true }))
+    app.get('/async', async () => ({ async: true }))
+  })
+  const expected: Record<string, [number, unknown]> = {
+    '/object': [200, { plain: true }],
+    '/this': [200, { answer: 42 }],
+    '/promise': [200, { later: true }],
+    '/send': [200, { sent: true }],
+    '/return-send': [201, { returned: true }],
+    '/async': [200, { async: true }]
+  }
+  for (const [path, [status, body]] of Object.entries(expected)) {
+    const client = await openStream(t, server, path, { headers: { accept: 'application/json' } })
+    await client.waitForEnd()
+    t.equal(client.status, status, path)
+    t.equal(client.headers['content-type'], 'application/json; charset=utf-8', path)
+    t.same(JSON.parse(client.text), body, path)
+  }
+  t.same(server.logs.atLeast(WARN), [], 'no "Reply was already sent" or any other warning')
+})

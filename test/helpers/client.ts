@@ -31,6 +31,8 @@ export class SseClient extends EventEmitter {
   readonly comments: string[] = []
   readonly retries: number[] = []
   ended = false
+  /** HTTP/1.1: true once the client's socket is closed. */
+  socketClosed = false
   private readonly parser = createParser({
     onEvent: (event) => this.events.push(event),
     onComment: (comment) => this.comments.push(comment),
@@ -74,6 +76,10 @@ export class SseClient extends EventEmitter {
 
   async waitForEnd (timeoutMs = DEFAULT_TIMEOUT_MS): Promise<void> {
     await waitUntil(this, 'change', () => (this.ended ? true : undefined), 'the stream to end', timeoutMs)
+  }
+
+  async waitForSocketClose (timeoutMs = DEFAULT_TIMEOUT_MS): Promise<void> {
+    await waitUntil(this, 'change', () => (this.socketClosed ? true : undefined), 'the client socket to close', timeoutMs)
   }
 
   /** The client goes away: RST_STREAM over HTTP/2, the socket destroyed over HTTP/1.1. */
@@ -127,6 +133,10 @@ export async function openStream (t: Teardown, server: TestServer, path: string,
   }
   const transport = server.protocol === 'http1-tls' ? https : http
   const request = transport.request(`${server.origin}${path}`, { method, headers, agent: false, ca: server.ca })
+  request.once('socket', (socket) => socket.once('close', () => {
+    client.socketClosed = true
+    client.emit('change')
+  }))
   t.teardown(() => request.destroy())
   request.on('error', () => {})
   const response = await within(new Promise<http.IncomingMessage>((resolve, reject) => {
