@@ -22,18 +22,20 @@ export function createReplySse (settings: Settings, openStreams: OpenStreams): R
     const lastEventId = readLastEventId(reply.request, settings.lastEventIdQuery)
     const stream = new EventStream(reply.raw, reply.log, lastEventId, serializer, openStreams)
 
-    // The source is resolved before anything is sent, so that a bad one is an ordinary error response.
+    // The source is resolved, and the headers checked by Node, before the reply is hijacked: a bad source
+    // or header is an ordinary error response, not a request left hanging.
     let pulled
     try {
       pulled = source === undefined ? undefined : openSource(source, { signal: stream.signal, lastEventId })
+      const headers = eventStreamHeaders(reply.getHeaders(), 'stream' in reply.raw)
+      stream.open(reply.statusCode, headers, retry, reply.request.method === 'HEAD')
     } catch (error) {
       stream.abandon(error as Error)
+      // The stream is closed: pump() only ends the source, so that it lets go of what it holds.
+      if (pulled !== undefined) pump(stream, pulled, reply.log)
       throw error
     }
-
     reply.hijack()
-    const headers = eventStreamHeaders(reply.getHeaders(), 'stream' in reply.raw)
-    stream.open(reply.statusCode, headers, retry, reply.request.method === 'HEAD')
     // pump() never rejects: a failing source is logged and its stream closed.
     if (pulled !== undefined) pump(stream, pulled, reply.log)
     return stream

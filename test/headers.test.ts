@@ -96,3 +96,27 @@ for (const protocol of PROTOCOLS) {
     t.same(warningsSeen(), [], 'no UnsupportedWarning, nor any other process warning')
   })
 }
+
+// Node refuses a header value with a line break over HTTP/1.1 (HTTP/2 lets it through).
+for (const protocol of PROTOCOLS.filter((protocol) => !isHttp2(protocol))) {
+  test(`${protocol}: a header Node refuses is an ordinary error response, not a request left hanging`, async (t) => {
+    const signals: AbortSignal[] = []
+    const server = await startServer(t, protocol, (app) => {
+      app.get('/events', (request, reply) => {
+        reply.header('x-bad', 'line\nbreak')
+        return reply.sse(({ signal }) => { signals.push(signal); return ['never sent'] })
+      })
+      app.get('/push', (request, reply) => { reply.header('x-bad', 'line\nbreak').sse().send('never sent') })
+    })
+    for (const path of ['/events', '/push']) {
+      const client = await openStream(t, server, path)
+      await client.waitForEnd()
+      t.equal(client.status, 500, path)
+      t.not(client.headers['content-type'], 'text/event-stream; charset=utf-8')
+      t.match(JSON.parse(client.text), { statusCode: 500, code: 'ERR_INVALID_CHAR' })
+    }
+    t.equal(signals.length, 1)
+    t.match(signals[0].reason, { code: 'ERR_INVALID_CHAR' }, 'the source was told, through its signal')
+    t.same(warningsSeen(), [], 'no process warning')
+  })
+}
