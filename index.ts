@@ -4,7 +4,13 @@ import type {
   FastifySseOptions, SseEvent, SseIterableSource, SseMessage, SseReplyOptions, SseSerializer, SseSource,
   SseSourceContext
 } from './lib/types'
+import type { ChannelEvent, ChannelFilter } from './lib/channel'
+import type { EventToStore, Replay, SseStore, StoredEvent, StoredEventListener } from './lib/store'
+import type { MemoryStoreOptions } from './lib/memory-store'
 import { EventStream } from './lib/event-stream'
+import { Channel, MISSED_EVENT } from './lib/channel'
+import { Channels } from './lib/channels'
+import { MemoryStore } from './lib/memory-store'
 import { OpenStreams } from './lib/open-streams'
 import { resolveOptions } from './lib/options'
 import { createReplySse } from './lib/reply-sse'
@@ -12,13 +18,18 @@ import * as errors from './lib/errors'
 
 async function fastifySseH2 (fastify: FastifyInstance, options: FastifySseOptions): Promise<void> {
   const settings = resolveOptions(options)
-  const openStreams = new OpenStreams(settings.heartbeatInterval, settings.maxBufferedBytes)
+  const openStreams = new OpenStreams(settings.heartbeatInterval, settings.maxBufferedBytes, settings.writeTimeout)
+  const channels = new Channels(settings.store, settings.serializer, fastify.log)
 
+  fastify.decorate('sse', channels)
   fastify.decorateReply('sse', createReplySse(settings, openStreams))
   fastify.addHook('onRoute', quietSseReturn)
   // Before the server stops accepting: it waits for open connections, and event streams never end by themselves.
   fastify.addHook('preClose', async function closeEventStreams () {
     await openStreams.closeAll()
+  })
+  fastify.addHook('onClose', async function closeChannels () {
+    await channels.close()
   })
 }
 
@@ -45,13 +56,19 @@ declare module 'fastify' {
      */
     sse: (source?: SseSource, options?: SseReplyOptions) => EventStream
   }
+
+  interface FastifyInstance {
+    /** The plugin's channels: `app.sse.channel(name)`. */
+    sse: Channels
+  }
 }
 
 declare namespace fastifySseH2 {
-  export { fastifySseH2 as default, fastifySseH2, errors, EventStream }
+  export { fastifySseH2 as default, fastifySseH2, errors, EventStream, Channel, Channels, MemoryStore, MISSED_EVENT }
   export type {
     FastifySseOptions, SseEvent, SseIterableSource, SseMessage, SseReplyOptions, SseSerializer, SseSource,
-    SseSourceContext
+    SseSourceContext, ChannelEvent, ChannelFilter, SseStore, StoredEvent, EventToStore, Replay, StoredEventListener,
+    MemoryStoreOptions
   }
 }
 
@@ -62,3 +79,7 @@ module.exports.default = fastifySseH2
 module.exports.fastifySseH2 = fastifySseH2
 module.exports.errors = errors
 module.exports.EventStream = EventStream
+module.exports.Channel = Channel
+module.exports.Channels = Channels
+module.exports.MemoryStore = MemoryStore
+module.exports.MISSED_EVENT = MISSED_EVENT

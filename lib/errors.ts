@@ -51,3 +51,14 @@ export const FST_SSE_SLOW_CLIENT = createError<'FST_SSE_SLOW_CLIENT', [number, n
   'FST_SSE_SLOW_CLIENT',
   'fastify-sse-h2: %d bytes were waiting for the client, over maxBufferedBytes (%d); the stream was closed ' +
   'so that the client reconnects and resumes from its last event id', 503, Error, false)
+
+export const FST_SSE_INVALID_CHANNEL = createError<'FST_SSE_INVALID_CHANNEL', [string]>(
+  'FST_SSE_INVALID_CHANNEL', 'fastify-sse-h2: a channel name must be a non-empty string, got %s', 500, TypeError)
+
+export const FST_SSE_CHANNEL_CLOSED = createError<'FST_SSE_CHANNEL_CLOSED', [string]>(
+  'FST_SSE_CHANNEL_CLOSED', 'fastify-sse-h2: channel %s is closed', 500)
+
+export const FST_SSE_FROZEN_CLIENT = createError<'FST_SSE_FROZEN_CLIENT', [number]>(
+  'FST_SSE_FROZEN_CLIENT',
+  'fastify-sse-h2: the client took nothing for %d ms while data waited for it (writeTimeout); the stream was closed ' +
+  'so that the client reconnects and resumes from its last event id', 503, Error, false)

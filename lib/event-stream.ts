@@ -6,7 +6,9 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { SseMessage, SseSerializer } from './types'
 import type { OpenStreams } from './open-streams'
 import { HEARTBEAT_FRAME, frameComment, frameEvent, frameRetry } from './framing'
-import { FST_SSE_CLIENT_CLOSED, FST_SSE_SLOW_CLIENT, FST_SSE_STREAM_ENDED, FST_SSE_SERVER_CLOSING } from './errors'
+import {
+  FST_SSE_CLIENT_CLOSED, FST_SSE_FROZEN_CLIENT, FST_SSE_SLOW_CLIENT, FST_SSE_STREAM_ENDED, FST_SSE_SERVER_CLOSING
+} from './errors'
 
 // Http2ServerResponse has flushHeaders() too, but @types/node 20 does not say so.
 export type RawResponse = ServerResponse | (Http2ServerResponse & { flushHeaders: () => void })
@@ -25,8 +27,6 @@ interface DrainWait {
  * or to the HTTP/1.1 response.
  */
 export class EventStream {
-  /** Aborted when the stream ends, for any reason: `signal.reason` says which (an error with a `code`). */
-  readonly signal: AbortSignal
   /** The id the client last received (`Last-Event-ID` header, or the query fallback), or `undefined`. */
   readonly lastEventId: string | undefined
 
@@ -34,8 +34,16 @@ export class EventStream {
   quietTicks = 0
   /** @internal False once the response is finished or the connection gone. */
   transportOpen = true
+  /** @internal When writes started waiting for the client (ms since the epoch), or 0. */
+  blockedSince = 0
+  /** @internal Called once when the stream ends (a channel lets go of its subscriber). */
+  onClose: (() => void) | undefined
+  /** @internal Called before the stream's own send() and comment(): a channel writes what it owes first. */
+  beforeOwnWrite: (() => void) | undefined
 
-  private readonly controller = new AbortController()
+  // Made on first use of `signal`: a channel subscriber that never asks costs no controller.
+  private controller: AbortController | undefined
+  private closeReason: Error | undefined
   private readonly res: RawResponse
   // The HTTP/2 stream itself, so writes skip the compatibility layer; the response for HTTP/1.1.
   private readonly target: ServerHttp2Stream | ServerResponse
@@ -48,11 +56,13 @@ export class EventStream {
   private needsDrain = false
   private ended = false
   private drainWait: DrainWait | undefined
+  // A replay may hold more than maxBufferedBytes: it is bounded by the history. Until the client has taken it,
+  // live writes are bounded above it.
+  private replayAllowance = 0
 
   /** @internal */
   constructor (res: RawResponse, log: FastifyBaseLogger, lastEventId: string | undefined,
     serializer: SseSerializer, openStreams: OpenStreams) {
-    this.signal = this.controller.signal
     this.lastEventId = lastEventId
     this.res = res
     this.http2 = 'stream' in res
@@ -60,6 +70,15 @@ export class EventStream {
     this.log = log
     this.serializer = serializer
     this.openStreams = openStreams
+  }
+
+  /** Aborted when the stream ends, for any reason: `signal.reason` says which (an error with a `code`). */
+  get signal (): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController()
+      if (this.closeReason !== undefined) this.controller.abort(this.closeReason)
+    }
+    return this.controller.signal
   }
 
   /** True once the stream is closed: nothing more will be written. */
@@ -77,12 +96,16 @@ export class EventStream {
    * or the stream is closed. An invalid event throws and nothing is written.
    */
   send (message: SseMessage): boolean {
-    return this.enqueue(frameEvent(message, this.serializer), true)
+    const frame = frameEvent(message, this.serializer)
+    this.beforeOwnWrite?.()
+    return this.enqueue(frame, true)
   }
 
   /** Sends a comment line, which clients ignore. Returns like `send()`. */
   comment (text: string): boolean {
-    return this.enqueue(frameComment(text), true)
+    const frame = frameComment(text)
+    this.beforeOwnWrite?.()
+    return this.enqueue(frame, true)
   }
 
   /** Resolves when what was sent has been handed to the client, or the stream closed. Never rejects. */
@@ -105,9 +128,7 @@ export class EventStream {
   open (statusCode: number, headers: OutgoingHttpHeaders, retry: number | undefined, headOnly: boolean): void {
     const res = this.res
     if (this.transportGone()) {
-      this.transportOpen = false
-      this.ended = true
-      this.controller.abort(new FST_SSE_CLIENT_CLOSED())
+      this.abandon(new FST_SSE_CLIENT_CLOSED())
       return
     }
     this.res.once('close', () => this.onTransportClose())
@@ -128,7 +149,7 @@ export class EventStream {
   abandon (reason: Error): void {
     this.ended = true
     this.transportOpen = false
-    this.controller.abort(reason)
+    this.finish(reason)
   }
 
   /** @internal Sends an event from a pulled source: the source is paused instead of being bounded. */
@@ -138,7 +159,7 @@ export class EventStream {
 
   /** @internal Logs what made a source fail, unless it is the stream's own end, then closes. */
   fail (error: unknown): void {
-    if (this.signal.aborted) {
+    if (this.ended) {
       this.log.debug({ err: error }, 'fastify-sse-h2: the event source ended with an error after the stream closed')
     } else {
       this.log.error({ err: error }, 'fastify-sse-h2: the event source failed; the stream was closed')
@@ -152,16 +173,51 @@ export class EventStream {
     if (this.needsDrain || this.pending === '' || this.ended) return
     const chunk = this.pending
     this.pending = ''
-    this.quietTicks = 0
-    if (!this.target.write(chunk)) this.needsDrain = true
+    this.writeOut(chunk)
+  }
+
+  /**
+   * @internal Writes a channel's events at once, behind what is pending, even while the client is behind:
+   * a chunk shared by every subscriber costs a reference per subscriber, not a copy. A client that has not
+   * taken more than maxBufferedBytes of what it was sent before is dropped instead: one burst may exceed the
+   * bound, falling behind by it may not.
+   */
+  writeLive (chunk: string | Buffer): void {
+    if (this.bufferedBytes > this.openStreams.maxBufferedBytes + this.replayAllowance) {
+      this.dropSlowClient()
+      return
+    }
+    // What the stream's own send() queued while the client was behind goes first.
+    if (this.pending !== '') {
+      this.writeOut(this.pending)
+      this.pending = ''
+    }
+    this.writeOut(chunk)
+  }
+
+  /** @internal Queues a channel's events ahead of the stream's own, in the order they were published. */
+  queueLive (text: string): void {
+    this.enqueue(text, false)
+  }
+
+  /** @internal Writes what a subscriber missed, which the history bounds, before any live event. */
+  writeReplay (text: string): void {
+    if (this.ended || text === '') return
+    this.replayAllowance = text.length
+    this.pending += text
+    this.flush()
+  }
+
+  /** @internal Called by the heartbeat when writes have waited for the client longer than writeTimeout. */
+  dropFrozenClient (waitedMs: number): void {
+    this.log.warn({ waitedMs, writeTimeout: this.openStreams.writeTimeout },
+      'fastify-sse-h2: a client took nothing for longer than writeTimeout; its stream was closed')
+    this.destroy(new FST_SSE_FROZEN_CLIENT(waitedMs))
   }
 
   /** @internal Called by the heartbeat when the stream has been quiet long enough. */
   heartbeat (): void {
-    // A client that is behind has not read what it has: a heartbeat would only pile up.
-    if (this.ended || this.needsDrain) return
-    this.pending += HEARTBEAT_FRAME
-    this.flush()
+    this.enqueue(HEARTBEAT_FRAME, false)
   }
 
   /** @internal Ends the stream because the server is closing, and lets its connection go. */
@@ -184,6 +240,14 @@ export class EventStream {
       this.ended = true
       this.pending = ''
       this.finish(reason)
+    }
+  }
+
+  private writeOut (chunk: string | Buffer): void {
+    this.quietTicks = 0
+    if (!this.target.write(chunk) && !this.needsDrain) {
+      this.needsDrain = true
+      this.blockedSince = Date.now()
     }
   }
 
@@ -215,7 +279,8 @@ export class EventStream {
     if (this.ended) return
     this.ended = true
     if (this.transportOpen) {
-      if (this.pending !== '') this.target.write(this.pending)
+      // Through writeOut, so that a client that never takes these last bytes is still dropped after writeTimeout.
+      if (this.pending !== '') this.writeOut(this.pending)
       this.res.end()
     }
     this.pending = ''
@@ -223,12 +288,16 @@ export class EventStream {
   }
 
   private finish (reason: Error): void {
-    this.controller.abort(reason)
+    this.closeReason = reason
+    this.controller?.abort(reason)
     this.releaseDrainWait()
+    this.onClose?.()
   }
 
   private onDrain (): void {
     this.needsDrain = false
+    this.blockedSince = 0
+    this.replayAllowance = 0
     this.flush()
     if (!this.needsDrain) this.releaseDrainWait()
   }

@@ -1,5 +1,5 @@
 import { inspect } from 'node:util'
-import type { SseMessage, SseSerializer } from './types'
+import type { SseEvent, SseMessage, SseSerializer } from './types'
 import {
   FST_SSE_INVALID_COMMENT,
   FST_SSE_INVALID_EVENT,
@@ -23,18 +23,37 @@ export const HEARTBEAT_FRAME = ':\n\n'
 
 export function frameEvent (message: SseMessage, serializer: SseSerializer): string {
   if (typeof message === 'string') return dataLines(message) + '\n'
+  const event = toEvent(message)
+  let frame = event.id === undefined ? '' : 'id: ' + eventId(event.id) + '\n'
+  frame += fieldLines(event, serializer)
+  return frame === '' ? '' : frame + '\n'
+}
+
+/**
+ * The frame of an event without its `id:` line, for a store to put its own id in front. Never empty:
+ * an event with no other field is a blank line, which ends the id's frame.
+ */
+export function frameBody (event: SseEvent, serializer: SseSerializer): string {
+  return fieldLines(event, serializer) + '\n'
+}
+
+/** A message as an event object; refuses what is neither a string nor an object. */
+export function toEvent (message: SseMessage): SseEvent {
+  if (typeof message === 'string') return { data: message }
   if (typeof message !== 'object' || message === null || Array.isArray(message)) {
     throw new FST_SSE_INVALID_EVENT(describe(message))
   }
+  return message
+}
 
-  let frame = ''
-  const { comment, id, event, retry, data } = message
-  if (comment !== undefined) frame += commentLines(comment)
-  if (id !== undefined) frame += 'id: ' + checkId(id) + '\n'
-  if (event !== undefined) frame += 'event: ' + checkEventName(event) + '\n'
-  if (retry !== undefined) frame += retryLine(retry)
-  if (data !== undefined) frame += dataLines(dataText(data, serializer))
-  return frame === '' ? '' : frame + '\n'
+function fieldLines (event: SseEvent, serializer: SseSerializer): string {
+  let lines = ''
+  const { comment, event: name, retry, data } = event
+  if (comment !== undefined) lines += commentLines(comment)
+  if (name !== undefined) lines += 'event: ' + checkEventName(name) + '\n'
+  if (retry !== undefined) lines += retryLine(retry)
+  if (data !== undefined) lines += dataLines(dataText(data, serializer))
+  return lines
 }
 
 export function frameComment (text: string): string {
@@ -74,7 +93,8 @@ function dataText (data: unknown, serializer: SseSerializer): string {
   return text
 }
 
-function checkId (id: unknown): string {
+/** The text of an event id, refused if the client could not read it back as sent. */
+export function eventId (id: unknown): string {
   if (typeof id === 'number') {
     if (Number.isFinite(id)) return String(id)
     throw new FST_SSE_INVALID_ID(`a finite value (got ${id})`)

@@ -1,22 +1,31 @@
 import type { EventStream } from './event-stream'
 
-// The timer ticks four times an interval, so a stream is never silent for longer than the interval:
+// The timer ticks at least four times an interval, so a stream is never silent for longer than the interval:
 // it gets its comment between 3/4 and 1 interval after its last write.
 const TICKS_PER_BEAT = 4
 
-/** One timer for every open stream, running only while there are streams to keep alive. */
+/**
+ * One timer for every open stream, running only while there are streams: it writes heartbeats to the quiet
+ * ones, and drops those whose writes have waited for the client longer than writeTimeout.
+ */
 export class Heartbeat {
   private readonly tickMs: number
+  private readonly ticksPerBeat: number
+  private readonly writeTimeout: number
   private readonly streams: ReadonlySet<EventStream>
   private timer: NodeJS.Timeout | undefined
 
-  constructor (intervalMs: number, streams: ReadonlySet<EventStream>) {
-    this.tickMs = intervalMs / TICKS_PER_BEAT
+  /** Both intervals in ms, 0 for off; at least one of them is on. */
+  constructor (heartbeatInterval: number, writeTimeout: number, streams: ReadonlySet<EventStream>) {
+    const periods = [heartbeatInterval, writeTimeout].filter((ms) => ms > 0).map((ms) => ms / TICKS_PER_BEAT)
+    this.tickMs = Math.min(...periods)
+    this.ticksPerBeat = heartbeatInterval > 0 ? Math.round(heartbeatInterval / this.tickMs) : Infinity
+    this.writeTimeout = writeTimeout > 0 ? writeTimeout : Infinity
     this.streams = streams
   }
 
   start (): void {
-    this.timer = setInterval(tick, this.tickMs, this.streams)
+    this.timer = setInterval(tick, this.tickMs, this)
     // Open streams keep their server alive; the timer alone must not keep the process running.
     this.timer.unref()
   }
@@ -25,10 +34,22 @@ export class Heartbeat {
     clearInterval(this.timer)
     this.timer = undefined
   }
+
+  /** @internal */
+  tick (): void {
+    const now = Date.now()
+    for (const stream of this.streams) {
+      // A client that is behind gets no heartbeat, which would only pile up behind what it has not read.
+      if (stream.blockedSince !== 0) {
+        const waited = now - stream.blockedSince
+        if (waited >= this.writeTimeout) stream.dropFrozenClient(waited)
+      } else if (++stream.quietTicks >= this.ticksPerBeat) {
+        stream.heartbeat()
+      }
+    }
+  }
 }
 
-function tick (streams: ReadonlySet<EventStream>): void {
-  for (const stream of streams) {
-    if (++stream.quietTicks >= TICKS_PER_BEAT) stream.heartbeat()
-  }
+function tick (heartbeat: Heartbeat): void {
+  heartbeat.tick()
 }

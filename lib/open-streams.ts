@@ -8,13 +8,17 @@ export const SHUTDOWN_GRACE_MS = 1000
 /** The streams of one plugin instance whose connection is open: what the heartbeat and shutdown walk. */
 export class OpenStreams {
   readonly maxBufferedBytes: number
+  readonly writeTimeout: number
   private readonly streams = new Set<EventStream>()
   private readonly heartbeat: Heartbeat | undefined
   private whenEmpty: (() => void) | undefined
 
-  constructor (heartbeatInterval: number, maxBufferedBytes: number) {
+  constructor (heartbeatInterval: number, maxBufferedBytes: number, writeTimeout: number) {
     this.maxBufferedBytes = maxBufferedBytes
-    this.heartbeat = heartbeatInterval > 0 ? new Heartbeat(heartbeatInterval, this.streams) : undefined
+    this.writeTimeout = writeTimeout
+    this.heartbeat = heartbeatInterval > 0 || writeTimeout > 0
+      ? new Heartbeat(heartbeatInterval, writeTimeout, this.streams)
+      : undefined
   }
 
   add (stream: EventStream): void {

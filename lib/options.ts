@@ -1,4 +1,6 @@
 import type { FastifySseOptions, SseReplyOptions, SseSerializer } from './types'
+import type { SseStore } from './store'
+import { MemoryStore } from './memory-store'
 import { FST_SSE_INVALID_OPTION } from './errors'
 import { describe, isValidRetry } from './framing'
 
@@ -9,23 +11,28 @@ export interface Settings {
   serializer: SseSerializer
   lastEventIdQuery: string | false
   maxBufferedBytes: number
+  writeTimeout: number
+  store: SseStore
 }
 
-const defaults: Settings = {
+const defaults: Omit<Settings, 'store'> = {
   heartbeatInterval: 15_000,
   retry: undefined,
   serializer: JSON.stringify,
   lastEventIdQuery: 'lastEventId',
-  maxBufferedBytes: 256 * 1024
+  maxBufferedBytes: 256 * 1024,
+  writeTimeout: 30_000
 }
+
+const STORE_METHODS = ['append', 'readAfter', 'listen', 'unlisten', 'close'] as const
 
 // setInterval cannot wait longer than this: it fires at once instead.
 const MAX_TIMER_MS = 2 ** 31 - 1
 
 /** Applies the defaults and checks every option, so that a bad one fails `register`, not a request. */
 export function resolveOptions (options: FastifySseOptions = {}): Settings {
-  const settings: Settings = { ...defaults }
-  for (const key of Object.keys(defaults) as Array<keyof Settings>) {
+  const settings = { ...defaults } as Settings
+  for (const key of Object.keys(defaults) as Array<keyof typeof defaults>) {
     const value = (options as Record<string, unknown>)[key]
     if (value !== undefined) (settings as unknown as Record<string, unknown>)[key] = value
   }
@@ -37,7 +44,22 @@ export function resolveOptions (options: FastifySseOptions = {}): Settings {
   'a non-empty string or false', settings.lastEventIdQuery)
   check('maxBufferedBytes', isWholeNumberUpTo(settings.maxBufferedBytes, 1, Number.MAX_SAFE_INTEGER),
     'a positive whole number of bytes', settings.maxBufferedBytes)
+  check('writeTimeout', isWholeNumberUpTo(settings.writeTimeout, 0, MAX_TIMER_MS),
+    `a whole number of milliseconds from 0 (off) to ${MAX_TIMER_MS}`, settings.writeTimeout)
+  settings.store = resolveStore(options)
   return settings
+}
+
+function resolveStore ({ store, historySize, historyMaxAge }: FastifySseOptions): SseStore {
+  if (store === undefined) return new MemoryStore({ historySize, historyMaxAge })
+  check('store', typeof store === 'object' && store !== null &&
+    STORE_METHODS.every((method) => typeof store[method] === 'function'),
+  `an object with ${STORE_METHODS.join(', ')} methods`, store)
+  // History limits belong to the store given: two places to set them would be one too many.
+  for (const [name, value] of [['historySize', historySize], ['historyMaxAge', historyMaxAge]] as const) {
+    check(name, value === undefined, 'unset when a store is given (set the store\'s own limits)', value)
+  }
+  return store
 }
 
 /** Checks the options that `reply.sse()` may override. */
@@ -46,6 +68,7 @@ export function checkStreamOptions (options: SseReplyOptions): void {
     'a function', options.serializer)
   check('retry', options.retry === undefined || isValidRetry(options.retry),
     'a whole number of milliseconds, 0 or more', options.retry)
+  check('filter', options.filter === undefined || typeof options.filter === 'function', 'a function', options.filter)
 }
 
 function check (name: string, valid: boolean, expected: string, value: unknown): void {

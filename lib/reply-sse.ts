@@ -7,7 +7,8 @@ import { checkStreamOptions } from './options'
 import { eventStreamHeaders } from './response-headers'
 import { readLastEventId } from './last-event-id'
 import { openSource, pump } from './sources'
-import { FST_SSE_ALREADY_SENT } from './errors'
+import { Channel } from './channel'
+import { FST_SSE_ALREADY_SENT, FST_SSE_CHANNEL_CLOSED, FST_SSE_INVALID_OPTION } from './errors'
 
 export type ReplySse = (this: FastifyReply, source?: SseSource, options?: SseReplyOptions) => EventStream
 
@@ -22,11 +23,19 @@ export function createReplySse (settings: Settings, openStreams: OpenStreams): R
     const lastEventId = readLastEventId(reply.request, settings.lastEventIdQuery)
     const stream = new EventStream(reply.raw, reply.log, lastEventId, serializer, openStreams)
 
+    const channel = source instanceof Channel ? source : undefined
+    if (channel?.closed === true) throw new FST_SSE_CHANNEL_CLOSED(channel.name)
+    if (channel === undefined && options?.filter !== undefined) {
+      throw new FST_SSE_INVALID_OPTION('filter', 'given with a channel source only', 'a filter for another source')
+    }
+
     // The source is resolved, and the headers checked by Node, before the reply is hijacked: a bad source
     // or header is an ordinary error response, not a request left hanging.
     let pulled
     try {
-      pulled = source === undefined ? undefined : openSource(source, { signal: stream.signal, lastEventId })
+      pulled = source === undefined || channel !== undefined
+        ? undefined
+        : openSource(source, { signal: stream.signal, lastEventId })
       const headers = eventStreamHeaders(reply.getHeaders(), 'stream' in reply.raw)
       stream.open(reply.statusCode, headers, retry, reply.request.method === 'HEAD')
     } catch (error) {
@@ -36,6 +45,7 @@ export function createReplySse (settings: Settings, openStreams: OpenStreams): R
       throw error
     }
     reply.hijack()
+    channel?.subscribe(stream, lastEventId, options?.filter)
     // pump() never rejects: a failing source is logged and its stream closed.
     if (pulled !== undefined) pump(stream, pulled, reply.log)
     return stream

@@ -11,6 +11,11 @@ type AnyIterator = Iterator<unknown> | AsyncIterator<unknown>
 export interface PulledSource {
   iterator: AnyIterator
   async: boolean
+  /**
+   * A Readable's iterator destroys it from its `finally`, which a `return()` before the first `next()` skips
+   * (HEAD, a client already gone): the stream is destroyed directly then, so a file or cursor behind it closes.
+   */
+  readable: Readable | undefined
 }
 
 /**
@@ -22,14 +27,14 @@ export function openSource (source: unknown, context: SseSourceContext): PulledS
   if (value instanceof Readable) {
     // A byte stream carries text: decoding here keeps a character split across chunks whole.
     if (!value.readableObjectMode) value.setEncoding('utf8')
-    return { iterator: value[Symbol.asyncIterator](), async: true }
+    return { iterator: value[Symbol.asyncIterator](), async: true, readable: value }
   }
   if (value !== null && typeof value === 'object') {
     if (Symbol.asyncIterator in value && typeof value[Symbol.asyncIterator] === 'function') {
-      return { iterator: (value as AsyncIterable<unknown>)[Symbol.asyncIterator](), async: true }
+      return { iterator: (value as AsyncIterable<unknown>)[Symbol.asyncIterator](), async: true, readable: undefined }
     }
     if (Symbol.iterator in value && typeof value[Symbol.iterator] === 'function') {
-      return { iterator: (value as Iterable<unknown>)[Symbol.iterator](), async: false }
+      return { iterator: (value as Iterable<unknown>)[Symbol.iterator](), async: false, readable: undefined }
     }
   }
   // A string is iterable, but one character per event is never what was meant.
@@ -48,6 +53,7 @@ export async function pump (stream: EventStream, source: PulledSource, log: Fast
     if (returned) return
     returned = true
     returnIterator(iterator, log)
+    source.readable?.destroy()
   }
   // The client may leave while the source is waiting for its next event: end it now, not after.
   stream.signal.addEventListener('abort', endSource, { once: true })

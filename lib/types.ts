@@ -1,4 +1,6 @@
 import type { Readable } from 'node:stream'
+import type { Channel, ChannelFilter } from './channel'
+import type { SseStore } from './store'
 
 /** One server-sent event. Every field is optional; an object with none of them writes nothing. */
 export interface SseEvent {
@@ -38,8 +40,11 @@ export interface SseSourceContext {
  */
 export type SseIterableSource = AsyncIterable<SseMessage> | (Iterable<SseMessage> & object) | Readable
 
-/** A source, or a function that makes one from the stream's signal and the client's last event id. */
-export type SseSource = SseIterableSource | ((context: SseSourceContext) => SseIterableSource)
+/**
+ * A source, a function that makes one from the stream's signal and the client's last event id, or a channel
+ * to subscribe to.
+ */
+export type SseSource = SseIterableSource | ((context: SseSourceContext) => SseIterableSource) | Channel
 
 /** Options of one `reply.sse()` call; they override the plugin's. */
 export interface SseReplyOptions {
@@ -47,6 +52,11 @@ export interface SseReplyOptions {
   serializer?: SseSerializer
   /** `retry:` sent when this stream opens. Default: the plugin's `retry`. */
   retry?: number
+  /**
+   * With a channel only: which of its events this subscriber receives (one user's, one tenant's). Given each
+   * event as it was published, with its id. Subscribers without a filter cost the fan-out nothing extra.
+   */
+  filter?: ChannelFilter
 }
 
 /** Options of the plugin, given to `app.register(sse, options)`. */
@@ -81,4 +91,25 @@ export interface FastifySseOptions {
    * @default 262144 (256 KiB)
    */
   maxBufferedBytes?: number
+  /**
+   * Milliseconds a stream's writes may wait for a client that takes nothing (a frozen tab, a dead peer
+   * whose connection did not close) before the stream is closed and logged as a warning. `0` turns it off.
+   * @default 30000
+   */
+  writeTimeout?: number
+  /**
+   * Where channels keep their history and ids, and how a publish reaches every process.
+   * @default a MemoryStore with historySize and historyMaxAge
+   */
+  store?: SseStore
+  /**
+   * Most events each channel keeps for replay after `Last-Event-ID` (default store only).
+   * @default 1000
+   */
+  historySize?: number
+  /**
+   * Milliseconds an event stays available for replay; `0`: no age limit (default store only).
+   * @default 300000 (5 minutes)
+   */
+  historyMaxAge?: number
 }

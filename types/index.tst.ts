@@ -2,7 +2,8 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { Readable } from 'node:stream'
 import { expect, test } from 'tstyche'
 import sse, {
-  errors, EventStream, fastifySseH2, type FastifySseOptions, type SseEvent, type SseMessage, type SseSourceContext
+  errors, EventStream, fastifySseH2, Channel, MemoryStore, MISSED_EVENT, type ChannelEvent, type FastifySseOptions,
+  type Replay, type SseEvent, type SseMessage, type SseSourceContext, type SseStore
 } from 'fastify-sse-h2'
 
 test('the plugin registers with typed options', () => {
@@ -65,4 +66,33 @@ test('events and errors', () => {
   const error = new errors.FST_SSE_INVALID_ID('a line feed')
   expect(error.code).type.toBe<'FST_SSE_INVALID_ID'>()
   expect(error).type.toBeAssignableTo<Error>()
+})
+
+test('channels', () => {
+  const app = Fastify({ http2: true })
+  const news = app.sse.channel('news')
+  expect(news).type.toBe<Channel>()
+  expect(news.publish({ data: { n: 1 } })).type.toBe<Promise<string>>()
+  expect(news.publish('text')).type.toBe<Promise<string>>()
+  expect(news.publish).type.not.toBeCallableWith(42)
+  expect(news.subscribers).type.toBe<number>()
+  expect(news.name).type.toBe<string>()
+  expect(news.close()).type.toBe<void>()
+  expect(app.sse.store).type.toBe<SseStore>()
+  app.get('/news', (request, reply) => {
+    expect(reply.sse(news)).type.toBe<EventStream>()
+    expect(reply.sse(news, {
+      filter: (event) => {
+        expect(event.id).type.toBe<string>()
+        return event.event === 'tick'
+      }
+    })).type.toBe<EventStream>()
+    expect(reply.sse).type.not.toBeCallableWith(news, { filter: (event: ChannelEvent) => 'yes' })
+  })
+  expect(app.register(sse, { store: new MemoryStore({ historySize: 10 }), writeTimeout: 0 })).type.not.toRaiseError()
+  expect(app.register(sse, { historySize: 10, historyMaxAge: 60_000 })).type.not.toRaiseError()
+  expect(app.register(sse, { store: {} })).type.toRaiseError()
+  const store: SseStore = new MemoryStore()
+  expect(store.readAfter('news', '1')).type.toBe<Replay | Promise<Replay>>()
+  expect(MISSED_EVENT).type.toBe<'missed'>()
 })

@@ -97,13 +97,21 @@ export class SseClient extends EventEmitter {
   }
 }
 
-/** An HTTP/2 session to the server, destroyed when the test ends. */
-export async function connectSession (t: Teardown, server: TestServer): Promise<ClientHttp2Session> {
-  const session = http2.connect(server.origin, { ca: server.ca })
+/**
+ * An HTTP/2 session to the server, destroyed when the test ends. `windowSize` sets the flow-control windows
+ * of the session and of its streams (Node's default is 64 KiB; browsers use several MiB).
+ */
+export async function connectSession (t: Teardown, server: TestServer,
+  { windowSize }: { windowSize?: number } = {}): Promise<ClientHttp2Session> {
+  const settings = windowSize === undefined ? undefined : { initialWindowSize: windowSize }
+  const session = http2.connect(server.origin, { ca: server.ca, settings })
   t.teardown(() => session.destroy())
   session.on('error', () => {})
   await within(new Promise<void>((resolve, reject) => {
-    session.once('connect', () => resolve())
+    session.once('connect', () => {
+      if (windowSize !== undefined) session.setLocalWindowSize(windowSize)
+      resolve()
+    })
     session.once('error', reject)
   }), 'an HTTP/2 session')
   return session
