@@ -1,0 +1,202 @@
+'use strict'
+
+// The servers under test, each started the way its documentation shows, all serving the same three routes:
+//   GET /pull?count=N&size=S  a stream of N events of S bytes of data, made lazily, as fast as the client takes them
+//   GET /sub                  a subscriber of the fan-out; `publish(count, size)` sends to every subscriber
+//   GET /idle                 an open stream that sends nothing but heartbeats (when they are on)
+// Every event's data starts with its sequence number, so the client can check order and loss.
+
+const http2 = require('node:http2')
+const { once } = require('node:events')
+
+/** The data of event `i`: its number, padded to `size` bytes. */
+function payload (i, size) {
+  return String(i).padEnd(size, '.')
+}
+
+function query (url) {
+  const params = new URL(url, 'http://x').searchParams
+  return { count: Number(params.get('count')), size: Number(params.get('size')) }
+}
+
+async function * events (count, size) {
+  for (let i = 0; i < count; i++) yield { id: String(i), data: payload(i, size) }
+}
+
+async function listenFastify (app) {
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  return app.server.address().port
+}
+
+/** A hand-written node:http2 server: one stream.write() per preformatted frame. The ceiling. */
+async function raw ({ heartbeatInterval }) {
+  const server = http2.createServer()
+  const subscribers = new Set()
+  const idle = new Set()
+  server.on('stream', (stream, headers) => {
+    stream.on('error', () => {})
+    stream.respond({ ':status': 200, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' })
+    const path = headers[':path']
+    if (path.startsWith('/pull')) {
+      const { count, size } = query(path)
+      ;(async () => {
+        for (let i = 0; i < count && !stream.destroyed; i++) {
+          if (!stream.write('id: ' + i + '\ndata: ' + payload(i, size) + '\n\n')) await once(stream, 'drain')
+        }
+        stream.end()
+      })().catch(() => {})
+    } else {
+      const set = path === '/sub' ? subscribers : idle
+      set.add(stream)
+      stream.on('close', () => set.delete(stream))
+    }
+  })
+  let timer
+  if (heartbeatInterval > 0) {
+    timer = setInterval(() => {
+      for (const stream of idle) stream.write(':\n\n')
+      for (const stream of subscribers) stream.write(':\n\n')
+    }, heartbeatInterval)
+  }
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return {
+    port: server.address().port,
+    subscribers: () => subscribers.size,
+    publish: async (count, size) => {
+      for (let i = 0; i < count; i++) {
+        const frame = Buffer.from('id: ' + i + '\ndata: ' + payload(i, size) + '\n\n')
+        for (const stream of subscribers) stream.write(frame)
+      }
+    },
+    close: async () => {
+      clearInterval(timer)
+      for (const stream of [...subscribers, ...idle]) stream.close()
+      server.close()
+    }
+  }
+}
+
+/** fastify-sse-h2, this repository, as built in dist/. */
+async function ours ({ heartbeatInterval }) {
+  const Fastify = require('fastify')
+  const sse = require('..')
+  const app = Fastify({ http2: true })
+  await app.register(sse, { heartbeatInterval, writeTimeout: 0 })
+  const channel = app.sse.channel('bench')
+  app.get('/pull', (request, reply) => reply.sse(events(Number(request.query.count), Number(request.query.size))))
+  app.get('/sub', (request, reply) => reply.sse(channel))
+  app.get('/idle', (request, reply) => { reply.sse() })
+  return {
+    port: await listenFastify(app),
+    subscribers: () => channel.subscribers,
+    publish: async (count, size) => {
+      const published = []
+      for (let i = 0; i < count; i++) published.push(channel.publish({ data: payload(i, size) }))
+      await Promise.all(published)
+    },
+    close: () => app.close()
+  }
+}
+
+/** @fastify/sse: routes opt in with { sse: true }; reply.sse.send(); one heartbeat timer per stream. */
+async function fastifySse ({ heartbeatInterval }) {
+  const Fastify = require('fastify')
+  const app = Fastify({ http2: true })
+  // It has no "off": a heartbeat longer than any run is off in effect.
+  await app.register(require('@fastify/sse'), { heartbeatInterval: heartbeatInterval > 0 ? heartbeatInterval : 2 ** 31 - 1 })
+  const subscribers = new Set()
+  app.get('/pull', { sse: true }, async (request, reply) => {
+    await reply.sse.send(events(Number(request.query.count), Number(request.query.size)))
+  })
+  const keep = (set) => async (request, reply) => {
+    reply.sse.keepAlive()
+    reply.sse.sendHeaders()
+    set.add(reply)
+    reply.sse.onClose(() => set.delete(reply))
+  }
+  app.get('/sub', { sse: true }, keep(subscribers))
+  app.get('/idle', { sse: true }, keep(new Set()))
+  return {
+    port: await listenFastify(app),
+    subscribers: () => subscribers.size,
+    publish: async (count, size) => {
+      const sends = []
+      for (let i = 0; i < count; i++) {
+        const message = { id: String(i), data: payload(i, size) }
+        for (const reply of subscribers) sends.push(reply.sse.send(message))
+      }
+      await Promise.all(sends)
+    },
+    close: () => app.close()
+  }
+}
+
+/** fastify-sse-v2: reply.sse(asyncIterable) to pull; reply.sse(event) to push. No heartbeat. */
+async function fastifySseV2 () {
+  const Fastify = require('fastify')
+  const { FastifySSEPlugin } = require('fastify-sse-v2')
+  const app = Fastify({ http2: true })
+  await app.register(FastifySSEPlugin, { retryDelay: false })
+  const subscribers = new Set()
+  app.get('/pull', (request, reply) => {
+    reply.sse(events(Number(request.query.count), Number(request.query.size)))
+  })
+  const keep = (set) => (request, reply) => {
+    // Its first reply.sse() call sends the headers; a retry field is no event.
+    reply.sse({ retry: 3000 })
+    set.add(reply)
+    request.raw.on('close', () => set.delete(reply))
+  }
+  app.get('/sub', keep(subscribers))
+  app.get('/idle', keep(new Set()))
+  return {
+    port: await listenFastify(app),
+    subscribers: () => subscribers.size,
+    publish: async (count, size) => {
+      for (let i = 0; i < count; i++) {
+        const message = { id: String(i), data: payload(i, size) }
+        for (const reply of subscribers) reply.sse(message)
+      }
+    },
+    close: () => app.close()
+  }
+}
+
+/** better-sse: framework-free sessions on node:http2's compatibility API; channels broadcast. */
+async function betterSse ({ heartbeatInterval }) {
+  const { createSession, createChannel } = require('better-sse')
+  const channel = createChannel()
+  const options = { keepAlive: heartbeatInterval > 0 ? heartbeatInterval : null, retry: null }
+  const server = http2.createServer(async (req, res) => {
+    const session = await createSession(req, res, options)
+    if (req.url.startsWith('/pull')) {
+      const { count, size } = query(req.url)
+      await session.iterate(events(count, size), { eventName: 'message' })
+      res.end()
+    } else if (req.url === '/sub') {
+      channel.register(session)
+    }
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return {
+    port: server.address().port,
+    subscribers: () => channel.sessionCount,
+    publish: async (count, size) => {
+      for (let i = 0; i < count; i++) channel.broadcast(payload(i, size), 'message', { eventId: String(i) })
+    },
+    close: async () => { server.close() }
+  }
+}
+
+module.exports = {
+  payload,
+  targets: {
+    raw,
+    'fastify-sse-h2': ours,
+    '@fastify/sse': fastifySse,
+    'fastify-sse-v2': fastifySseV2,
+    'better-sse': betterSse
+  }
+}
