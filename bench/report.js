@@ -81,7 +81,7 @@ function svg ({ results, scenarios, targets }) {
   const y = (ratio) => bottom - (ratio / max) * (bottom - top)
   const width = 60 + groups.length * groupWidth + 160
   const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
-    `<text x="10" y="20" font-size="13">Ratio to a hand-written node:http2 server (raw = 1.0); for idle and heartbeat, lower is better</text>`,
+    '<text x="10" y="20" font-size="13">Ratio to a hand-written node:http2 server (raw = 1.0); for idle and heartbeat, lower is better</text>',
     `<line x1="50" y1="${y(1)}" x2="${width - 160}" y2="${y(1)}" stroke="#888" stroke-dasharray="4"/>`,
     `<text x="20" y="${y(1) + 4}">1.0x</text>`]
   groups.forEach((name, g) => {
