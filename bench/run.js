@@ -97,7 +97,9 @@ function child (script, argv, execArgv = []) {
 
 async function measure (scenarioName, targetName) {
   const scenario = SCENARIOS[scenarioName]
-  const server = child('server.js', [targetName, String(scenario.heartbeat)], ['--expose-gc'])
+  // Peers' warnings (an UnsupportedWarning for the Connection header they set over HTTP/2, MaxListeners
+  // warnings under fan-out) would flood the terminal: they are listed in bench/README.md instead.
+  const server = child('server.js', [targetName, String(scenario.heartbeat)], ['--expose-gc', '--no-warnings'])
   try {
     const ready = await server.next((message) => message.ready !== undefined)
     if (!ready.ready) throw new Error(ready.error)

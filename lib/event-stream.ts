@@ -10,8 +10,7 @@ import {
   FST_SSE_CLIENT_CLOSED, FST_SSE_FROZEN_CLIENT, FST_SSE_SLOW_CLIENT, FST_SSE_STREAM_ENDED, FST_SSE_SERVER_CLOSING
 } from './errors'
 
-// Http2ServerResponse has flushHeaders() too, but @types/node 20 does not say so.
-export type RawResponse = ServerResponse | (Http2ServerResponse & { flushHeaders: () => void })
+export type RawResponse = ServerResponse | Http2ServerResponse
 
 // Frames produced without yielding to the event loop are written together, up to this many characters.
 const FLUSH_AT = 16 * 1024
@@ -54,6 +53,7 @@ export class EventStream {
   private pending = ''
   private flushScheduled = false
   private needsDrain = false
+  private drainListened = false
   private ended = false
   private drainWait: DrainWait | undefined
   // A replay may hold more than maxBufferedBytes: it is bounded by the history. Until the client has taken it,
@@ -131,16 +131,23 @@ export class EventStream {
       this.abandon(new FST_SSE_CLIENT_CLOSED())
       return
     }
-    this.res.once('close', () => this.onTransportClose())
-    this.res.on('error', onResponseError)
-    this.target.on('drain', () => this.onDrain())
-    res.writeHead(statusCode, headers)
+    // Listeners cost memory on every idle stream: 'close' is the one every stream needs (on, not once: once
+    // allocates a bound wrapper), 'drain' is added when a write first waits, and only HTTP/1.1 can emit 'error'.
+    this.res.on('close', () => this.onTransportClose())
+    if (!this.http2) this.res.on('error', onResponseError)
+    // The client's `open` event must fire before the first event, however long that takes: the headers go now.
+    if (this.http2) {
+      // Straight to the stream: the compatibility layer would keep a second copy of them for the stream's life.
+      res.statusCode = statusCode
+      ;(this.target as ServerHttp2Stream).respond({ ...headers, ':status': statusCode })
+    } else {
+      res.writeHead(statusCode, headers)
+      ;(res as ServerResponse).flushHeaders()
+    }
     if (headOnly) {
       this.end(new FST_SSE_STREAM_ENDED())
       return
     }
-    // The client's `open` event must fire before the first event, however long that takes.
-    res.flushHeaders()
     this.openStreams.add(this)
     if (retry !== undefined) this.enqueue(frameRetry(retry), false)
   }
@@ -217,7 +224,8 @@ export class EventStream {
 
   /** @internal Called by the heartbeat when the stream has been quiet long enough. */
   heartbeat (): void {
-    this.enqueue(HEARTBEAT_FRAME, false)
+    // A comment may go ahead of frames still pending: clients ignore it wherever it falls between frames.
+    this.writeOut(HEARTBEAT_FRAME)
   }
 
   /** @internal Ends the stream because the server is closing, and lets its connection go. */
@@ -248,6 +256,10 @@ export class EventStream {
     if (!this.target.write(chunk) && !this.needsDrain) {
       this.needsDrain = true
       this.blockedSince = Date.now()
+      if (!this.drainListened) {
+        this.drainListened = true
+        this.target.on('drain', () => this.onDrain())
+      }
     }
   }
 
@@ -288,6 +300,9 @@ export class EventStream {
   }
 
   private finish (reason: Error): void {
+    // A stream closed by the server stays registered until its connection lets go (so that writeTimeout still
+    // applies); its quiet count can never reach a heartbeat, so nothing is written after the end.
+    this.quietTicks = -Infinity
     this.closeReason = reason
     this.controller?.abort(reason)
     this.releaseDrainWait()
@@ -329,8 +344,9 @@ export class EventStream {
   }
 }
 
-// Node emits 'error' on a response only for a write after its end, which the stream never does; without a
-// listener such an error would crash the process, so one is there, and the 'close' that follows ends the stream.
+// Node emits 'error' on an HTTP/1.1 response only for a write after its end, which the stream never does;
+// without a listener such an error would crash the process, so one is there. (HTTP/2's compatibility layer
+// never forwards errors to the response.)
 /* c8 ignore next */
 function onResponseError (): void {}
 

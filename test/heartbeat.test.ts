@@ -170,3 +170,21 @@ test('a client that is behind gets no heartbeat piled on top', async (t) => {
   stuck.resume()
   await stuck.waitForEvents(10)
 })
+
+test('a stream the server ended gets no heartbeat while its client keeps the request open', async (t) => {
+  const server = await startServer(t, 'h2c', (app) => {
+    app.get('/', (request, reply) => reply.sse(['only']))
+    app.get('/clock', (request, reply) => { reply.sse() })
+  }, { plugin: { heartbeatInterval: 20 } })
+  const session = await connectSession(t, server)
+  // The client does not end its side of the stream: the server's stream stays open after the response ends.
+  const request = session.request({ ':path': '/' }, { endStream: false })
+  let text = ''
+  request.setEncoding('utf8')
+  request.on('data', (chunk: string) => { text += chunk })
+  await within(once(request, 'end'), 'the end of the response')
+  const clock = await openStream(t, server, '/clock', { session })
+  await clock.waitForComments(10)
+  t.equal(text, 'data: only\n\n', 'ten heartbeat intervals later, nothing was written after the end')
+  t.same(server.logs.atLeast(40), [])
+})
