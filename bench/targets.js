@@ -82,7 +82,7 @@ async function ours ({ heartbeatInterval }) {
   const Fastify = require('fastify')
   const sse = require('..')
   const app = Fastify({ http2: true })
-  await app.register(sse, { heartbeatInterval, writeTimeout: 0 })
+  await app.register(sse, { heartbeatInterval })
   const channel = app.sse.channel('bench')
   app.get('/pull', (request, reply) => reply.sse(events(Number(request.query.count), Number(request.query.size))))
   app.get('/sub', (request, reply) => reply.sse(channel))
@@ -99,14 +99,15 @@ async function ours ({ heartbeatInterval }) {
   }
 }
 
-/** @fastify/sse: routes opt in with { sse: true }; reply.sse.send(); one heartbeat timer per stream. */
+/** @fastify/sse: routes opt in with { sse: ... }; reply.sse.send(); one heartbeat timer per stream. */
 async function fastifySse ({ heartbeatInterval }) {
   const Fastify = require('fastify')
   const app = Fastify({ http2: true })
-  // It has no "off": a heartbeat longer than any run is off in effect.
-  await app.register(require('@fastify/sse'), { heartbeatInterval: heartbeatInterval > 0 ? heartbeatInterval : 2 ** 31 - 1 })
+  await app.register(require('@fastify/sse'), heartbeatInterval > 0 ? { heartbeatInterval } : {})
+  // Its heartbeat is turned off per route.
+  const sse = heartbeatInterval > 0 ? true : { heartbeat: false }
   const subscribers = new Set()
-  app.get('/pull', { sse: true }, async (request, reply) => {
+  app.get('/pull', { sse }, async (request, reply) => {
     await reply.sse.send(events(Number(request.query.count), Number(request.query.size)))
   })
   const keep = (set) => async (request, reply) => {
@@ -115,8 +116,8 @@ async function fastifySse ({ heartbeatInterval }) {
     set.add(reply)
     reply.sse.onClose(() => set.delete(reply))
   }
-  app.get('/sub', { sse: true }, keep(subscribers))
-  app.get('/idle', { sse: true }, keep(new Set()))
+  app.get('/sub', { sse }, keep(subscribers))
+  app.get('/idle', { sse }, keep(new Set()))
   return {
     port: await listenFastify(app),
     subscribers: () => subscribers.size,

@@ -18,6 +18,7 @@ export class Channels {
     this.store = store
     this.serializer = serializer
     this.log = log
+    store.attach?.(log)
   }
 
   /** The channel of that name, made on first use; the same object every time until it is closed. */

@@ -18,10 +18,12 @@ export const FST_SSE_INVALID_EVENT = createError<'FST_SSE_INVALID_EVENT', [strin
   500, TypeError)
 
 export const FST_SSE_INVALID_ID = createError<'FST_SSE_INVALID_ID', [string]>(
-  'FST_SSE_INVALID_ID', 'fastify-sse-h2: an event id must be a string or a number without %s', 500, TypeError)
+  'FST_SSE_INVALID_ID', 'fastify-sse-h2: an event id must be a finite number or a string without CR, LF or NUL; got %s',
+  500, TypeError)
 
 export const FST_SSE_INVALID_EVENT_NAME = createError<'FST_SSE_INVALID_EVENT_NAME', [string]>(
-  'FST_SSE_INVALID_EVENT_NAME', 'fastify-sse-h2: an event name must be a string without %s', 500, TypeError)
+  'FST_SSE_INVALID_EVENT_NAME', 'fastify-sse-h2: an event name must be a string without CR or LF; got %s', 500,
+  TypeError)
 
 export const FST_SSE_INVALID_RETRY = createError<'FST_SSE_INVALID_RETRY', [string]>(
   'FST_SSE_INVALID_RETRY', 'fastify-sse-h2: retry must be a non-negative integer of milliseconds, got %s',
@@ -62,3 +64,6 @@ export const FST_SSE_FROZEN_CLIENT = createError<'FST_SSE_FROZEN_CLIENT', [numbe
   'FST_SSE_FROZEN_CLIENT',
   'fastify-sse-h2: the client took nothing for %d ms while data waited for it (writeTimeout); the stream was closed ' +
   'so that the client reconnects and resumes from its last event id', 503, Error, false)
+
+export const FST_SSE_STORE_UNAVAILABLE = createError<'FST_SSE_STORE_UNAVAILABLE', [string, { cause: unknown }?]>(
+  'FST_SSE_STORE_UNAVAILABLE', 'fastify-sse-h2: the store could not take the event (%s); nothing was published', 503)

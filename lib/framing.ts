@@ -97,16 +97,16 @@ function dataText (data: unknown, serializer: SseSerializer): string {
 export function eventId (id: unknown): string {
   if (typeof id === 'number') {
     if (Number.isFinite(id)) return String(id)
-    throw new FST_SSE_INVALID_ID(`a finite value (got ${id})`)
+    throw new FST_SSE_INVALID_ID(describe(id))
   }
-  if (typeof id !== 'string') throw new FST_SSE_INVALID_ID(`being a ${typeOf(id)}`)
+  if (typeof id !== 'string') throw new FST_SSE_INVALID_ID(describe(id))
   // An id with a line break would end the id field and forge others; the spec ignores ids with NUL.
   if (FORBIDDEN_IN_ID.test(id)) throw new FST_SSE_INVALID_ID(forbiddenCharacter(id))
   return id
 }
 
 function checkEventName (event: unknown): string {
-  if (typeof event !== 'string') throw new FST_SSE_INVALID_EVENT_NAME(`being a ${typeOf(event)}`)
+  if (typeof event !== 'string') throw new FST_SSE_INVALID_EVENT_NAME(describe(event))
   if (HAS_LINE_BREAK.test(event)) throw new FST_SSE_INVALID_EVENT_NAME(forbiddenCharacter(event))
   return event
 }
@@ -122,13 +122,9 @@ export function isValidRetry (retry: unknown): retry is number {
 }
 
 function forbiddenCharacter (value: string): string {
-  if (value.includes('\n')) return 'a line feed (\\n)'
-  if (value.includes('\r')) return 'a carriage return (\\r)'
-  return 'a NUL character (\\0)'
-}
-
-function typeOf (value: unknown): string {
-  return value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value
+  if (value.includes('\n')) return 'a string with a line feed (\\n)'
+  if (value.includes('\r')) return 'a string with a carriage return (\\r)'
+  return 'a string with a NUL character (\\0)'
 }
 
 /** A short description of a bad value for an error message; never the whole value. */

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer'
 import type { FastifyRequest } from 'fastify'
 
 // Ids we send are short; a longer value was not sent by us, and is not worth keeping or logging.
@@ -24,9 +25,10 @@ export function readLastEventId (request: FastifyRequest, queryParameter: string
 
 function decodeHeader (header: string | string[]): unknown {
   if (typeof header !== 'string' || !NON_ASCII.test(header)) return header
-  // Node hands header values over as latin1; EventSource sends the id as UTF-8.
-  const decoded = Buffer.from(header, 'latin1').toString('utf8')
-  return decoded.includes('\uFFFD') ? undefined : decoded
+  // Node hands header values over as latin1; EventSource sends the id as UTF-8. (Looking for U+FFFD in the
+  // decoded text instead would refuse an id that holds one.)
+  const bytes = Buffer.from(header, 'latin1')
+  return isUtf8(bytes) ? bytes.toString('utf8') : undefined
 }
 
 function accept (request: FastifyRequest, value: unknown, from: 'header' | 'query'): string | undefined {

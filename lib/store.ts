@@ -1,3 +1,4 @@
+import type { FastifyBaseLogger } from 'fastify'
 import type { SseEvent } from './types'
 
 /** An event as a channel's store keeps it. */
@@ -47,6 +48,8 @@ export interface SseStore {
   unlisten: (channel: string, listener: StoredEventListener) => void
   /** Lets go of what the store holds (timers, connections). Called by `app.close()`. */
   close: () => void | Promise<void>
+  /** Given the app's logger when the plugin registers, for a store that has things to say (outages). */
+  attach?: (log: FastifyBaseLogger) => void
 }
 
 /** The frame of a stored event: its id line, then the rest. */

@@ -1,0 +1,58 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createServer } from 'node:net'
+import { once } from 'node:events'
+import { within } from './wait'
+
+/** A real redis-server on a free port of 127.0.0.1, no persistence; stop() and start() again for outages. */
+export class RedisServer {
+  readonly port: number
+  private process: ChildProcess | undefined
+
+  constructor (port: number) {
+    this.port = port
+  }
+
+  get url (): string {
+    return `redis://127.0.0.1:${this.port}`
+  }
+
+  async start (): Promise<void> {
+    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '',
+      '--appendonly', 'no', '--protected-mode', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] })
+    this.process = child
+    let output = ''
+    await within(new Promise<void>((resolve, reject) => {
+      child.stdout?.on('data', (chunk: Buffer) => {
+        output += chunk.toString()
+        if (output.includes('Ready to accept connections')) resolve()
+      })
+      child.once('exit', (code) => reject(new Error(`redis-server exited (${String(code)}): ${output}`)))
+    }), 'redis-server to be ready')
+    child.stdout?.resume()
+  }
+
+  async stop (): Promise<void> {
+    const child = this.process
+    if (child === undefined || child.exitCode !== null) return
+    this.process = undefined
+    child.kill('SIGTERM')
+    await within(once(child, 'exit'), 'redis-server to stop')
+  }
+}
+
+async function freePort (): Promise<number> {
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as { port: number }
+  server.close()
+  await once(server, 'close')
+  return port
+}
+
+export async function startRedis (t: { teardown: (fn: () => unknown) => void }): Promise<RedisServer> {
+  const redis = new RedisServer(await freePort())
+  await redis.start()
+  t.teardown(() => redis.stop())
+  return redis
+}

@@ -1,0 +1,223 @@
+import { test } from 'tap'
+import { once } from 'node:events'
+import { Redis } from 'ioredis'
+import type { FastifyInstance } from 'fastify'
+import { startServer, type TestServer } from './helpers/server'
+import { openStream, type SseClient } from './helpers/client'
+import { startRedis, type RedisServer } from './helpers/redis'
+import { missingService, mustSkip } from './helpers/services'
+import { within } from './helpers/wait'
+import { RedisStore, type RedisStoreOptions } from '../redis'
+import { MISSED_EVENT } from '../index'
+
+const skip = mustSkip(missingService('redis-server', 'apt-get install redis-server'))
+
+function routes (app: FastifyInstance): void {
+  app.get('/news', (request, reply) => reply.sse(app.sse.channel('news')))
+  app.get('/user/:name', (request, reply) => reply.sse(app.sse.channel('notes'), {
+    filter: (event) => (event.data as { to: string }).to === (request.params as { name: string }).name
+  }))
+}
+
+async function instance (t: Parameters<typeof startServer>[0], redis: RedisServer,
+  options: RedisStoreOptions = {}, plugin: Record<string, unknown> = {}): Promise<TestServer> {
+  return await startServer(t, 'h2c', routes, { plugin: { store: new RedisStore({ redis: redis.url, ...options }), ...plugin } })
+}
+
+function datas (client: SseClient): string[] {
+  return client.events.filter((event) => event.event !== MISSED_EVENT).map((event) => event.data)
+}
+
+/** The clients connected to Redis under a name, per CLIENT LIST. */
+async function namedConnections (redis: RedisServer, name: string): Promise<number> {
+  const admin = new Redis(redis.url)
+  try {
+    const list = await admin.client('LIST') as string
+    return list.split('\n').filter((line) => line.includes(` name=${name} `)).length
+  } finally {
+    admin.disconnect()
+  }
+}
+
+test('redis store', { skip }, async (t) => {
+  const redis = await startRedis(t)
+
+  await t.test('a publish on one instance reaches the subscribers of every instance, in order', async (t) => {
+    const a = await instance(t, redis)
+    const b = await instance(t, redis)
+    const onB = await Promise.all(Array.from({ length: 20 }, () => openStream(t, b, '/news')))
+    const onA = await Promise.all(Array.from({ length: 5 }, () => openStream(t, a, '/news')))
+    // The channel reads from Redis once it follows it: wait for that before publishing.
+    await b.app.sse.channel('news').publish('warm-up')
+    await Promise.all([...onA, ...onB].map((client) => client.waitForEvents(1)))
+    const ids: string[] = []
+    for (let i = 0; i < 50; i++) ids.push(await a.app.sse.channel('news').publish({ data: String(i) }))
+    await Promise.all([...onA, ...onB].map((client) => client.waitForEvents(51)))
+    const expected = ['warm-up', ...Array.from({ length: 50 }, (_, i) => String(i))].join()
+    t.ok([...onA, ...onB].every((client) => datas(client).join() === expected), 'all of them, in order, once')
+    t.ok(ids.every((id) => /^\d+-\d+$/.test(id)), 'ids are Redis stream entry ids')
+    t.same(onB[0].events.slice(1).map((event) => event.id), ids)
+    t.equal(await namedConnections(redis, 'fastify-sse-h2:reader'), 2, 'one reader connection per instance')
+  })
+
+  await t.test('a client that reconnects to another instance gets exactly what it missed', async (t) => {
+    const a = await instance(t, redis)
+    const b = await instance(t, redis)
+    const first = await openStream(t, a, '/news')
+    await a.app.sse.channel('news').publish('warm-up')
+    await first.waitForEvents(1)
+    for (let i = 0; i < 3; i++) await a.app.sse.channel('news').publish(`seen ${i}`)
+    await first.waitForEvents(4)
+    const lastSeen = first.events[3].id as string
+    first.close()
+    for (let i = 0; i < 3; i++) await a.app.sse.channel('news').publish(`missed ${i}`)
+    const back = await openStream(t, b, '/news', { headers: { 'last-event-id': lastSeen } })
+    await back.waitForEvents(3)
+    await b.app.sse.channel('news').publish('live')
+    await back.waitForEvents(4)
+    t.same(datas(back), ['missed 0', 'missed 1', 'missed 2', 'live'])
+    const unknown = await openStream(t, b, '/news', { headers: { 'last-event-id': 'never-sent' } })
+    await unknown.waitForEvents(1)
+    t.equal(unknown.events[0].event, MISSED_EVENT, 'an id Redis never gave: the client is told it missed events')
+    const own = await a.app.sse.channel('news').publish({ id: 'own-1', data: 'with my id' })
+    t.equal(own, 'own-1')
+    await a.app.sse.channel('news').publish('after own')
+    const afterOwn = await openStream(t, b, '/news', { headers: { 'last-event-id': 'own-1' } })
+    await afterOwn.waitForEvents(1)
+    t.same(datas(afterOwn), ['after own'], 'a publisher-given id is found across instances')
+  })
+
+  await t.test('one reader serves many channels; a closed channel is no longer read; history without an age limit', async (t) => {
+    const store = new RedisStore({ redis: redis.url, historyMaxAge: 0 })
+    const app = await startServer(t, 'h2c', (app) => {
+      app.get('/:channel', (request, reply) => reply.sse(app.sse.channel((request.params as { channel: string }).channel)))
+    }, { plugin: { store } })
+    const clients = await Promise.all(['one', 'two', 'three'].map((name) => openStream(t, app, `/${name}`)))
+    for (const name of ['one', 'two', 'three']) await app.app.sse.channel(name).publish(name)
+    await Promise.all(clients.map((client) => client.waitForEvents(1)))
+    t.same(clients.map((client) => client.events[0].data), ['one', 'two', 'three'])
+    const first = clients[0].events[0].id as string
+    app.app.sse.channel('one').close()
+    await clients[0].waitForEnd()
+    await app.app.sse.channel('two').publish('still read')
+    await clients[1].waitForEvents(2)
+    const again = await openStream(t, app, `/one?lastEventId=${first}`)
+    await app.app.sse.channel('one').publish('after the channel was made again')
+    await again.waitForEvents(1)
+    t.same(datas(again), ['after the channel was made again'])
+    store.unlisten('never-listened', () => {})
+  })
+
+  await t.test('filters see the event as published, also when it was published elsewhere', async (t) => {
+    const a = await instance(t, redis)
+    const b = await instance(t, redis)
+    const ann = await openStream(t, b, '/user/ann')
+    await b.app.sse.channel('notes').publish({ data: { to: 'ann', n: 0 } })
+    await ann.waitForEvents(1)
+    for (let n = 1; n <= 4; n++) await a.app.sse.channel('notes').publish({ data: { to: n % 2 === 0 ? 'ann' : 'bob', n } })
+    await ann.waitForEvents(3)
+    t.same(ann.events.map((event) => JSON.parse(event.data).n), [0, 2, 4])
+  })
+
+  await t.test('Redis going away and coming back: streams stay open, publishes fail fast, delivery resumes', async (t) => {
+    const a = await instance(t, redis, { commandTimeout: 500 })
+    const b = await instance(t, redis, {}, { heartbeatInterval: 50 })
+    const client = await openStream(t, b, '/news')
+    // Published on b: b follows the channel before this publish is taken (same connection, in order).
+    await b.app.sse.channel('news').publish('before')
+    await client.waitForEvents(1)
+    await redis.stop()
+    await b.logs.waitFor((record) => record.level === 40 && /Redis is unreachable/.test(record.msg ?? ''), 'the outage warning')
+    const started = Date.now()
+    await t.rejects(a.app.sse.channel('news').publish('during'), { code: 'FST_SSE_STORE_UNAVAILABLE', statusCode: 503 })
+    t.ok(Date.now() - started < 2000, 'the publish failed quickly, it did not hang')
+    const beats = client.comments.length
+    await client.waitForComments(beats + 5)
+    t.equal(client.ended, false, 'the subscriber stays open, heartbeats go on')
+    const arrivedDuring = await openStream(t, b, '/user/ann')
+    await redis.start()
+    await b.logs.waitFor((record) => /Redis is back/.test(record.msg ?? ''), 'the recovery log', 20_000)
+    // Until a's client has reconnected too, its publishes fail fast: retry until one is taken.
+    let published = false
+    while (!published) {
+      published = await a.app.sse.channel('news').publish('after').then(() => true, async () => {
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        return false
+      })
+    }
+    await client.waitForEvents(2, 20_000)
+    t.same(datas(client), ['before', 'after'], 'nothing published after the return was lost')
+    await a.app.sse.channel('notes').publish({ data: { to: 'ann' } })
+    await arrivedDuring.waitForEvents(1, 20_000)
+    t.pass('a subscriber that came during the outage gets what is published after it')
+  })
+
+  await t.test('app.close() closes the connections the store made, not the client it was given', async (t) => {
+    const own = await instance(t, redis)
+    const given = new Redis(redis.url, { connectionName: 'user-client' })
+    t.teardown(() => given.disconnect())
+    const withClient = await startServer(t, 'h2c', routes, { plugin: { store: new RedisStore({ client: given }) } })
+    const subscriber = await openStream(t, withClient, '/news')
+    await withClient.app.sse.channel('news').publish('x')
+    await subscriber.waitForEvents(1)
+    await own.app.sse.channel('news').publish('y')
+    const readersBefore = await namedConnections(redis, 'fastify-sse-h2:reader')
+    await within(own.app.close(), 'the first app to close')
+    await within(withClient.app.close(), 'the second app to close')
+    t.equal(await namedConnections(redis, 'fastify-sse-h2:reader'), readersBefore - 2, 'both readers are gone')
+    t.equal(given.status, 'ready', 'the client it was given is still open')
+    t.equal(await given.ping(), 'PONG')
+    const closing = new Redis(redis.url)
+    await closing.ping()
+    const app = await startServer(t, 'h2c', routes, { plugin: { store: new RedisStore({ client: closing, closeClient: true }) } })
+    const ended = once(closing, 'end')
+    await app.app.close()
+    await within(ended, 'closeClient: true to close the client it was given')
+    const unreachable = new RedisStore({ redis: { port: 1, retryStrategy: () => null } })
+    await unreachable.close()
+    t.pass('a store that never connected closes at once')
+  })
+
+  await t.test('a client made with lazyConnect connects on the first publish', async (t) => {
+    const lazy = new Redis(redis.url, { lazyConnect: true })
+    t.teardown(() => lazy.disconnect())
+    const app = await startServer(t, 'h2c', routes, { plugin: { store: new RedisStore({ client: lazy }) } })
+    t.match(await app.app.sse.channel('lazy').publish('x'), /^\d+-\d+$/)
+  })
+
+  await t.test('Redis too busy to answer: the publish fails after commandTimeout', async (t) => {
+    const app = await instance(t, redis, { commandTimeout: 200 })
+    await app.app.sse.channel('busy').publish('warm')
+    const admin = new Redis(redis.url)
+    t.teardown(() => admin.disconnect())
+    await admin.client('PAUSE', 1500, 'WRITE')
+    await t.rejects(app.app.sse.channel('busy').publish('x'), { code: 'FST_SSE_STORE_UNAVAILABLE', message: /XADD took longer than 200 ms/ })
+  })
+
+  await t.test('a key of the prefix that is not a stream: the publish fails, the read failure is logged once', async (t) => {
+    const admin = new Redis(redis.url)
+    t.teardown(() => admin.disconnect())
+    await admin.set('sse:broken', 'not a stream')
+    const app = await startServer(t, 'h2c', (app) => {
+      app.get('/broken', (request, reply) => reply.sse(app.sse.channel('broken')))
+    }, { plugin: { store: new RedisStore({ redis: redis.url }) } })
+    await t.rejects(app.app.sse.channel('broken').publish('x'), { code: 'FST_SSE_STORE_UNAVAILABLE', message: /WRONGTYPE/ })
+    await openStream(t, app, '/broken')
+    const logged = await app.logs.waitFor((record) => /reading channels from Redis failed/.test(record.msg ?? ''), 'the read error')
+    t.match(logged, { level: 50, err: { message: /WRONGTYPE/ } })
+    await admin.del('sse:broken')
+    await app.app.sse.channel('broken').publish('fixed')
+  })
+})
+
+test('RedisStore options are checked', async (t) => {
+  const bad: Array<[RedisStoreOptions, RegExp]> = [
+    [{}, /option client must be given, or redis given, not both/],
+    [{ redis: 'redis://x', client: {} as Redis }, /option client/],
+    [{ redis: 'redis://127.0.0.1:1', historySize: 0 }, /historySize must be a whole number, 1 or more/],
+    [{ redis: 'redis://127.0.0.1:1', historyMaxAge: -1 }, /historyMaxAge/],
+    [{ redis: 'redis://127.0.0.1:1', commandTimeout: 0 }, /commandTimeout/],
+    [{ redis: 'redis://127.0.0.1:1', prefix: 1 as unknown as string }, /prefix must be a string/]
+  ]
+  for (const [options, message] of bad) t.throws(() => new RedisStore(options), { code: 'FST_SSE_INVALID_OPTION', message })
+})
