@@ -61,6 +61,9 @@ export class EventStream {
   private replayAllowance = 0
 
   /** @internal */
+  /** @internal The client's address, when streams are limited per address. */
+  address = ''
+
   constructor (res: RawResponse, log: FastifyBaseLogger, lastEventId: string | undefined,
     serializer: SseSerializer, openStreams: OpenStreams) {
     this.lastEventId = lastEventId

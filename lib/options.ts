@@ -1,6 +1,7 @@
-import type { FastifySseOptions, SseReplyOptions, SseSerializer } from './types'
+import type { FastifySseOptions, SseLimits, SseReplyOptions, SseSerializer } from './types'
 import type { SseStore } from './store'
 import { MemoryStore } from './memory-store'
+import { StreamLimits } from './stream-limits'
 import { FST_SSE_INVALID_OPTION } from './errors'
 import { describe, isValidRetry } from './framing'
 
@@ -13,9 +14,10 @@ export interface Settings {
   maxBufferedBytes: number
   writeTimeout: number
   store: SseStore
+  limits: StreamLimits | undefined
 }
 
-const defaults: Omit<Settings, 'store'> = {
+const defaults: Omit<Settings, 'store' | 'limits'> = {
   heartbeatInterval: 15_000,
   retry: undefined,
   serializer: JSON.stringify,
@@ -47,7 +49,21 @@ export function resolveOptions (options: FastifySseOptions = {}): Settings {
   check('writeTimeout', isWholeNumberUpTo(settings.writeTimeout, 0, MAX_TIMER_MS),
     `a whole number of milliseconds from 0 (off) to ${MAX_TIMER_MS}`, settings.writeTimeout)
   settings.store = resolveStore(options)
+  settings.limits = resolveLimits(options.limits)
   return settings
+}
+
+function resolveLimits (limits: SseLimits | undefined): StreamLimits | undefined {
+  if (limits === undefined) return undefined
+  check('limits', typeof limits === 'object' && limits !== null, 'an object', limits)
+  const { maxStreams = Infinity, maxStreamsPerAddress = Infinity, retryAfter = 5 } = limits
+  for (const [name, value] of [['maxStreams', maxStreams], ['maxStreamsPerAddress', maxStreamsPerAddress]] as const) {
+    check(`limits.${name}`, value === Infinity || isWholeNumberUpTo(value, 1, Number.MAX_SAFE_INTEGER),
+      'a whole number, 1 or more', value)
+  }
+  check('limits.retryAfter', isWholeNumberUpTo(retryAfter, 0, Number.MAX_SAFE_INTEGER), 'a whole number of seconds, 0 or more',
+    retryAfter)
+  return new StreamLimits(maxStreams, maxStreamsPerAddress, retryAfter)
 }
 
 function resolveStore ({ store, historySize, historyMaxAge }: FastifySseOptions): SseStore {

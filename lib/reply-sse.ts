@@ -2,6 +2,7 @@ import type { FastifyReply } from 'fastify'
 import type { SseReplyOptions, SseSource } from './types'
 import type { Settings } from './options'
 import type { OpenStreams } from './open-streams'
+import type { StreamLimits } from './stream-limits'
 import { EventStream } from './event-stream'
 import { checkStreamOptions } from './options'
 import { eventStreamHeaders } from './response-headers'
@@ -31,11 +32,21 @@ export function createReplySse (settings: Settings, openStreams: OpenStreams): R
 
     // The source is resolved, and the headers checked by Node, before the reply is hijacked: a bad source
     // or header is an ordinary error response, not a request left hanging.
+    // Past the limits, nothing of the source runs: a function source is not called.
+    if (openStreams.limits !== undefined) stream.address = reply.request.ip
+    const refusal = openStreams.limits === undefined ? undefined : openStreams.refusal(stream.address)
     let pulled
     try {
-      pulled = source === undefined || channel !== undefined
+      pulled = source === undefined || channel !== undefined || (refusal !== undefined && typeof source === 'function')
         ? undefined
         : openSource(source, { signal: stream.signal, lastEventId })
+      if (refusal !== undefined) {
+        stream.abandon(refusal)
+        // The stream is closed: pump() only ends the source, so that it lets go of what it holds.
+        if (pulled !== undefined) pump(stream, pulled, reply.log)
+        ;(openStreams.limits as StreamLimits).refuse(reply, refusal, reply.log)
+        return stream
+      }
       const headers = eventStreamHeaders(reply.getHeaders(), 'stream' in reply.raw)
       stream.open(reply.statusCode, headers, retry, reply.request.method === 'HEAD')
     } catch (error) {

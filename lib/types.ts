@@ -112,4 +112,22 @@ export interface FastifySseOptions {
    * @default 300000 (5 minutes)
    */
   historyMaxAge?: number
+  /**
+   * The most streams open at once. A stream past them is answered `503` with `Retry-After`, before any
+   * SSE header; open streams are untouched.
+   * @default no limit
+   */
+  limits?: SseLimits
+}
+
+export interface SseLimits {
+  /** The most streams open at once on this app. */
+  maxStreams?: number
+  /** The most streams open at once from one client address (`request.ip`: set Fastify's `trustProxy` behind a proxy). */
+  maxStreamsPerAddress?: number
+  /**
+   * Seconds a refused client is asked to wait, in the `Retry-After` header.
+   * @default 5
+   */
+  retryAfter?: number
 }
