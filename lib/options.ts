@@ -1,4 +1,5 @@
-import type { FastifySseOptions, SseLimits, SseReplyOptions, SseSerializer } from './types'
+import type { FastifySseOptions, SseEncoding, SseLimits, SseReplyOptions, SseSerializer } from './types'
+import { ENCODINGS } from './compression'
 import type { SseStore } from './store'
 import { MemoryStore } from './memory-store'
 import { StreamLimits } from './stream-limits'
@@ -15,9 +16,10 @@ export interface Settings {
   writeTimeout: number
   store: SseStore
   limits: StreamLimits | undefined
+  compression: readonly SseEncoding[] | false
 }
 
-const defaults: Omit<Settings, 'store' | 'limits'> = {
+const defaults: Omit<Settings, 'store' | 'limits' | 'compression'> = {
   heartbeatInterval: 15_000,
   retry: undefined,
   serializer: JSON.stringify,
@@ -50,6 +52,7 @@ export function resolveOptions (options: FastifySseOptions = {}): Settings {
     `a whole number of milliseconds from 0 (off) to ${MAX_TIMER_MS}`, settings.writeTimeout)
   settings.store = resolveStore(options)
   settings.limits = resolveLimits(options.limits)
+  settings.compression = resolveCompression(options.compression)
   return settings
 }
 
@@ -78,6 +81,16 @@ function resolveStore ({ store, historySize, historyMaxAge }: FastifySseOptions)
   return store
 }
 
+/** The encodings offered, in order of preference, or false. */
+export function resolveCompression (compression: boolean | readonly SseEncoding[] | undefined): readonly SseEncoding[] | false {
+  if (compression === undefined || compression === false) return false
+  if (compression === true) return ENCODINGS
+  check('compression', Array.isArray(compression) && compression.length > 0 &&
+    compression.every((encoding) => ENCODINGS.includes(encoding)), `a boolean, or a non-empty array of ${ENCODINGS.map((e) => `'${e}'`).join(', ')}`,
+    compression)
+  return compression
+}
+
 /** Checks the options that `reply.sse()` may override. */
 export function checkStreamOptions (options: SseReplyOptions): void {
   check('serializer', options.serializer === undefined || typeof options.serializer === 'function',
@@ -85,6 +98,7 @@ export function checkStreamOptions (options: SseReplyOptions): void {
   check('retry', options.retry === undefined || isValidRetry(options.retry),
     'a whole number of milliseconds, 0 or more', options.retry)
   check('filter', options.filter === undefined || typeof options.filter === 'function', 'a function', options.filter)
+  resolveCompression(options.compression)
 }
 
 function check (name: string, valid: boolean, expected: string, value: unknown): void {

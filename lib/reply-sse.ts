@@ -4,7 +4,8 @@ import type { Settings } from './options'
 import type { OpenStreams } from './open-streams'
 import type { StreamLimits } from './stream-limits'
 import { EventStream } from './event-stream'
-import { checkStreamOptions } from './options'
+import { checkStreamOptions, resolveCompression } from './options'
+import { chooseEncoding } from './compression'
 import { eventStreamHeaders } from './response-headers'
 import { readLastEventId } from './last-event-id'
 import { openSource, pump } from './sources'
@@ -48,7 +49,13 @@ export function createReplySse (settings: Settings, openStreams: OpenStreams): R
         return stream
       }
       const headers = eventStreamHeaders(reply.getHeaders(), 'stream' in reply.raw)
-      stream.open(reply.statusCode, headers, retry, reply.request.method === 'HEAD')
+      const offered = options?.compression === undefined ? settings.compression : resolveCompression(options.compression)
+      const encoding = offered === false ? undefined : chooseEncoding(reply.request.headers['accept-encoding'], offered)
+      if (encoding !== undefined) {
+        headers['content-encoding'] = encoding
+        headers.vary = 'accept-encoding'
+      }
+      stream.open(reply.statusCode, headers, retry, reply.request.method === 'HEAD', encoding)
     } catch (error) {
       stream.abandon(error as Error)
       // The stream is closed: pump() only ends the source, so that it lets go of what it holds.

@@ -57,6 +57,8 @@ export interface SseReplyOptions {
    * event as it was published, with its id. Subscribers without a filter cost the fan-out nothing extra.
    */
   filter?: ChannelFilter
+  /** Compression of this stream. Default: the plugin's `compression`. */
+  compression?: boolean | readonly SseEncoding[]
 }
 
 /** Options of the plugin, given to `app.register(sse, options)`. */
@@ -118,7 +120,17 @@ export interface FastifySseOptions {
    * @default no limit
    */
   limits?: SseLimits
+  /**
+   * Compresses streams for clients that accept it, flushing after each write so that no event waits:
+   * `true` offers brotli then gzip, or give the encodings in your order of preference. About 64 KiB of
+   * memory per compressed stream, and CPU per stream (a channel's events are compressed per subscriber).
+   * @default false
+   */
+  compression?: boolean | readonly SseEncoding[]
 }
+
+/** Content encodings the plugin can compress streams with. */
+export type SseEncoding = 'br' | 'gzip'
 
 export interface SseLimits {
   /** The most streams open at once on this app. */

@@ -96,6 +96,6 @@ test('limits are checked when the plugin registers', async (t) => {
   for (const [limits, message] of bad) {
     const app = Fastify()
     t.teardown(() => app.close())
-    await t.rejects(app.register(sse, { limits } as never).ready(), { code: 'FST_SSE_INVALID_OPTION', message })
+    await t.rejects(async () => { await app.register(sse, { limits } as never) }, { code: 'FST_SSE_INVALID_OPTION', message })
   }
 })
