@@ -3,8 +3,8 @@ import type { Redis, RedisOptions } from 'ioredis'
 import type { SseEvent } from './types'
 import type { EventToStore, Replay, SseStore, StoredEvent, StoredEventListener } from './store'
 import { frameWithId } from './store'
-import { FST_SSE_INVALID_OPTION, FST_SSE_STORE_UNAVAILABLE } from './errors'
-import { describe } from './framing'
+import { FST_SSE_STORE_UNAVAILABLE } from './errors'
+import { check, isWholeNumberUpTo } from './options'
 
 export interface RedisStoreOptions {
   /** Your ioredis client. The store duplicates it for its one blocking reader, and leaves it open on close. */
@@ -98,9 +98,9 @@ export class RedisStore implements SseStore {
     this.historyMaxAge = options.historyMaxAge ?? 300_000
     this.commandTimeout = options.commandTimeout ?? 2000
     check('prefix', typeof this.prefix === 'string', 'a string', this.prefix)
-    check('historySize', isWhole(this.historySize, 1), 'a whole number, 1 or more', this.historySize)
-    check('historyMaxAge', isWhole(this.historyMaxAge, 0), 'a whole number of milliseconds, 0 or more', this.historyMaxAge)
-    check('commandTimeout', isWhole(this.commandTimeout, 1), 'a whole number of milliseconds, 1 or more', this.commandTimeout)
+    check('historySize', isWholeNumberUpTo(this.historySize, 1), 'a whole number, 1 or more', this.historySize)
+    check('historyMaxAge', isWholeNumberUpTo(this.historyMaxAge, 0), 'a whole number of milliseconds, 0 or more', this.historyMaxAge)
+    check('commandTimeout', isWholeNumberUpTo(this.commandTimeout, 1), 'a whole number of milliseconds, 1 or more', this.commandTimeout)
     check('client', (options.client === undefined) !== (options.redis === undefined), 'given, or redis given, not both',
       options.client === undefined ? 'neither' : 'both')
     // The store's own connections, made from yours or from options: commands fail at once while Redis is
@@ -315,12 +315,4 @@ function noop (): void {}
 async function closeConnection (client: Redis): Promise<void> {
   if (client.status === 'ready') await client.quit()
   else client.disconnect()
-}
-
-function isWhole (value: unknown, min: number): boolean {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value >= min
-}
-
-function check (name: string, valid: boolean, expected: string, value: unknown): void {
-  if (!valid) throw new FST_SSE_INVALID_OPTION(name, expected, describe(value))
 }
