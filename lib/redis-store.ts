@@ -85,7 +85,6 @@ export class RedisStore implements SseStore {
   private readonly lastIds = new Map<string, string>()
   private reader: Redis | undefined
   private readerId: number | undefined
-  private reading: Promise<void> | undefined
   private log: FastifyBaseLogger | undefined
   private closed = false
   private down = false
@@ -161,10 +160,10 @@ export class RedisStore implements SseStore {
   async close (): Promise<void> {
     this.closed = true
     this.wake?.()
+    // Not waited for: a read queued for Redis to come back never settles once its connection is dropped.
     this.reader?.disconnect()
-    await this.reading
-    await closeConnection(this.client)
-    if (this.given !== undefined && this.closeGiven) await closeConnection(this.given)
+    await this.closeConnection(this.client)
+    if (this.given !== undefined && this.closeGiven) await this.closeConnection(this.given)
   }
 
   /**
@@ -235,7 +234,8 @@ export class RedisStore implements SseStore {
       reader.client('ID').then((id) => { this.readerId = id as number }, noop)
       this.markUp()
     })
-    this.reading = this.readLoop(reader)
+    // It never rejects: what fails inside is logged there.
+    this.readLoop(reader).catch(noop)
     return reader
   }
 
@@ -293,6 +293,12 @@ export class RedisStore implements SseStore {
     this.log?.info('fastify-sse-h2: Redis is back; channels deliver again')
   }
 
+  /** Quits (pending commands are answered first) if Redis answers within commandTimeout; else drops the connection. */
+  private async closeConnection (client: Redis): Promise<void> {
+    if (client.status === 'ready') await this.bounded(client.quit(), 'QUIT').catch(noop)
+    client.disconnect()
+  }
+
   /** A command that fails after commandTimeout instead of waiting for Redis to come back. */
   private async bounded<T> (command: Promise<T>, name: string): Promise<T> {
     let timer: NodeJS.Timeout | undefined
@@ -312,7 +318,4 @@ export class RedisStore implements SseStore {
 
 function noop (): void {}
 
-async function closeConnection (client: Redis): Promise<void> {
-  if (client.status === 'ready') await client.quit()
-  else client.disconnect()
-}
+

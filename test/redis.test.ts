@@ -221,3 +221,15 @@ test('RedisStore options are checked', async (t) => {
   ]
   for (const [options, message] of bad) t.throws(() => new RedisStore(options), { code: 'FST_SSE_INVALID_OPTION', message })
 })
+
+test('app.close() while Redis is away resolves at once', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  const server = await instance(t, redis)
+  const client = await openStream(t, server, '/news')
+  await server.app.sse.channel('news').publish('before')
+  await client.waitForEvents(1)
+  await redis.stop()
+  await server.logs.waitFor((record) => /Redis is unreachable/.test(record.msg ?? ''), 'the outage warning')
+  await within(server.app.close(), 'app.close() with the reader waiting for Redis', 5000)
+  t.ok(client.ended || await client.waitForEnd().then(() => true), 'the subscriber was ended')
+})
