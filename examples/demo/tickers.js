@@ -13,13 +13,13 @@ const MAX_REPLAY = 1000
 /**
  * The tickers' shared clock. Event n of a symbol is due at `start + n * interval`: every stream of a symbol,
  * on any server, sends the same event under the same id, and a stream that resumes after id n can compute
- * every event it missed. Intervals are shorter than the `retry` delay, so a reconnecting stream always has
- * some to catch up on.
+ * every event it missed. Intervals are at most half the `retry` delay (1 s), so a stream that reconnects
+ * always has at least two events to catch up on: a resume that skipped any would show as a gap.
  */
 function createTickers (start = Date.now()) {
   const tickers = new Map(SYMBOLS.map((symbol, index) => [symbol, {
     symbol,
-    interval: 400 + (index * 97) % 500,
+    interval: 250 + (index * 97) % 250,
     base: 20 + (index * 37) % 180,
     phase: index * 1.3
   }]))

@@ -8,6 +8,9 @@ const { httpVersion, symbols, retry } = document.body.dataset
 const overHttp2 = httpVersion === '2.0'
 const STATES = ['connecting', 'open', 'closed'] // EventSource.readyState 0, 1, 2
 let chat
+// A drop under way: how many streams the server dropped, and how many times each ticker must have opened
+// for all of them to be back.
+let drop
 
 const tickers = symbols.split(' ').map(addCard)
 openChat() // first: over HTTP/1.1 it then holds one of the six connections, and messages still arrive
@@ -100,6 +103,11 @@ function update () {
   document.getElementById('summary').textContent =
     `${open} of ${tickers.length} ticker streams open${overHttp2 ? ', all on one connection' : ''}.`
   if (!overHttp2) explainHttp1()
+  if (drop?.dropped !== undefined && tickers.every((ticker) => ticker.counts.opens >= drop.opens.get(ticker))) {
+    document.getElementById('drop-status').textContent =
+      `The server dropped ${drop.dropped} streams; all ${tickers.length} reconnected and resumed after their last event id.`
+    drop = undefined
+  }
 }
 
 function openTickers () {
@@ -136,10 +144,12 @@ function openChat () {
 document.getElementById('drop').addEventListener('click', async () => {
   const status = document.getElementById('drop-status')
   status.textContent = 'Dropping…'
+  drop = { dropped: undefined, opens: new Map(tickers.map((ticker) => [ticker, ticker.counts.opens + 1])) }
   const response = await post('/drop')
   if (!response.ok) return
-  const { dropped } = await response.json()
-  status.textContent = `The server dropped ${dropped} streams; reconnecting in ${Number(retry) / 1000} s, then resuming.`
+  drop.dropped = (await response.json()).dropped
+  status.textContent = `The server dropped ${drop.dropped} streams; they reconnect in ${Number(retry) / 1000} s and resume.`
+  update()
 })
 
 async function post (path, body) {
