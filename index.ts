@@ -18,7 +18,8 @@ import * as errors from './lib/errors'
 
 async function fastifySseH2 (fastify: FastifyInstance, options: FastifySseOptions): Promise<void> {
   const settings = resolveOptions(options)
-  const openStreams = new OpenStreams(settings.heartbeatInterval, settings.maxBufferedBytes, settings.writeTimeout)
+  const openStreams = new OpenStreams(settings.heartbeatInterval, settings.maxBufferedBytes, settings.writeTimeout,
+    settings.limits)
   const channels = new Channels(settings.store, settings.serializer, fastify.log)
 
   fastify.decorate('sse', channels)

@@ -2,9 +2,11 @@ import { constants as http2Constants } from 'node:http2'
 import type { Http2ServerResponse, ServerHttp2Stream } from 'node:http2'
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
+import type { Writable } from 'node:stream'
 import type { FastifyBaseLogger } from 'fastify'
 import type { SseMessage, SseSerializer } from './types'
 import type { OpenStreams } from './open-streams'
+import { createCompressor, FLUSH, type Compressor, type SseEncoding } from './compression'
 import { HEARTBEAT_FRAME, frameComment, frameEvent, frameRetry } from './framing'
 import {
   FST_SSE_CLIENT_CLOSED, FST_SSE_FROZEN_CLIENT, FST_SSE_SLOW_CLIENT, FST_SSE_STREAM_ENDED, FST_SSE_SERVER_CLOSING
@@ -39,6 +41,8 @@ export class EventStream {
   onClose: (() => void) | undefined
   /** @internal Called before the stream's own send() and comment(): a channel writes what it owes first. */
   beforeOwnWrite: (() => void) | undefined
+  /** @internal The client's address, when streams are limited per address. */
+  address = ''
 
   // Made on first use of `signal`: a channel subscriber that never asks costs no controller.
   private controller: AbortController | undefined
@@ -46,6 +50,10 @@ export class EventStream {
   private readonly res: RawResponse
   // The HTTP/2 stream itself, so writes skip the compatibility layer; the response for HTTP/1.1.
   private readonly target: ServerHttp2Stream | ServerResponse
+  // Where frames are written: the target, or a compressor piped into it.
+  private sink: Writable
+  private compressor: Compressor | undefined
+  private flushKind = 0
   private readonly http2: boolean
   private readonly log: FastifyBaseLogger
   private readonly serializer: SseSerializer
@@ -67,6 +75,7 @@ export class EventStream {
     this.res = res
     this.http2 = 'stream' in res
     this.target = 'stream' in res ? res.stream : res
+    this.sink = this.target
     this.log = log
     this.serializer = serializer
     this.openStreams = openStreams
@@ -88,7 +97,10 @@ export class EventStream {
 
   /** Bytes written but not yet taken by the client, and frames not yet written. */
   get bufferedBytes (): number {
-    return this.transportOpen ? this.pending.length + this.target.writableLength : 0
+    if (!this.transportOpen) return 0
+    const compressor = this.compressor
+    return this.pending.length + this.sink.writableLength +
+      (compressor === undefined ? 0 : compressor.readableLength + this.target.writableLength)
   }
 
   /**
@@ -125,7 +137,8 @@ export class EventStream {
   }
 
   /** @internal Writes the headers (and `retry:`), or ends at once for HEAD or a client already gone. */
-  open (statusCode: number, headers: OutgoingHttpHeaders, retry: number | undefined, headOnly: boolean): void {
+  open (statusCode: number, headers: OutgoingHttpHeaders, retry: number | undefined, headOnly: boolean,
+    encoding?: SseEncoding): void {
     const res = this.res
     if (this.transportGone()) {
       this.abandon(new FST_SSE_CLIENT_CLOSED())
@@ -147,6 +160,13 @@ export class EventStream {
     if (headOnly) {
       this.end(new FST_SSE_STREAM_ENDED())
       return
+    }
+    if (encoding !== undefined) {
+      const compressor = createCompressor(encoding)
+      compressor.pipe(this.target)
+      this.compressor = compressor
+      this.flushKind = FLUSH[encoding]
+      this.sink = compressor
     }
     this.openStreams.add(this)
     if (retry !== undefined) this.enqueue(frameRetry(retry), false)
@@ -235,7 +255,11 @@ export class EventStream {
     this.end(new FST_SSE_SERVER_CLOSING())
     // Node 20 keeps an idle HTTP/2 session, and an HTTP/1.1 keep-alive socket, open past server.close().
     if (session !== undefined && !session.closed) session.close()
-    if (socket != null) socket.end()
+    // A compressor hands its last bytes over later: the socket ends after them.
+    if (socket != null) {
+      if (this.compressor === undefined) socket.end()
+      else this.res.once('finish', () => socket.end())
+    }
   }
 
   /** @internal Drops the stream at once, with whatever was waiting for the client. */
@@ -253,12 +277,14 @@ export class EventStream {
 
   private writeOut (chunk: string | Buffer): void {
     this.quietTicks = 0
-    if (!this.target.write(chunk) && !this.needsDrain) {
+    const written = this.sink.write(chunk)
+    this.compressor?.flush(this.flushKind)
+    if (!written && !this.needsDrain) {
       this.needsDrain = true
       this.blockedSince = Date.now()
       if (!this.drainListened) {
         this.drainListened = true
-        this.target.on('drain', () => this.onDrain())
+        this.sink.on('drain', () => this.onDrain())
       }
     }
   }
@@ -266,7 +292,7 @@ export class EventStream {
   private enqueue (frame: string, bounded: boolean): boolean {
     if (this.ended) return false
     this.pending += frame
-    if (bounded && this.pending.length + this.target.writableLength > this.openStreams.maxBufferedBytes) {
+    if (bounded && this.pending.length + this.sink.writableLength > this.openStreams.maxBufferedBytes) {
       this.dropSlowClient()
       return false
     }
@@ -293,7 +319,9 @@ export class EventStream {
     if (this.transportOpen) {
       // Through writeOut, so that a client that never takes these last bytes is still dropped after writeTimeout.
       if (this.pending !== '') this.writeOut(this.pending)
-      this.res.end()
+      // A compressor ends the target through its pipe, once its last bytes are out.
+      if (this.compressor !== undefined) this.compressor.end()
+      else this.res.end()
     }
     this.pending = ''
     this.finish(reason)
@@ -326,6 +354,7 @@ export class EventStream {
 
   private onTransportClose (): void {
     this.transportOpen = false
+    this.compressor?.destroy()
     this.openStreams.delete(this)
     if (!this.ended) {
       this.ended = true

@@ -1,4 +1,6 @@
+import type { FastifyError } from 'fastify'
 import type { EventStream } from './event-stream'
+import type { StreamLimits } from './stream-limits'
 import { Heartbeat } from './heartbeat'
 import { FST_SSE_SERVER_CLOSING } from './errors'
 
@@ -9,25 +11,35 @@ export const SHUTDOWN_GRACE_MS = 1000
 export class OpenStreams {
   readonly maxBufferedBytes: number
   readonly writeTimeout: number
+  readonly limits: StreamLimits | undefined
   private readonly streams = new Set<EventStream>()
   private readonly heartbeat: Heartbeat | undefined
   private whenEmpty: (() => void) | undefined
 
-  constructor (heartbeatInterval: number, maxBufferedBytes: number, writeTimeout: number) {
+  constructor (heartbeatInterval: number, maxBufferedBytes: number, writeTimeout: number, limits?: StreamLimits) {
     this.maxBufferedBytes = maxBufferedBytes
     this.writeTimeout = writeTimeout
+    this.limits = limits
     this.heartbeat = heartbeatInterval > 0 || writeTimeout > 0
       ? new Heartbeat(heartbeatInterval, writeTimeout, this.streams)
       : undefined
   }
 
+  /** Why a new stream from that address may not open now (limits), or undefined if it may. */
+  refusal (address: string): FastifyError | undefined {
+    return this.limits?.refusal(this.streams.size, address)
+  }
+
   add (stream: EventStream): void {
     this.streams.add(stream)
+    this.limits?.opened(stream.address)
     if (this.streams.size === 1) this.heartbeat?.start()
   }
 
   delete (stream: EventStream): void {
-    if (!this.streams.delete(stream) || this.streams.size > 0) return
+    if (!this.streams.delete(stream)) return
+    this.limits?.closed(stream.address)
+    if (this.streams.size > 0) return
     this.heartbeat?.stop()
     this.whenEmpty?.()
   }

@@ -1,6 +1,8 @@
-import type { FastifySseOptions, SseReplyOptions, SseSerializer } from './types'
+import type { FastifySseOptions, SseEncoding, SseLimits, SseReplyOptions, SseSerializer } from './types'
+import { ENCODINGS } from './compression'
 import type { SseStore } from './store'
 import { MemoryStore } from './memory-store'
+import { StreamLimits } from './stream-limits'
 import { FST_SSE_INVALID_OPTION } from './errors'
 import { describe, isValidRetry } from './framing'
 
@@ -13,9 +15,11 @@ export interface Settings {
   maxBufferedBytes: number
   writeTimeout: number
   store: SseStore
+  limits: StreamLimits | undefined
+  compression: readonly SseEncoding[] | false
 }
 
-const defaults: Omit<Settings, 'store'> = {
+const defaults: Omit<Settings, 'store' | 'limits' | 'compression'> = {
   heartbeatInterval: 15_000,
   retry: undefined,
   serializer: JSON.stringify,
@@ -47,7 +51,22 @@ export function resolveOptions (options: FastifySseOptions = {}): Settings {
   check('writeTimeout', isWholeNumberUpTo(settings.writeTimeout, 0, MAX_TIMER_MS),
     `a whole number of milliseconds from 0 (off) to ${MAX_TIMER_MS}`, settings.writeTimeout)
   settings.store = resolveStore(options)
+  settings.limits = resolveLimits(options.limits)
+  settings.compression = resolveCompression(options.compression)
   return settings
+}
+
+function resolveLimits (limits: SseLimits | undefined): StreamLimits | undefined {
+  if (limits === undefined) return undefined
+  check('limits', typeof limits === 'object' && limits !== null, 'an object', limits)
+  const { maxStreams = Infinity, maxStreamsPerAddress = Infinity, retryAfter = 5 } = limits
+  for (const [name, value] of [['maxStreams', maxStreams], ['maxStreamsPerAddress', maxStreamsPerAddress]] as const) {
+    check(`limits.${name}`, value === Infinity || isWholeNumberUpTo(value, 1, Number.MAX_SAFE_INTEGER),
+      'a whole number, 1 or more', value)
+  }
+  check('limits.retryAfter', isWholeNumberUpTo(retryAfter, 0, Number.MAX_SAFE_INTEGER), 'a whole number of seconds, 0 or more',
+    retryAfter)
+  return new StreamLimits(maxStreams, maxStreamsPerAddress, retryAfter)
 }
 
 function resolveStore ({ store, historySize, historyMaxAge }: FastifySseOptions): SseStore {
@@ -62,6 +81,16 @@ function resolveStore ({ store, historySize, historyMaxAge }: FastifySseOptions)
   return store
 }
 
+/** The encodings offered, in order of preference, or false. */
+export function resolveCompression (compression: boolean | readonly SseEncoding[] | undefined): readonly SseEncoding[] | false {
+  if (compression === undefined || compression === false) return false
+  if (compression === true) return ENCODINGS
+  check('compression', Array.isArray(compression) && compression.length > 0 &&
+    compression.every((encoding) => ENCODINGS.includes(encoding)), `a boolean, or a non-empty array of ${ENCODINGS.map((e) => `'${e}'`).join(', ')}`,
+    compression)
+  return compression
+}
+
 /** Checks the options that `reply.sse()` may override. */
 export function checkStreamOptions (options: SseReplyOptions): void {
   check('serializer', options.serializer === undefined || typeof options.serializer === 'function',
@@ -69,6 +98,7 @@ export function checkStreamOptions (options: SseReplyOptions): void {
   check('retry', options.retry === undefined || isValidRetry(options.retry),
     'a whole number of milliseconds, 0 or more', options.retry)
   check('filter', options.filter === undefined || typeof options.filter === 'function', 'a function', options.filter)
+  resolveCompression(options.compression)
 }
 
 function check (name: string, valid: boolean, expected: string, value: unknown): void {

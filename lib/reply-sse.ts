@@ -2,8 +2,10 @@ import type { FastifyReply } from 'fastify'
 import type { SseReplyOptions, SseSource } from './types'
 import type { Settings } from './options'
 import type { OpenStreams } from './open-streams'
+import type { StreamLimits } from './stream-limits'
 import { EventStream } from './event-stream'
-import { checkStreamOptions } from './options'
+import { checkStreamOptions, resolveCompression } from './options'
+import { chooseEncoding } from './compression'
 import { eventStreamHeaders } from './response-headers'
 import { readLastEventId } from './last-event-id'
 import { openSource, pump } from './sources'
@@ -31,13 +33,29 @@ export function createReplySse (settings: Settings, openStreams: OpenStreams): R
 
     // The source is resolved, and the headers checked by Node, before the reply is hijacked: a bad source
     // or header is an ordinary error response, not a request left hanging.
+    // Past the limits, nothing of the source runs: a function source is not called.
+    if (openStreams.limits !== undefined) stream.address = reply.request.ip
+    const refusal = openStreams.limits === undefined ? undefined : openStreams.refusal(stream.address)
     let pulled
     try {
-      pulled = source === undefined || channel !== undefined
+      pulled = source === undefined || channel !== undefined || (refusal !== undefined && typeof source === 'function')
         ? undefined
         : openSource(source, { signal: stream.signal, lastEventId })
+      if (refusal !== undefined) {
+        stream.abandon(refusal)
+        // The stream is closed: pump() only ends the source, so that it lets go of what it holds.
+        if (pulled !== undefined) pump(stream, pulled, reply.log)
+        ;(openStreams.limits as StreamLimits).refuse(reply, refusal, reply.log)
+        return stream
+      }
       const headers = eventStreamHeaders(reply.getHeaders(), 'stream' in reply.raw)
-      stream.open(reply.statusCode, headers, retry, reply.request.method === 'HEAD')
+      const offered = options?.compression === undefined ? settings.compression : resolveCompression(options.compression)
+      const encoding = offered === false ? undefined : chooseEncoding(reply.request.headers['accept-encoding'], offered)
+      if (encoding !== undefined) {
+        headers['content-encoding'] = encoding
+        headers.vary = 'accept-encoding'
+      }
+      stream.open(reply.statusCode, headers, retry, reply.request.method === 'HEAD', encoding)
     } catch (error) {
       stream.abandon(error as Error)
       // The stream is closed: pump() only ends the source, so that it lets go of what it holds.

@@ -57,6 +57,8 @@ export interface SseReplyOptions {
    * event as it was published, with its id. Subscribers without a filter cost the fan-out nothing extra.
    */
   filter?: ChannelFilter
+  /** Compression of this stream. Default: the plugin's `compression`. */
+  compression?: boolean | readonly SseEncoding[]
 }
 
 /** Options of the plugin, given to `app.register(sse, options)`. */
@@ -112,4 +114,32 @@ export interface FastifySseOptions {
    * @default 300000 (5 minutes)
    */
   historyMaxAge?: number
+  /**
+   * The most streams open at once. A stream past them is answered `503` with `Retry-After`, before any
+   * SSE header; open streams are untouched.
+   * @default no limit
+   */
+  limits?: SseLimits
+  /**
+   * Compresses streams for clients that accept it, flushing after each write so that no event waits:
+   * `true` offers brotli then gzip, or give the encodings in your order of preference. About 64 KiB of
+   * memory per compressed stream, and CPU per stream (a channel's events are compressed per subscriber).
+   * @default false
+   */
+  compression?: boolean | readonly SseEncoding[]
+}
+
+/** Content encodings the plugin can compress streams with. */
+export type SseEncoding = 'br' | 'gzip'
+
+export interface SseLimits {
+  /** The most streams open at once on this app. */
+  maxStreams?: number
+  /** The most streams open at once from one client address (`request.ip`: set Fastify's `trustProxy` behind a proxy). */
+  maxStreamsPerAddress?: number
+  /**
+   * Seconds a refused client is asked to wait, in the `Retry-After` header.
+   * @default 5
+   */
+  retryAfter?: number
 }

@@ -49,6 +49,7 @@ before(async () => {
     "import sse, { fastifySseH2, errors, EventStream } from 'fastify-sse-h2'",
     "import * as namespace from 'fastify-sse-h2'",
     'export { sse, fastifySseH2, errors, EventStream, namespace }',
+    "export { RedisStore } from 'fastify-sse-h2/redis'",
     ''
   ].join('\n'))
   layout = { pkg, app }
@@ -117,3 +118,18 @@ test('registering twice on one app fails with Fastify\'s duplicate decorator err
   app.register(sse)
   await t.rejects(async () => await app.ready(), { code: 'FST_ERR_DEC_ALREADY_PRESENT' })
 })
+
+test('fastify-sse-h2/redis gives the Redis store to require() and import(); the main entry never loads ioredis',
+  async (t) => {
+    const script = [
+      "const sse = require('fastify-sse-h2')",
+      "const loaded = () => Object.keys(require.cache).some((path) => path.includes('/node_modules/ioredis/'))",
+      'const before = loaded()',
+      "const { RedisStore } = require('fastify-sse-h2/redis')",
+      'console.log(JSON.stringify({ plugin: typeof sse, before, store: typeof RedisStore, name: RedisStore.name }))'
+    ].join('\n')
+    const output = execFileSync(process.execPath, ['-e', script], { cwd: layout.app, env: { ...process.env, NODE_OPTIONS: '' } })
+    t.same(JSON.parse(output.toString()), { plugin: 'function', before: false, store: 'function', name: 'RedisStore' })
+    const esm = await import(pathToFileURL(join(layout.app, 'esm.mjs')).href) as { RedisStore: unknown }
+    t.equal(esm.RedisStore, createRequire(join(layout.app, 'index.js'))('fastify-sse-h2/redis').RedisStore)
+  })
