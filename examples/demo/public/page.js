@@ -15,7 +15,6 @@ let drop
 const tickers = symbols.split(' ').map(addCard)
 openChat() // first: over HTTP/1.1 it then holds one of the six connections, and messages still arrive
 for (const ticker of tickers) openTicker(ticker)
-if (!overHttp2) explainHttp1()
 update()
 
 function addCard (symbol) {
@@ -136,7 +135,7 @@ function openChat () {
   form.addEventListener('submit', async (event) => {
     event.preventDefault()
     const input = form.elements.text
-    const response = await post('/chat', { text: input.value })
+    const response = await post('/chat', { text: input.value }, document.getElementById('chat-status'))
     if (response.ok) input.value = ''
   })
 }
@@ -145,30 +144,26 @@ document.getElementById('drop').addEventListener('click', async () => {
   const status = document.getElementById('drop-status')
   status.textContent = 'Dropping…'
   drop = { dropped: undefined, opens: new Map(tickers.map((ticker) => [ticker, ticker.counts.opens + 1])) }
-  const response = await post('/drop')
+  const response = await post('/drop', undefined, status)
   if (!response.ok) return
   drop.dropped = (await response.json()).dropped
   status.textContent = `The server dropped ${drop.dropped} streams; they reconnect in ${Number(retry) / 1000} s and resume.`
   update()
 })
 
-async function post (path, body) {
+async function post (path, body, status) {
   try {
     const response = await fetch(path, {
       method: 'POST',
       headers: body === undefined ? {} : { 'content-type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body)
     })
-    if (!response.ok) showError(`${path}: the server answered ${response.status}`)
+    status.textContent = response.ok ? '' : `${path}: the server answered ${response.status}`
     return response
   } catch (error) {
-    showError(`${path}: ${error.message}`)
+    status.textContent = `${path}: ${error.message}`
     return { ok: false }
   }
-}
-
-function showError (text) {
-  document.getElementById('drop-status').textContent = text
 }
 
 // Over HTTP/1.1 each open EventSource keeps one of the browser's 6 connections to this origin for good:
@@ -181,7 +176,8 @@ function explainHttp1 () {
   banner.replaceChildren(
     strong('HTTP/1.1: the browser holds at most 6 connections to this origin, and each open stream keeps one. '),
     `${open} of ${tickers.length} ticker streams are open${chatOpen ? ' (the chat stream holds another connection)' : ''}; ` +
-    `the other ${tickers.length - open} wait for a connection that never frees, across all tabs of this origin. ` +
+    `the other ${tickers.length - open} wait for a free connection, and none frees while streams are open ` +
+    '(the limit counts every tab of this origin). ' +
     'Publishing and dropping would wait too, so they are off here. ',
     link(document.getElementById('http2-link').href, 'Open this page over HTTP/2'),
     ' to see every stream open on one connection.'
