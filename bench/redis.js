@@ -63,6 +63,8 @@ async function client (origin, subscribers) {
     const session = http2.connect(origin, { settings: { initialWindowSize: 1024 * 1024 } })
     session.on('error', () => {})
     await once(session, 'remoteSettings')
+    // The connection's window too, as browsers do: 64 KiB shared by 100 streams would make the client the limit.
+    session.setLocalWindowSize(32 * 1024 * 1024)
     sessions.push(session)
   }
   let expected = 0

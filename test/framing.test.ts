@@ -82,6 +82,10 @@ test('every field is written, in one frame, and read back', async (t) => {
   t.same(parsed.events, [{ id: '7', event: 'tick', data: '{"n":1}' }])
   t.same(parsed.comments, ['note'])
   t.same(parsed.retries, [1500])
+  // Text data with one other field: each field still makes its line.
+  t.equal(frameEvent({ id: 8, comment: 'note', data: 'text' }, json), 'id: 8\n: note\ndata: text\n\n')
+  t.equal(frameEvent({ retry: 10, data: 'text' }, json), 'retry: 10\ndata: text\n\n')
+  t.equal(frameEvent({ id: 9, data: 'text' }, json), 'id: 9\ndata: text\n\n')
 })
 
 test('{} frames to nothing; fields without data dispatch no event', async (t) => {
