@@ -1,16 +1,22 @@
 import { execFileSync } from 'node:child_process'
 
+/** Where the shell finds `binary` (`command -v`), or undefined when it is not installed. */
+export function binaryPath (binary: string): string | undefined {
+  try {
+    const path = execFileSync('sh', ['-c', `command -v ${binary}`], { encoding: 'utf8' }).trim()
+    return path === '' ? undefined : path
+  } catch {
+    return undefined
+  }
+}
+
 /**
  * Whether a service binary is installed. A suite that needs a missing service is skipped with a clear reason
  * on a developer's machine, and fails under CI=true (where .ci/run installs it), never skips silently.
  */
 export function missingService (binary: string, install: string): string | undefined {
-  try {
-    execFileSync('sh', ['-c', `command -v ${binary}`], { stdio: 'ignore' })
-    return undefined
-  } catch {
-    return `${binary} is not installed (${install}); .ci/run installs it`
-  }
+  if (binaryPath(binary) !== undefined) return undefined
+  return `${binary} is not installed (${install}); .ci/run installs it`
 }
 
 export function mustSkip (missing: string | undefined): string | false {
