@@ -70,7 +70,7 @@ for (const protocol of PROTOCOLS) {
     t.match(JSON.parse(thrown.text), { message: 'no source today' })
   })
 
-  test(`${protocol}: a source that throws is logged once with the request id; other streams go on`, async (t) => {
+  test(`${protocol}: a source that throws, rejects or yields a bad event is logged once with the request id; other streams go on`, async (t) => {
     const release = signalled()
     const server = await startServer(t, protocol, (app) => {
       app.get('/fails', (request, reply) => reply.sse(async function * () {
@@ -81,6 +81,10 @@ for (const protocol of PROTOCOLS) {
         yield 'before'
         yield { id: 'forged\nevent: admin', data: 'x' }
         yield 'after'
+      }))
+      // Not a generator: an async iterator whose next() rejects, as a hand-written client library's may.
+      app.get('/rejects', (request, reply) => reply.sse({
+        [Symbol.asyncIterator]: () => ({ next: async () => await Promise.reject(new Error('the feed rejected')) })
       }))
       app.get('/steady', (request, reply) => reply.sse(async function * () {
         yield 'one'
@@ -106,10 +110,15 @@ for (const protocol of PROTOCOLS) {
     const invalid = await server.logs.waitFor((record) => record.err?.code === 'FST_SSE_INVALID_ID', 'the invalid event')
     t.equal(invalid.level, ERROR)
 
+    const rejects = await openStream(t, server, '/rejects')
+    await rejects.waitForEnd()
+    const rejected = await server.logs.waitFor((record) => record.err?.message === 'the feed rejected', 'the rejection')
+    t.match(rejected, { level: ERROR, reqId: /./ })
+
     release.resolve()
     await steady.waitForEnd()
     t.same(steady.events.map((event) => event.data), ['one', 'two'], 'the other stream was untouched')
-    t.equal(server.logs.atLeast(WARN).length, 2, 'each failure was logged once, and nothing else')
+    t.equal(server.logs.atLeast(WARN).length, 3, 'each failure was logged once, and nothing else')
   })
 }
 

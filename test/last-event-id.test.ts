@@ -113,3 +113,18 @@ test('no retry line without the option', async (t) => {
   t.same(client.retries, [])
   t.equal(client.text, 'data: x\n\n')
 })
+
+test('many Last-Event-ID headers, or one past Node\'s header limit: ignored, and the server goes on', async (t) => {
+  const server = await startServer(t, 'http1', echoRoutes)
+  const head = (headers: string): Buffer =>
+    Buffer.from(`GET /source HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n${headers}\r\n`)
+  // Node joins repeated headers with ", ": a hundred of them make a value no id of ours could be.
+  const repeated = await rawRequest(server, head('Last-Event-ID: 41\r\n'.repeat(100)))
+  t.match(repeated, /^HTTP\/1\.1 200 /)
+  t.match(repeated, /data: undefined\n/, 'the source sees no last event id')
+  const huge = await rawRequest(server, head(`Last-Event-ID: ${'9'.repeat(60_000)}\r\n`))
+  t.match(huge, /^HTTP\/1\.1 431 /, 'Node refuses a 60 KB header before any route runs')
+  t.notOk(huge.includes('9999'), 'and does not reflect it')
+  t.match(await rawRequest(server, head('Last-Event-ID: 7\r\n')), /data: 7\n/, 'the next client is served as usual')
+  t.notOk(server.logs.lines.some((line) => line.includes('41, 41')), 'the joined value is nowhere in the logs')
+})
