@@ -317,5 +317,3 @@ export class RedisStore implements SseStore {
 }
 
 function noop (): void {}
-
-
