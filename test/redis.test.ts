@@ -148,7 +148,8 @@ test('redis store', { skip }, async (t) => {
     await client.waitForEvents(2, 20_000)
     t.same(datas(client), ['before', 'after'], 'nothing published after the return was lost')
     await a.app.sse.channel('notes').publish({ data: { to: 'ann' } })
-    await arrivedDuring.waitForEvents(1, 20_000)
+    // On a failure, b's log says what the store saw.
+    await arrivedDuring.waitForEvents(1, 20_000).catch((error) => { console.error(b.logs.lines.join('\n')); throw error })
     t.pass('a subscriber that came during the outage gets what is published after it')
   })
 
