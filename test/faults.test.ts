@@ -34,6 +34,18 @@ function routes (ends: Ends) {
   }
 }
 
+/** Resolves with the bytes read once at least `bytes` of the body have arrived: the event is half written. */
+async function readAtLeast (body: NodeJS.ReadableStream, bytes: number): Promise<number> {
+  let received = 0
+  await within(new Promise<void>((resolve) => {
+    body.on('data', (chunk: Buffer) => {
+      received += chunk.length
+      if (received >= bytes) resolve()
+    })
+  }), `the first ${bytes} bytes of the event`)
+  return received
+}
+
 async function sourceEnded (ends: Ends, count: number): Promise<void> {
   await waitUntil(ends.events, 'end', () => (ends.reasons.length >= count ? true : undefined), `${count} sources to end`)
 }
@@ -45,13 +57,7 @@ test('http1: the socket destroyed while a 4 MiB event is half written', async (t
   const request = http.get(`${server.origin}/large`, { agent: false })
   request.on('error', () => {})
   const [response] = await within(once(request, 'response'), 'the response') as [http.IncomingMessage]
-  let received = 0
-  await within(new Promise<void>((resolve) => {
-    response.on('data', (chunk: Buffer) => {
-      received += chunk.length
-      if (received >= 256 * 1024) resolve()
-    })
-  }), 'the first 256 KiB of the event')
+  const received = await readAtLeast(response, 256 * 1024)
   response.socket.destroy()
   await sourceEnded(ends, 1)
   t.same(ends.reasons, ['FST_SSE_CLIENT_CLOSED'], `the source was ended after ${received} of ${LARGE.length} bytes`)
@@ -70,13 +76,7 @@ for (const protocol of ['h2c', 'h2'] as const) {
     const large = async (on: http2.ClientHttp2Session): Promise<http2.ClientHttp2Stream> => {
       const request = on.request({ ':path': '/large' })
       request.on('error', () => {})
-      let received = 0
-      await within(new Promise<void>((resolve) => {
-        request.on('data', (chunk: Buffer) => {
-          received += chunk.length
-          if (received >= 256 * 1024) resolve()
-        })
-      }), 'the first 256 KiB of the event')
+      await readAtLeast(request, 256 * 1024)
       request.pause()
       return request
     }
