@@ -163,6 +163,7 @@ export class EventStream {
     }
     if (encoding !== undefined) {
       const compressor = createCompressor(encoding)
+      compressor.on('error', onCompressorError)
       compressor.pipe(this.target)
       this.compressor = compressor
       this.flushKind = FLUSH[encoding]
@@ -382,3 +383,8 @@ function onResponseError (): void {}
 function flushLater (stream: EventStream): void {
   stream.flush()
 }
+
+// zlib fails only on a write after its end, which the stream never does (it stops writing once it ends); a
+// listener is there so that such an error could never crash the process.
+/* c8 ignore next */
+function onCompressorError (): void {}

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream'
 import { expect, test } from 'tstyche'
 import sse, {
   errors, EventStream, fastifySseH2, Channel, MemoryStore, MISSED_EVENT, type ChannelEvent, type FastifySseOptions,
-  type Replay, type SseEvent, type SseMessage, type SseSourceContext, type SseStore
+  type Replay, type SseEvent, type SseMessage, type SseSourceContext, type SseStore, type SseEncoding, type SseLimits
 } from 'fastify-sse-h2'
 
 test('the plugin registers with typed options', () => {
@@ -11,6 +11,13 @@ test('the plugin registers with typed options', () => {
   expect(app.register(sse)).type.not.toRaiseError()
   expect(app.register(sse, { heartbeatInterval: 15_000, retry: 3000, serializer: JSON.stringify })).type.not.toRaiseError()
   expect(app.register(sse, { lastEventIdQuery: false, maxBufferedBytes: 1024 })).type.not.toRaiseError()
+  expect(app.register(sse, { compression: true, limits: { maxStreams: 10_000, maxStreamsPerAddress: 50, retryAfter: 5 } }))
+    .type.not.toRaiseError()
+  expect(app.register(sse, { compression: ['gzip', 'br'] })).type.not.toRaiseError()
+  expect(app.register(sse, { compression: ['deflate'] })).type.toRaiseError()
+  expect(app.register(sse, { limits: { maxStreams: '10' } })).type.toRaiseError()
+  expect<SseEncoding>().type.toBe<'br' | 'gzip'>()
+  expect<SseLimits>().type.toHaveProperty('maxStreamsPerAddress')
   expect(app.register(sse, { heartbeatInterval: '15s' })).type.toRaiseError()
   expect(app.register(sse, { lastEventIdQuery: true })).type.toRaiseError()
   expect(app.register(sse, { serializer: (data: unknown) => 1 })).type.toRaiseError()
@@ -30,7 +37,8 @@ test('reply.sse takes every kind of source and returns the handle', () => {
       expect(lastEventId).type.toBe<string | undefined>()
       yield 'x'
     })).type.toBe<EventStream>()
-    expect(reply.sse([], { serializer: String, retry: 10 })).type.toBe<EventStream>()
+    expect(reply.sse([], { serializer: String, retry: 10, compression: false })).type.toBe<EventStream>()
+    expect(reply.sse).type.not.toBeCallableWith([], { compression: 'gzip' })
     expect(reply.sse).type.not.toBeCallableWith(42)
     expect(reply.sse).type.not.toBeCallableWith('a string')
     expect(reply.sse).type.not.toBeCallableWith([], { retry: 'soon' })
