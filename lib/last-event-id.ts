@@ -15,12 +15,26 @@ const NON_ASCII = /[^\0-\x7f]/
  */
 export function readLastEventId (request: FastifyRequest, queryParameter: string | false): string | undefined {
   const header = request.headers['last-event-id']
-  if (header !== undefined && header !== '') return accept(request, decodeHeader(header), 'header')
+  if (header !== undefined && header !== '') {
+    return accept(request, isRepeated(request, header) ? [header] : decodeHeader(header), 'header')
+  }
   if (queryParameter === false) return undefined
   const query = request.query as Record<string, unknown> | null | undefined
   const value = query?.[queryParameter]
   if (value === undefined || value === '') return undefined
   return accept(request, value, 'query')
+}
+
+// Node joins a repeated header into one value ("1, 2"), which EventSource never sends: a comma is the sign to
+// count the header's lines.
+function isRepeated (request: FastifyRequest, header: string | string[]): boolean {
+  if (!header.includes(',')) return false
+  const raw = request.raw.rawHeaders
+  let lines = 0
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].length === 13 && raw[i].toLowerCase() === 'last-event-id') lines++
+  }
+  return lines > 1
 }
 
 function decodeHeader (header: string | string[]): unknown {
