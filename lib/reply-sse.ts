@@ -1,4 +1,4 @@
-import type { FastifyReply } from 'fastify'
+import type { FastifyBaseLogger, FastifyReply } from 'fastify'
 import type { SseReplyOptions, SseSource } from './types'
 import type { Settings } from './options'
 import type { OpenStreams } from './open-streams'
@@ -8,7 +8,7 @@ import { checkStreamOptions, resolveCompression } from './options'
 import { chooseEncoding } from './compression'
 import { eventStreamHeaders } from './response-headers'
 import { readLastEventId } from './last-event-id'
-import { openSource, pump } from './sources'
+import { openSource, pump, type PulledSource } from './sources'
 import { Channel } from './channel'
 import { FST_SSE_ALREADY_SENT, FST_SSE_CHANNEL_CLOSED, FST_SSE_INVALID_OPTION } from './errors'
 
@@ -35,16 +35,14 @@ export function createReplySse (settings: Settings, openStreams: OpenStreams): R
     // or header is an ordinary error response, not a request left hanging.
     // Past the limits, nothing of the source runs: a function source is not called.
     if (openStreams.limits !== undefined) stream.address = reply.request.ip
-    const refusal = openStreams.limits === undefined ? undefined : openStreams.refusal(stream.address)
+    const refusal = openStreams.refusal(stream.address)
     let pulled
     try {
       pulled = source === undefined || channel !== undefined || (refusal !== undefined && typeof source === 'function')
         ? undefined
         : openSource(source, { signal: stream.signal, lastEventId })
       if (refusal !== undefined) {
-        stream.abandon(refusal)
-        // The stream is closed: pump() only ends the source, so that it lets go of what it holds.
-        if (pulled !== undefined) pump(stream, pulled, reply.log)
+        abandon(stream, pulled, refusal, reply.log)
         ;(openStreams.limits as StreamLimits).refuse(reply, refusal, reply.log)
         return stream
       }
@@ -57,9 +55,7 @@ export function createReplySse (settings: Settings, openStreams: OpenStreams): R
       }
       stream.open(reply.statusCode, headers, retry, reply.request.method === 'HEAD', encoding)
     } catch (error) {
-      stream.abandon(error as Error)
-      // The stream is closed: pump() only ends the source, so that it lets go of what it holds.
-      if (pulled !== undefined) pump(stream, pulled, reply.log)
+      abandon(stream, pulled, error as Error, reply.log)
       throw error
     }
     reply.hijack()
@@ -68,4 +64,10 @@ export function createReplySse (settings: Settings, openStreams: OpenStreams): R
     if (pulled !== undefined) pump(stream, pulled, reply.log)
     return stream
   }
+}
+
+/** Closes a stream that will never open; pump() then only ends the source, so that it lets go of what it holds. */
+function abandon (stream: EventStream, pulled: PulledSource | undefined, reason: Error, log: FastifyBaseLogger): void {
+  stream.abandon(reason)
+  if (pulled !== undefined) pump(stream, pulled, log)
 }
