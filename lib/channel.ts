@@ -2,45 +2,47 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { EventStream } from './event-stream'
 import type { SseEvent, SseMessage, SseSerializer } from './types'
 import type { Replay, SseStore, StoredEvent } from './store'
+import { Subscription } from './subscription'
 import { eventId, frameBody, toEvent } from './framing'
+import { snapshotOf } from './snapshot'
+import { comparePositions } from './position'
 import { FST_SSE_CHANNEL_CLOSED } from './errors'
+
+export { MISSED_EVENT } from './subscription'
 
 /** Decides, per subscriber, which events of a channel it receives. */
 export type ChannelFilter = (event: ChannelEvent) => boolean
 
-/** What a filter is given: the event as it was published, with its id. */
+/** What a filter is given: the event as it was published, with its id; read-only. */
 export interface ChannelEvent extends SseEvent {
   id: string
 }
 
-/** The type of the event a subscriber gets first when its last event id is no longer retained. */
-export const MISSED_EVENT = 'missed'
-
-interface Subscriber {
-  stream: EventStream
-  filter: ChannelFilter | undefined
-  /** Live events held back while the subscriber's replay is being read. */
-  backlog: StoredEvent[] | undefined
-  /** The last event of the current batch the replay already wrote: the batch resumes after it. */
-  skipThrough: StoredEvent | undefined
-}
+// How long close() waits for this process's own publishes to come back from a store that delivers them later.
+const CLOSE_WAIT_MS = 5000
 
 /**
- * A named fan-out of events. A publish is framed once; the events published in one tick go to every
- * subscriber as one shared buffer, written once per subscriber. History, ids and delivery across
- * processes are the store's.
+ * A named fan-out of events. A publish is framed once; the events the store hands over in one tick go to every
+ * subscriber as one shared buffer, written once per subscriber. History, positions and delivery across
+ * processes are the store's; which events each subscriber is owed is its subscription's.
  */
 export class Channel {
   readonly name: string
+  /** @internal */
+  readonly log: FastifyBaseLogger
   private readonly store: SseStore
   private readonly serializer: SseSerializer
-  private readonly log: FastifyBaseLogger
-  private readonly members = new Set<Subscriber>()
+  private readonly subscriptions = new Set<Subscription>()
+  // Events handed over by the store and not yet written: they go out together at the end of the tick.
   private batch: StoredEvent[] = []
   private batchText = ''
   private flushScheduled = false
+  // The position of the last event the store handed over, and of the last one this process published.
+  private livePosition: string | undefined
+  private publishedPosition: string | undefined
+  private caughtUp: (() => void) | undefined
   private ended = false
-  private readonly onStored = (event: StoredEvent): void => this.deliver(event)
+  private readonly onStored = (event: StoredEvent): void => this.receive(event)
 
   /** @internal */
   constructor (name: string, store: SseStore, serializer: SseSerializer, log: FastifyBaseLogger) {
@@ -53,7 +55,7 @@ export class Channel {
 
   /** How many streams are subscribed. */
   get subscribers (): number {
-    return this.members.size
+    return this.subscriptions.size
   }
 
   get closed (): boolean {
@@ -68,28 +70,37 @@ export class Channel {
     if (this.ended) throw new FST_SSE_CHANNEL_CLOSED(this.name)
     const event = toEvent(message)
     const id = event.id === undefined ? undefined : eventId(event.id)
-    const stored = await this.store.append(this.name, { id, body: frameBody(event, this.serializer), event })
+    const { body, data } = frameBody(event, this.serializer)
+    const stored = await this.store.append(this.name, { id, body, snapshot: snapshotOf(event, data, this.serializer) })
+    if (this.publishedPosition === undefined || comparePositions(stored.position, this.publishedPosition) > 0) {
+      this.publishedPosition = stored.position
+    }
     return stored.id
   }
 
-  /** Ends every subscriber's stream and refuses further publishes and subscriptions. */
-  close (): void {
+  /**
+   * Ends every subscriber's stream, after every event whose publish() resolved (once the store has handed this
+   * process's own publishes back, within a few seconds), and refuses further publishes and subscriptions.
+   */
+  async close (): Promise<void> {
     if (this.ended) return
     this.ended = true
+    if (!this.hasReceived(this.publishedPosition)) await this.untilReceived()
     this.store.unlisten(this.name, this.onStored)
-    for (const member of this.members) member.stream.close()
-    this.members.clear()
+    this.flush()
+    for (const subscription of this.subscriptions) subscription.stream.close()
+    this.subscriptions.clear()
   }
 
-  /** @internal Subscribes an open stream, replaying what it missed after its last event id. */
+  /** @internal Subscribes an open stream; with a last event id, replays what it missed first. */
   subscribe (stream: EventStream, lastEventId: string | undefined, filter: ChannelFilter | undefined): void {
     if (stream.closed) return
-    const member: Subscriber = { stream, filter, backlog: undefined, skipThrough: undefined }
-    this.members.add(member)
-    stream.onClose = () => this.members.delete(member)
-    stream.beforeOwnWrite = () => this.catchUp(member)
+    // Without a last event id: the events the store hands over from now on, not those of this tick already in.
+    const subscription = new Subscription(this, stream, filter, this.livePosition)
+    this.subscriptions.add(subscription)
+    stream.subscriptions.push(subscription)
     if (lastEventId === undefined) return
-    member.backlog = []
+    subscription.startReplay()
     let replay: Replay | Promise<Replay>
     try {
       replay = this.store.readAfter(this.name, lastEventId)
@@ -97,98 +108,62 @@ export class Channel {
       replay = Promise.reject(error)
     }
     if (isPromise(replay)) {
-      replay.then((result) => this.replay(member, result), (error: unknown) => this.replayFailed(member, error))
+      replay.then((result) => subscription.replayed(result), (error: unknown) => subscription.replayFailed(error))
     } else {
-      this.replay(member, replay)
+      subscription.replayed(replay)
     }
   }
 
-  private replay (member: Subscriber, replay: Replay): void {
-    const { stream } = member
-    if (stream.closed) return
-    // Events delivered while the replay was read, and events published but not yet flushed, may also be in
-    // the replay: each is written once.
-    let events = replay.events
-    const later = (member.backlog as StoredEvent[]).concat(this.batch)
-    if (later.length > 0) {
-      const replayed = new Set(events.map((event) => event.id))
-      events = events.concat(later.filter((event) => !replayed.has(event.id)))
-    }
-    const frames = this.framesFor(member, events, 0)
-    member.backlog = undefined
-    member.skipThrough = this.batch.length > 0 ? this.batch[this.batch.length - 1] : undefined
-    stream.writeReplay((replay.found ? '' : missedFrame(replay.events)) + frames)
+  /** @internal The stream let go of it. */
+  unsubscribe (subscription: Subscription): void {
+    this.subscriptions.delete(subscription)
   }
 
-  /** The frames of `events` from `from` that the member's filter lets through; none if the filter threw. */
-  private framesFor (member: Subscriber, events: StoredEvent[], from: number): string {
-    const filter = member.filter
-    let frames = ''
-    for (let i = from; i < events.length; i++) {
-      const event = events[i]
-      if (filter === undefined) {
-        frames += event.frame
-        continue
-      }
-      try {
-        if (filter({ ...event.event, id: event.id })) frames += event.frame
-      } catch (error) {
-        // One subscriber's broken filter must not stop the fan-out to the others.
-        this.log.error({ err: error, channel: this.name }, 'fastify-sse-h2: a subscription filter threw; its stream was closed')
-        member.stream.close()
-        return ''
-      }
-    }
-    return frames
+  /** @internal Before the stream's own write: writes what this tick holds for the subscription, ahead of it. */
+  catchUp (subscription: Subscription): void {
+    if (this.batch.length > 0) subscription.deliver(this.batch, undefined)
   }
 
-  /**
-   * Before a subscriber's own send(), what was published for it this tick and not yet written goes ahead, so
-   * that it receives everything in the order it happened; the batch then resumes after it.
-   */
-  private catchUp (member: Subscriber): void {
-    if (member.backlog !== undefined || this.batch.length === 0) return
-    const from = member.skipThrough === undefined ? 0 : this.batch.indexOf(member.skipThrough) + 1
-    const frames = this.framesFor(member, this.batch, from)
-    member.skipThrough = this.batch[this.batch.length - 1]
-    member.stream.queueLive(frames)
+  /** @internal Writes the events of this tick to every subscriber. */
+  flush (): void {
+    this.flushScheduled = false
+    const batch = this.batch
+    if (batch.length === 0) return
+    const text = this.batchText
+    this.batch = []
+    this.batchText = ''
+    let chunk: Buffer | undefined
+    const shared = (): Buffer => (chunk ??= Buffer.from(text))
+    for (const subscription of this.subscriptions) subscription.deliver(batch, shared)
   }
 
-  private replayFailed (member: Subscriber, error: unknown): void {
-    this.log.error({ err: error, channel: this.name }, 'fastify-sse-h2: the replay of a channel failed; the stream was closed')
-    member.stream.close()
-  }
-
-  private deliver (event: StoredEvent): void {
+  private receive (event: StoredEvent): void {
+    this.livePosition = event.position
     this.batch.push(event)
     this.batchText += event.frame
     if (!this.flushScheduled) {
       this.flushScheduled = true
       process.nextTick(flushChannel, this)
     }
+    if (this.caughtUp !== undefined && this.hasReceived(this.publishedPosition)) this.caughtUp()
   }
 
-  /** @internal Writes the events of this tick to every subscriber. */
-  flush (): void {
-    const batch = this.batch
-    const text = this.batchText
-    this.batch = []
-    this.batchText = ''
-    this.flushScheduled = false
-    let shared: Buffer | undefined
-    for (const member of this.members) {
-      if (member.backlog !== undefined) {
-        for (const event of batch) member.backlog.push(event)
-      } else if (member.filter === undefined && member.skipThrough === undefined) {
-        shared ??= Buffer.from(text)
-        member.stream.writeLive(shared)
-      } else {
-        const from = member.skipThrough === undefined ? 0 : batch.indexOf(member.skipThrough) + 1
-        member.skipThrough = undefined
-        const own = this.framesFor(member, batch, from)
-        if (own !== '') member.stream.writeLive(own)
-      }
-    }
+  private hasReceived (position: string | undefined): boolean {
+    return position === undefined || (this.livePosition !== undefined && comparePositions(this.livePosition, position) >= 0)
+  }
+
+  private async untilReceived (): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    await new Promise<void>((resolve) => {
+      this.caughtUp = resolve
+      timer = setTimeout(() => {
+        this.log.warn({ channel: this.name, waitedMs: CLOSE_WAIT_MS },
+          'fastify-sse-h2: the store did not hand back this process\'s last publishes of a closing channel in time')
+        resolve()
+      }, CLOSE_WAIT_MS)
+    })
+    clearTimeout(timer)
+    this.caughtUp = undefined
   }
 }
 
@@ -198,9 +173,4 @@ function flushChannel (channel: Channel): void {
 
 function isPromise<T> (value: T | Promise<T>): value is Promise<T> {
   return typeof (value as Promise<T>)?.then === 'function'
-}
-
-function missedFrame (retained: StoredEvent[]): string {
-  const oldestId = retained.length > 0 ? retained[0].id : null
-  return 'event: ' + MISSED_EVENT + '\ndata: ' + JSON.stringify({ oldestId }) + '\n\n'
 }

@@ -34,7 +34,7 @@ export class Channels {
 
   /** @internal Closes every channel and the store. */
   async close (): Promise<void> {
-    for (const channel of this.byName.values()) channel.close()
+    await Promise.all(Array.from(this.byName.values(), async (channel) => await channel.close()))
     this.byName.clear()
     await this.store.close()
   }

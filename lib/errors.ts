@@ -36,6 +36,9 @@ export const FST_SSE_INVALID_SERIALIZED = createError<'FST_SSE_INVALID_SERIALIZE
   'FST_SSE_INVALID_SERIALIZED', 'fastify-sse-h2: the serializer must return a string, it returned %s',
   500, TypeError)
 
+export const FST_SSE_SERIALIZER_FAILED = createError<'FST_SSE_SERIALIZER_FAILED', [string, { cause: unknown }]>(
+  'FST_SSE_SERIALIZER_FAILED', 'fastify-sse-h2: the serializer threw (%s); nothing of the event was written', 500, TypeError)
+
 export const FST_SSE_ALREADY_SENT = createError<'FST_SSE_ALREADY_SENT', []>(
   'FST_SSE_ALREADY_SENT', 'fastify-sse-h2: reply.sse() was called on a reply that was already sent', 500)
 

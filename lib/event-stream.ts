@@ -6,6 +6,7 @@ import type { Writable } from 'node:stream'
 import type { FastifyBaseLogger } from 'fastify'
 import type { SseMessage, SseSerializer } from './types'
 import type { OpenStreams } from './open-streams'
+import type { Subscription } from './subscription'
 import { createCompressor, FLUSH, type Compressor, type SseEncoding } from './compression'
 import { HEARTBEAT_FRAME, frameComment, frameEvent, frameRetry } from './framing'
 import {
@@ -17,6 +18,17 @@ export type RawResponse = ServerResponse | Http2ServerResponse
 // Frames produced without yielding to the event loop are written together, up to this many characters.
 const FLUSH_AT = 16 * 1024
 
+// The turn of the event loop. Bytes written during this turn have had no chance to reach the client yet: Node hands
+// them to the socket at the end of it (HTTP/2 sends from an immediate). Whether a client is behind is judged by what
+// it was given before.
+let turn = 0
+let turnEnding = false
+
+function endTurn (): void {
+  turn++
+  turnEnding = false
+}
+
 interface DrainWait {
   promise: Promise<void>
   resolve: () => void
@@ -25,28 +37,29 @@ interface DrainWait {
 /**
  * One open event stream: the handle `reply.sse()` returns. It owns the stream's state (what waits to be
  * written, whether the client is behind, whether it is closed) and writes to the HTTP/2 stream itself,
- * or to the HTTP/1.1 response.
+ * or to the HTTP/1.1 response. Every write goes through `admit()`, the one rule for a client that is behind.
  */
 export class EventStream {
   /** The id the client last received (`Last-Event-ID` header, or the query fallback), or `undefined`. */
   readonly lastEventId: string | undefined
 
+  /** @internal The channels it is subscribed to. */
+  readonly subscriptions: Subscription[] = []
   /** @internal Heartbeat ticks since the last write. */
   quietTicks = 0
   /** @internal False once the response is finished or the connection gone. */
   transportOpen = true
-  /** @internal When writes started waiting for the client (ms since the epoch), or 0. */
-  blockedSince = 0
-  /** @internal Called once when the stream ends (a channel lets go of its subscriber). */
-  onClose: (() => void) | undefined
-  /** @internal Called before the stream's own send() and comment(): a channel writes what it owes first. */
-  beforeOwnWrite: (() => void) | undefined
+  /** @internal What the heartbeat last saw the client take (`takenBytes`), and since when (ms), or 0. */
+  takenAtCheck = 0
+  stalledSince = 0
   /** @internal The client's address, when streams are limited per address. */
   address = ''
 
   // Made on first use of `signal`: a channel subscriber that never asks costs no controller.
   private controller: AbortController | undefined
   private closeReason: Error | undefined
+  // Set by close() while a replay is still being read: the stream ends once it is written.
+  private endReason: Error | undefined
   private readonly res: RawResponse
   // The HTTP/2 stream itself, so writes skip the compatibility layer; the response for HTTP/1.1.
   private readonly target: ServerHttp2Stream | ServerResponse
@@ -64,9 +77,14 @@ export class EventStream {
   private drainListened = false
   private ended = false
   private drainWait: DrainWait | undefined
-  // A replay may hold more than maxBufferedBytes: it is bounded by the history. Until the client has taken it,
-  // live writes are bounded above it.
-  private replayAllowance = 0
+  // Characters handed to the sink, in all.
+  private written = 0
+  // Characters admitted during the turn `turnOfWrites`.
+  private writtenThisTurn = 0
+  private turnOfWrites = -1
+  // The largest single write over maxBufferedBytes still on its way (an event, a replay): the client is not
+  // behind for taking its time over it.
+  private allowance = 0
 
   /** @internal */
   constructor (res: RawResponse, log: FastifyBaseLogger, lastEventId: string | undefined,
@@ -90,12 +108,12 @@ export class EventStream {
     return this.controller.signal
   }
 
-  /** True once the stream is closed: nothing more will be written. */
+  /** True once the stream is closed, or closing: nothing more can be sent. */
   get closed (): boolean {
-    return this.ended
+    return this.ended || this.endReason !== undefined
   }
 
-  /** Bytes written but not yet taken by the client, and frames not yet written. */
+  /** Bytes not yet taken by the client: frames not yet written, and written ones it has not read. */
   get bufferedBytes (): number {
     if (!this.transportOpen) return 0
     const compressor = this.compressor
@@ -103,21 +121,30 @@ export class EventStream {
       (compressor === undefined ? 0 : compressor.readableLength + this.target.writableLength)
   }
 
+  /** @internal How much of what was written the transport (or compressor) has taken: grows while the client reads. */
+  get takenBytes (): number {
+    return this.written - this.sink.writableLength
+  }
+
+  /** @internal True once nothing more will be written, replays included. */
+  get hasEnded (): boolean {
+    return this.ended
+  }
+
   /**
-   * Sends one event. Returns `false` when the client is behind (wait for `drained()` before sending more)
-   * or the stream is closed. An invalid event throws and nothing is written.
+   * Sends one event, after every channel event already published to this stream. Returns `false` when the
+   * client is behind (wait for `drained()` before sending more) or the stream is closed. An invalid event
+   * throws and nothing is written.
    */
   send (message: SseMessage): boolean {
-    const frame = frameEvent(message, this.serializer)
-    this.beforeOwnWrite?.()
-    return this.enqueue(frame, true)
+    if (this.closed) return false
+    return this.queue(frameEvent(message, this.serializer), true, true)
   }
 
   /** Sends a comment line, which clients ignore. Returns like `send()`. */
   comment (text: string): boolean {
-    const frame = frameComment(text)
-    this.beforeOwnWrite?.()
-    return this.enqueue(frame, true)
+    if (this.closed) return false
+    return this.queue(frameComment(text), true, true)
   }
 
   /** Resolves when what was sent has been handed to the client, or the stream closed. Never rejects. */
@@ -131,7 +158,10 @@ export class EventStream {
     return this.drainWait.promise
   }
 
-  /** Ends the stream after what was sent; the client's EventSource reconnects unless told otherwise. */
+  /**
+   * Ends the stream after every event already sent or published to it; the client's EventSource reconnects
+   * unless told otherwise.
+   */
   close (): void {
     this.end(new FST_SSE_STREAM_ENDED())
   }
@@ -170,7 +200,7 @@ export class EventStream {
       this.sink = compressor
     }
     this.openStreams.add(this)
-    if (retry !== undefined) this.enqueue(frameRetry(retry), false)
+    if (retry !== undefined) this.queue(frameRetry(retry), false, false)
   }
 
   /** @internal The stream will never open: aborts its signal so that a source already made lets go. */
@@ -182,12 +212,12 @@ export class EventStream {
 
   /** @internal Sends an event from a pulled source: the source is paused instead of being bounded. */
   sendPulled (message: unknown): boolean {
-    return this.enqueue(frameEvent(message as SseMessage, this.serializer), false)
+    return this.queue(frameEvent(message as SseMessage, this.serializer), false, false)
   }
 
   /** @internal Logs what made a source fail, unless it is the stream's own end, then closes. */
   fail (error: unknown): void {
-    if (this.ended) {
+    if (this.closed) {
       this.log.debug({ err: error }, 'fastify-sse-h2: the event source ended with an error after the stream closed')
     } else {
       this.log.error({ err: error }, 'fastify-sse-h2: the event source failed; the stream was closed')
@@ -205,16 +235,11 @@ export class EventStream {
   }
 
   /**
-   * @internal Writes a channel's events at once, behind what is pending, even while the client is behind:
-   * a chunk shared by every subscriber costs a reference per subscriber, not a copy. A client that has not
-   * taken more than maxBufferedBytes of what it was sent before is dropped instead: one burst may exceed the
-   * bound, falling behind by it may not.
+   * @internal Writes a channel's events at once, behind what is pending, even while the client is behind: a
+   * chunk shared by every subscriber costs a reference per subscriber, not a copy.
    */
-  writeLive (chunk: string | Buffer): void {
-    if (this.bufferedBytes > this.openStreams.maxBufferedBytes + this.replayAllowance) {
-      this.dropSlowClient()
-      return
-    }
+  writeChannel (chunk: string | Buffer): void {
+    if (!this.admit(chunk.length, true)) return
     // What the stream's own send() queued while the client was behind goes first.
     if (this.pending !== '') {
       this.writeOut(this.pending)
@@ -223,20 +248,17 @@ export class EventStream {
     this.writeOut(chunk)
   }
 
-  /** @internal Queues a channel's events ahead of the stream's own, in the order they were published. */
-  queueLive (text: string): void {
-    this.enqueue(text, false)
-  }
-
-  /** @internal Writes what a subscriber missed, which the history bounds, before any live event. */
+  /** @internal Writes what a subscriber missed, which the history bounds, ahead of what the stream sends next. */
   writeReplay (text: string): void {
-    if (this.ended || text === '') return
-    this.replayAllowance = text.length
-    this.pending += text
-    this.flush()
+    if (text !== '') this.queue(text, true, false)
   }
 
-  /** @internal Called by the heartbeat when writes have waited for the client longer than writeTimeout. */
+  /** @internal A replay was written (or failed): a close that waited for it goes ahead. */
+  settled (): void {
+    if (this.endReason !== undefined) this.end(this.endReason)
+  }
+
+  /** @internal Called by the heartbeat when the client took nothing of what waits for longer than writeTimeout. */
   dropFrozenClient (waitedMs: number): void {
     this.log.warn({ waitedMs, writeTimeout: this.openStreams.writeTimeout },
       'fastify-sse-h2: a client took nothing for longer than writeTimeout; its stream was closed')
@@ -246,7 +268,7 @@ export class EventStream {
   /** @internal Called by the heartbeat when the stream has been quiet long enough. */
   heartbeat (): void {
     // A comment may go ahead of frames still pending: clients ignore it wherever it falls between frames.
-    this.writeOut(HEARTBEAT_FRAME)
+    if (this.admit(HEARTBEAT_FRAME.length, false)) this.writeOut(HEARTBEAT_FRAME)
   }
 
   /** @internal Ends the stream because the server is closing, and lets its connection go. */
@@ -276,27 +298,54 @@ export class EventStream {
     }
   }
 
-  private writeOut (chunk: string | Buffer): void {
-    this.quietTicks = 0
-    const written = this.sink.write(chunk)
-    this.compressor?.flush(this.flushKind)
-    if (!written && !this.needsDrain) {
-      this.needsDrain = true
-      this.blockedSince = Date.now()
-      if (!this.drainListened) {
-        this.drainListened = true
-        this.sink.on('drain', () => this.onDrain())
+  /**
+   * The one rule for a client that is behind: it is when what it was given before this turn of the event loop,
+   * and has not taken, is more than maxBufferedBytes (plus the allowance of an oversized write on its way).
+   * A bounded write to such a client drops it; any other write is admitted. False if nothing may be written.
+   */
+  private admit (size: number, bounded: boolean): boolean {
+    if (this.ended) return false
+    if (this.turnOfWrites !== turn) {
+      this.turnOfWrites = turn
+      this.writtenThisTurn = 0
+      if (!turnEnding) {
+        turnEnding = true
+        setImmediate(endTurn)
       }
     }
-  }
-
-  private enqueue (frame: string, bounded: boolean): boolean {
-    if (this.ended) return false
-    this.pending += frame
-    if (bounded && this.pending.length + this.sink.writableLength > this.openStreams.maxBufferedBytes) {
+    const limit = this.openStreams.maxBufferedBytes
+    if (bounded && this.waitingFromEarlierTurns() > limit + this.allowance) {
       this.dropSlowClient()
       return false
     }
+    this.writtenThisTurn += size
+    if (size > limit && size > this.allowance) this.allowance = size
+    return true
+  }
+
+  /**
+   * What the client was given before this turn and has not taken. A compressor's input counts only while the
+   * client holds its output back: until then it waits for the CPU, not for the client.
+   */
+  private waitingFromEarlierTurns (): number {
+    const compressor = this.compressor
+    const waiting = compressor === undefined
+      ? this.pending.length + this.target.writableLength
+      : this.pending.length + compressor.readableLength + this.target.writableLength +
+        (this.target.writableNeedDrain ? compressor.writableLength : 0)
+    return waiting - this.writtenThisTurn
+  }
+
+  /** Channel events this tick holds for the stream go ahead of what it writes itself. */
+  private catchUpChannels (): void {
+    const subscriptions = this.subscriptions
+    for (let i = 0; i < subscriptions.length; i++) subscriptions[i].channel.catchUp(subscriptions[i])
+  }
+
+  private queue (frame: string, bounded: boolean, own: boolean): boolean {
+    if (own) this.catchUpChannels()
+    if (!this.admit(frame.length, bounded)) return false
+    this.pending += frame
     if (this.pending.length >= FLUSH_AT) {
       this.flush()
     } else if (!this.flushScheduled) {
@@ -304,6 +353,20 @@ export class EventStream {
       process.nextTick(flushLater, this)
     }
     return !this.needsDrain
+  }
+
+  private writeOut (chunk: string | Buffer): void {
+    this.quietTicks = 0
+    this.written += chunk.length
+    const written = this.sink.write(chunk)
+    this.compressor?.flush(this.flushKind)
+    if (!written && !this.needsDrain) {
+      this.needsDrain = true
+      if (!this.drainListened) {
+        this.drainListened = true
+        this.sink.on('drain', () => this.onDrain())
+      }
+    }
   }
 
   private dropSlowClient (): void {
@@ -316,6 +379,10 @@ export class EventStream {
 
   private end (reason: Error): void {
     if (this.ended) return
+    this.endReason ??= reason
+    // What was published before the close goes out before the end; a replay still being read, once it is in.
+    this.catchUpChannels()
+    if (this.ended || this.subscriptions.some(isReplaying)) return
     this.ended = true
     if (this.transportOpen) {
       // Through writeOut, so that a client that never takes these last bytes is still dropped after writeTimeout.
@@ -325,7 +392,7 @@ export class EventStream {
       else this.res.end()
     }
     this.pending = ''
-    this.finish(reason)
+    this.finish(this.endReason)
   }
 
   private finish (reason: Error): void {
@@ -335,15 +402,16 @@ export class EventStream {
     this.closeReason = reason
     this.controller?.abort(reason)
     this.releaseDrainWait()
-    this.onClose?.()
+    for (const subscription of this.subscriptions) subscription.channel.unsubscribe(subscription)
+    this.subscriptions.length = 0
   }
 
   private onDrain (): void {
     this.needsDrain = false
-    this.blockedSince = 0
-    this.replayAllowance = 0
     this.flush()
-    if (!this.needsDrain) this.releaseDrainWait()
+    if (this.needsDrain) return
+    this.allowance = 0
+    this.releaseDrainWait()
   }
 
   private releaseDrainWait (): void {
@@ -372,6 +440,10 @@ export class EventStream {
     const socket: Socket | null = (this.res as ServerResponse).socket
     return socket == null || socket.destroyed
   }
+}
+
+function isReplaying (subscription: Subscription): boolean {
+  return subscription.replaying
 }
 
 // Node emits 'error' on an HTTP/1.1 response only for a write after its end, which the stream never does;

@@ -6,7 +6,8 @@ import {
   FST_SSE_INVALID_EVENT_NAME,
   FST_SSE_INVALID_ID,
   FST_SSE_INVALID_RETRY,
-  FST_SSE_INVALID_SERIALIZED
+  FST_SSE_INVALID_SERIALIZED,
+  FST_SSE_SERIALIZER_FAILED
 } from './errors'
 
 // Turns events into the text/event-stream wire format (WHATWG HTML, "Server-sent events", 9.2.5/9.2.6).
@@ -31,16 +32,18 @@ export function frameEvent (message: SseMessage, serializer: SseSerializer): str
     return id === undefined ? 'data: ' + data + '\n\n' : 'id: ' + eventId(id) + '\ndata: ' + data + '\n\n'
   }
   let frame = event.id === undefined ? '' : 'id: ' + eventId(event.id) + '\n'
-  frame += fieldLines(event, serializer)
+  frame += fieldLines(event, data === undefined ? undefined : dataText(data, serializer))
   return frame === '' ? '' : frame + '\n'
 }
 
 /**
- * The frame of an event without its `id:` line, for a store to put its own id in front. Never empty:
- * an event with no other field is a blank line, which ends the id's frame.
+ * The frame of an event without its `id:` line, for a store to put its own id in front, and the text of its data
+ * (undefined when it has none). The body is never empty: an event with no other field is a blank line, which
+ * ends the id's frame.
  */
-export function frameBody (event: SseEvent, serializer: SseSerializer): string {
-  return fieldLines(event, serializer) + '\n'
+export function frameBody (event: SseEvent, serializer: SseSerializer): { body: string, data: string | undefined } {
+  const data = event.data === undefined ? undefined : dataText(event.data, serializer)
+  return { body: fieldLines(event, data) + '\n', data }
 }
 
 /** A message as an event object; refuses what is neither a string nor an object. */
@@ -52,13 +55,13 @@ export function toEvent (message: SseMessage): SseEvent {
   return message
 }
 
-function fieldLines (event: SseEvent, serializer: SseSerializer): string {
+function fieldLines (event: SseEvent, data: string | undefined): string {
   let lines = ''
-  const { comment, event: name, retry, data } = event
+  const { comment, event: name, retry } = event
   if (comment !== undefined) lines += commentLines(comment)
   if (name !== undefined) lines += 'event: ' + checkEventName(name) + '\n'
   if (retry !== undefined) lines += retryLine(retry)
-  if (data !== undefined) lines += dataLines(dataText(data, serializer))
+  if (data !== undefined) lines += dataLines(data)
   return lines
 }
 
@@ -93,13 +96,18 @@ function commentLines (text: unknown): string {
   return out
 }
 
-function dataText (data: unknown, serializer: SseSerializer): string {
+export function dataText (data: unknown, serializer: SseSerializer): string {
   if (typeof data === 'string') return data
   // SSE carries text only: bytes go as base64, which has no line breaks.
   if (data instanceof Uint8Array) {
     return (Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)).toString('base64')
   }
-  const text = serializer(data)
+  let text: unknown
+  try {
+    text = serializer(data)
+  } catch (error) {
+    throw new FST_SSE_SERIALIZER_FAILED((error as Error)?.message ?? describe(error), { cause: error })
+  }
   if (typeof text !== 'string') throw new FST_SSE_INVALID_SERIALIZED(describe(text))
   return text
 }

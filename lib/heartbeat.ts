@@ -6,7 +6,7 @@ const TICKS_PER_BEAT = 4
 
 /**
  * One timer for every open stream, running only while there are streams: it writes heartbeats to the quiet
- * ones, and drops those whose writes have waited for the client longer than writeTimeout.
+ * ones, and drops those whose client has taken nothing of what waits for it for longer than writeTimeout.
  */
 export class Heartbeat {
   private readonly tickMs: number
@@ -39,12 +39,19 @@ export class Heartbeat {
   tick (): void {
     const now = Date.now()
     for (const stream of this.streams) {
-      // A client that is behind gets no heartbeat, which would only pile up behind what it has not read.
-      if (stream.blockedSince !== 0) {
-        const waited = now - stream.blockedSince
-        if (waited >= this.writeTimeout) stream.dropFrozenClient(waited)
-      } else if (++stream.quietTicks >= this.ticksPerBeat) {
-        stream.heartbeat()
+      if (stream.bufferedBytes === 0) {
+        stream.stalledSince = 0
+        if (++stream.quietTicks >= this.ticksPerBeat) stream.heartbeat()
+        continue
+      }
+      // Bytes wait for the client (a closed stream's last ones too): it gets no heartbeat, which would only pile up
+      // behind them, and is dropped once it has taken nothing of them for writeTimeout.
+      const taken = stream.takenBytes
+      if (stream.stalledSince === 0 || taken !== stream.takenAtCheck) {
+        stream.takenAtCheck = taken
+        stream.stalledSince = now
+      } else if (now - stream.stalledSince >= this.writeTimeout) {
+        stream.dropFrozenClient(now - stream.stalledSince)
       }
     }
   }

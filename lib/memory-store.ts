@@ -1,5 +1,5 @@
 import type { EventToStore, Replay, SseStore, StoredEvent, StoredEventListener } from './store'
-import { frameWithId } from './store'
+import { SnapshotEvent } from './store'
 import { FST_SSE_INVALID_OPTION } from './errors'
 import { describe } from './framing'
 
@@ -16,15 +16,21 @@ export interface MemoryStoreOptions {
   historyMaxAge?: number
 }
 
-interface Entry extends StoredEvent {
-  seq: number
-  time: number
+class Entry extends SnapshotEvent {
+  readonly seq: number
+  readonly time: number
+
+  constructor (id: string, seq: number, body: string, snapshot: string, time: number) {
+    super(id, String(seq), body, snapshot)
+    this.seq = seq
+    this.time = time
+  }
 }
 
 /**
- * The history of one channel: a ring of its last events. Store-given ids are the sequence number
- * itself, which starts at the process start time in microseconds: ids keep increasing across restarts,
- * so an id from before a restart is never mistaken for a newer event of the same number.
+ * The history of one channel: a ring of its last events. Positions are a sequence number that starts at the
+ * process start time in microseconds: they keep increasing across restarts, so an id from before a restart is
+ * never mistaken for a newer event of the same number.
  */
 class ChannelHistory {
   readonly listeners = new Set<StoredEventListener>()
@@ -32,7 +38,7 @@ class ChannelHistory {
   private head = 0
   private length = 0
   private nextSeq: number
-  // Only publisher-given ids need a lookup table: store-given ones are found by arithmetic.
+  // Only publisher-given ids need a lookup table: positions are found by arithmetic.
   private readonly byOwnId = new Map<string, Entry>()
 
   constructor (size: number, firstSeq: number) {
@@ -42,8 +48,7 @@ class ChannelHistory {
 
   append (event: EventToStore, now: number): Entry {
     const seq = this.nextSeq++
-    const id = event.id ?? String(seq)
-    const entry: Entry = { id, frame: frameWithId(id, event.body), event: event.event, seq, time: now }
+    const entry = new Entry(event.id ?? String(seq), seq, event.body, event.snapshot, now)
     if (this.ring.length === 0) return entry
     if (this.length === this.ring.length) this.dropOldest()
     this.ring[(this.head + this.length) % this.ring.length] = entry
@@ -57,7 +62,7 @@ class ChannelHistory {
     const events: StoredEvent[] = []
     const first = found === undefined ? 0 : found.seq - this.oldestSeq() + 1
     for (let i = first; i < this.length; i++) events.push(this.at(i))
-    return { found: found !== undefined, events }
+    return found === undefined ? { found: false, events } : { found: true, position: found.position, events }
   }
 
   expire (oldestTime: number): void {
@@ -92,7 +97,7 @@ class ChannelHistory {
   }
 }
 
-/** The default store: history and ids in this process's memory, for one instance. */
+/** The default store: history and positions in this process's memory, for one instance. */
 export class MemoryStore implements SseStore {
   private readonly historySize: number
   private readonly historyMaxAge: number

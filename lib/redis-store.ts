@@ -1,8 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis, RedisOptions } from 'ioredis'
-import type { SseEvent } from './types'
 import type { EventToStore, Replay, SseStore, StoredEvent, StoredEventListener } from './store'
-import { frameWithId } from './store'
+import { SnapshotEvent } from './store'
 import { FST_SSE_STORE_UNAVAILABLE } from './errors'
 import { check, isWholeNumberUpTo } from './options'
 
@@ -42,28 +41,6 @@ export interface RedisStoreOptions {
 const NOT_YET = ''
 // How long the reader blocks before it looks again at its channels: new channels wake it at once.
 const READ_BLOCK_MS = 5000
-
-/**
- * An event read back from Redis. The event as published (for subscription filters) is parsed only if a
- * filter asks for it: most events of most channels never need it.
- */
-class RedisStoredEvent implements StoredEvent {
-  readonly id: string
-  readonly frame: string
-  private readonly json: string | undefined
-  private parsed: SseEvent | undefined
-
-  constructor (id: string, body: string, json: string | undefined) {
-    this.id = id
-    this.frame = frameWithId(id, body)
-    this.json = json
-  }
-
-  get event (): SseEvent | undefined {
-    if (this.parsed === undefined && this.json !== undefined) this.parsed = JSON.parse(this.json) as SseEvent
-    return this.parsed
-  }
-}
 
 /**
  * Channels over Redis Streams, for several instances behind a load balancer: a publish on any instance
@@ -121,15 +98,13 @@ export class RedisStore implements SseStore {
     this.log = log
   }
 
-  async append (channel: string, { id, body, event }: EventToStore): Promise<StoredEvent> {
+  async append (channel: string, { id, body, snapshot }: EventToStore): Promise<StoredEvent> {
     await this.connected()
-    const { id: _ignored, ...published } = event
-    const fields = ['b', body, 'e', JSON.stringify(published)]
+    const fields = ['b', body, 'e', snapshot]
     if (id !== undefined) fields.push('i', id)
     const entryId = await this.bounded(
-      this.client.xadd(this.key(channel), 'MAXLEN', '~', this.historySize, '*', ...fields), 'XADD')
-    const eventId = id ?? (entryId as string)
-    return new RedisStoredEvent(eventId, body, fields[3])
+      this.client.xadd(this.key(channel), 'MAXLEN', '~', this.historySize, '*', ...fields), 'XADD') as string
+    return new SnapshotEvent(id ?? entryId, entryId, body, snapshot)
   }
 
   async readAfter (channel: string, lastEventId: string): Promise<Replay> {
@@ -137,8 +112,8 @@ export class RedisStore implements SseStore {
     const entries = await this.bounded(this.client.xrange(key, this.oldestKept(), '+'), 'XRANGE')
     const events = entries.map(([entryId, fields]) => this.toEvent(entryId, fields))
     // Entries only ever leave a stream from its oldest end: an id not among those retained is too old, or not ours.
-    const at = events.findIndex((event) => event.id === lastEventId)
-    return at === -1 ? { found: false, events } : { found: true, events: events.slice(at + 1) }
+    const at = events.findLastIndex((event) => event.id === lastEventId)
+    return at === -1 ? { found: false, events } : { found: true, position: events[at].position, events: events.slice(at + 1) }
   }
 
   listen (channel: string, listener: StoredEventListener): void {
@@ -189,16 +164,16 @@ export class RedisStore implements SseStore {
     return this.historyMaxAge > 0 ? `${Date.now() - this.historyMaxAge}-0` : '-'
   }
 
-  private toEvent (entryId: string, fields: string[]): RedisStoredEvent {
+  private toEvent (entryId: string, fields: string[]): StoredEvent {
     let body = ''
-    let json: string | undefined
+    let snapshot = '{}'
     let id = entryId
     for (let i = 0; i < fields.length; i += 2) {
       if (fields[i] === 'b') body = fields[i + 1]
-      else if (fields[i] === 'e') json = fields[i + 1]
+      else if (fields[i] === 'e') snapshot = fields[i + 1]
       else if (fields[i] === 'i') id = fields[i + 1]
     }
-    return new RedisStoredEvent(id, body, json)
+    return new SnapshotEvent(id, entryId, body, snapshot)
   }
 
   /**

@@ -283,8 +283,9 @@ test('1,000 subscribers that never read cost bounded memory; readers get every e
   t.ok(readers.every((reader) => reader.events.map((event) => event.data).join() === expected), 'readers: every event, in order')
   const slow = handles.filter((handle) => (handle.signal.reason as { code?: string } | undefined)?.code === 'FST_SSE_SLOW_CLIENT')
   t.equal(slow.length, 1000, 'every sleeper was closed as a slow client')
-  // The bound, and the one write (ten events) that found a client already past it.
-  t.ok(mostBuffered <= limit + 10 * 1100, `no stream ever held more than the bound and a write (${mostBuffered} bytes)`)
+  // The bound, and what was written since the client last had a chance to take anything: the test's next ten
+  // events can come in the same turn of the event loop as Node's own sending, ahead of it.
+  t.ok(mostBuffered <= limit + 20 * 1100, `no stream ever held more than the bound and a turn's writes (${mostBuffered} bytes)`)
   t.equal(server.logs.atLeast(WARN).length, 1000, 'one warning each')
   t.equal(news.subscribers, 20)
 })

@@ -100,9 +100,11 @@ test('{} frames to nothing; fields without data dispatch no event', async (t) =>
 })
 
 test('a frame without its id line (for a store) is never empty', async (t) => {
-  t.equal(frameBody({ event: 'tick', data: 'x' }, json), 'event: tick\ndata: x\n\n')
-  t.equal(frameBody({}, json), '\n', 'a blank line, which ends the frame the store puts its id in front of')
-  t.same(parse('id: 5\n' + frameBody({ data: 'x' }, json)).events, [{ id: '5', event: undefined, data: 'x' }])
+  t.same(frameBody({ event: 'tick', data: 'x' }, json), { body: 'event: tick\ndata: x\n\n', data: 'x' })
+  t.same(frameBody({}, json), { body: '\n', data: undefined },
+    'a blank line, which ends the frame the store puts its id in front of')
+  t.same(parse('id: 5\n' + frameBody({ data: 'x' }, json).body).events, [{ id: '5', event: undefined, data: 'x' }])
+  t.same(frameBody({ data: { n: 1 } }, json), { body: 'data: {"n":1}\n\n', data: '{"n":1}' }, 'the data as serialized')
 })
 
 test('data that is not a string goes through the serializer', async (t) => {

@@ -3,7 +3,7 @@ import { MemoryStore } from '../index'
 import type { StoredEvent } from '../index'
 
 function add (store: MemoryStore, id?: string): StoredEvent {
-  return store.append('c', { id, body: 'data: x\n\n', event: { data: 'x' } })
+  return store.append('c', { id, body: 'data: x\n\n', snapshot: '{"data":"x"}' })
 }
 
 test('store-given ids are consecutive and increasing; frames carry them', async (t) => {
@@ -21,7 +21,7 @@ test('readAfter finds store-given and publisher-given ids, and only the exact te
   const own = add(store, 'own-1')
   const b = add(store)
   const ids = (events: StoredEvent[]): string[] => events.map((event) => event.id)
-  t.same(store.readAfter('c', a.id), { found: true, events: [own, b] })
+  t.same(store.readAfter('c', a.id), { found: true, position: a.position, events: [own, b] })
   t.same(ids(store.readAfter('c', 'own-1').events), [b.id])
   // The slot of 'own-1' has a number too, but that number was never sent as an id.
   const ownSlot = String(BigInt(a.id) + 1n)
@@ -37,7 +37,7 @@ test('the ring keeps the last historySize events and forgets the evicted publish
   add(store, 'first')
   add(store, 'second')
   const third = add(store)
-  t.same(store.readAfter('c', 'second'), { found: true, events: [third] })
+  t.same(store.readAfter('c', 'second'), { found: true, position: String(BigInt(third.position) - 1n), events: [third] })
   t.equal(store.readAfter('c', 'first').found, false, 'evicted')
   add(store, 'second')
   t.equal(store.readAfter('c', 'second').events.length, 0, 'a repeated id points at its newest event')

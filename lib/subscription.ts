@@ -1,0 +1,128 @@
+import type { Channel, ChannelFilter } from './channel'
+import type { EventStream } from './event-stream'
+import type { Replay, StoredEvent } from './store'
+import { comparePositions } from './position'
+
+/** The type of the event a subscriber gets first when its last event id is no longer retained. */
+export const MISSED_EVENT = 'missed'
+
+/**
+ * One stream's subscription to one channel. It remembers the position of the last event it wrote (or let its
+ * filter skip), and writes only events after it: replayed, live, or caught up before the stream's own write,
+ * whichever way an event comes, and however often, it is written once and in order.
+ */
+export class Subscription {
+  readonly channel: Channel
+  readonly stream: EventStream
+  readonly filter: ChannelFilter | undefined
+  /** The position of the last event written or skipped; undefined: every event the channel hands it is new. */
+  position: string | undefined
+  // Live events that arrive while the replay is read: written after it, those it did not already hold.
+  private backlog: StoredEvent[] | undefined
+  // Its filter threw: nothing more is written for it.
+  private cancelled = false
+
+  constructor (channel: Channel, stream: EventStream, filter: ChannelFilter | undefined, position: string | undefined) {
+    this.channel = channel
+    this.stream = stream
+    this.filter = filter
+    this.position = position
+  }
+
+  /** True while its replay is being read: the stream's close waits for it. */
+  get replaying (): boolean {
+    return this.backlog !== undefined
+  }
+
+  /**
+   * Writes the events after its position, in order. `shared` is the frames of all of `events` as one chunk, which
+   * every subscriber without a filter that is owed all of them is given as it is: a reference, not a copy.
+   */
+  deliver (events: readonly StoredEvent[], shared: (() => Buffer) | undefined): void {
+    if (this.backlog !== undefined) {
+      for (const event of events) this.backlog.push(event)
+      return
+    }
+    if (this.cancelled || this.stream.closed || events.length === 0) return
+    const from = this.firstAfterPosition(events)
+    if (from === events.length) return
+    if (shared !== undefined && from === 0 && this.filter === undefined) {
+      this.position = events[events.length - 1].position
+      this.stream.writeChannel(shared())
+      return
+    }
+    const frames = this.framesFrom(events, from)
+    if (frames !== '') this.stream.writeChannel(frames)
+  }
+
+  /** Holds live events back until `replayed()`. */
+  startReplay (): void {
+    this.backlog = []
+  }
+
+  /** Writes what the replay holds, then what arrived live meanwhile, each event once. */
+  replayed (replay: Replay): void {
+    const backlog = this.backlog as StoredEvent[]
+    this.backlog = undefined
+    if (this.stream.closed) return
+    // Replayed from the client's own position, not from where the channel stood when it subscribed.
+    this.position = replay.found ? replay.position : undefined
+    let frames = replay.found ? '' : missedFrame(replay.events)
+    frames += this.framesFrom(replay.events, this.firstAfterPosition(replay.events))
+    // Read after the replay began, the backlog may repeat its last events, or (a store whose live feed lags)
+    // events before the client's own last id: its position skips them.
+    frames += this.framesFrom(backlog, this.firstAfterPosition(backlog))
+    this.stream.writeReplay(frames)
+    this.stream.settled()
+  }
+
+  replayFailed (error: unknown): void {
+    this.backlog = undefined
+    if (this.stream.closed) return
+    this.channel.log.error({ err: error, channel: this.channel.name },
+      'fastify-sse-h2: the replay of a channel failed; the stream was closed')
+    this.stream.settled()
+    this.stream.close()
+  }
+
+  private firstAfterPosition (events: readonly StoredEvent[]): number {
+    const position = this.position
+    if (position === undefined) return 0
+    let i = 0
+    while (i < events.length && comparePositions(events[i].position, position) <= 0) i++
+    return i
+  }
+
+  /**
+   * The frames of `events` from `from` (the first after the position: the rest follow it, in the store's order)
+   * that the filter lets through; moves the position past all of them.
+   */
+  private framesFrom (events: readonly StoredEvent[], from: number): string {
+    const filter = this.filter
+    let frames = ''
+    for (let i = from; i < events.length; i++) {
+      const event = events[i]
+      this.position = event.position
+      if (filter === undefined) {
+        frames += event.frame
+        continue
+      }
+      try {
+        if (filter(event.event)) frames += event.frame
+      } catch (error) {
+        // One subscriber's broken filter must not stop the fan-out to the others.
+        this.channel.log.error({ err: error, channel: this.channel.name },
+          'fastify-sse-h2: a subscription filter threw; its stream was closed')
+        this.cancelled = true
+        this.stream.close()
+        return ''
+      }
+    }
+    return frames
+  }
+}
+
+function missedFrame (retained: readonly StoredEvent[]): string {
+  const oldestId = retained.length > 0 ? retained[0].id : null
+  return 'event: ' + MISSED_EVENT + '\ndata: ' + JSON.stringify({ oldestId }) + '\n\n'
+}
