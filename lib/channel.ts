@@ -40,7 +40,9 @@ export class Channel {
   // The position of the last event the store handed over, and of the last one this process published.
   private livePosition: string | undefined
   private publishedPosition: string | undefined
-  private caughtUp: (() => void) | undefined
+  // Closing streams that wait for this process's own publishes to come back from the store, and the bound of it.
+  private readonly waiting = new Set<EventStream>()
+  private waitTimer: NodeJS.Timeout | undefined
   private ended = false
   private readonly onStored = (event: StoredEvent): void => this.receive(event)
 
@@ -85,11 +87,13 @@ export class Channel {
   async close (): Promise<void> {
     if (this.ended) return
     this.ended = true
-    if (!this.hasReceived(this.publishedPosition)) await this.untilReceived()
+    const streams = Array.from(this.subscriptions, (subscription) => subscription.stream)
+    for (const stream of streams) stream.close()
+    // Streams still waiting for a replay, or for this process's publishes to come back, end later.
+    await Promise.all(streams.filter((stream) => !stream.hasEnded).map(async (stream) => await new Promise((resolve) => {
+      stream.signal.addEventListener('abort', resolve, { once: true })
+    })))
     this.store.unlisten(this.name, this.onStored)
-    this.flush()
-    for (const subscription of this.subscriptions) subscription.stream.close()
-    this.subscriptions.clear()
   }
 
   /** @internal Subscribes an open stream; with a last event id, replays what it missed first. */
@@ -137,6 +141,21 @@ export class Channel {
     for (const subscription of this.subscriptions) subscription.deliver(batch, shared)
   }
 
+  /**
+   * @internal Whether a stream that closes must wait before it ends: the store has not yet handed back every event
+   * this process published (a store that delivers through a reader, as Redis does). It is told with `settled()`.
+   */
+  holdsBack (stream: EventStream): boolean {
+    if (this.hasReceivedOwnPublishes()) return false
+    this.waiting.add(stream)
+    this.waitTimer ??= setTimeout(() => {
+      this.log.warn({ channel: this.name, waitedMs: CLOSE_WAIT_MS },
+        'fastify-sse-h2: the store did not hand back this process\'s last publishes in time; closing streams ended without them')
+      this.releaseWaiting()
+    }, CLOSE_WAIT_MS)
+    return true
+  }
+
   private receive (event: StoredEvent): void {
     this.livePosition = event.position
     this.batch.push(event)
@@ -145,25 +164,25 @@ export class Channel {
       this.flushScheduled = true
       process.nextTick(flushChannel, this)
     }
-    if (this.caughtUp !== undefined && this.hasReceived(this.publishedPosition)) this.caughtUp()
+    if (this.waiting.size > 0 && this.hasReceivedOwnPublishes()) {
+      this.flush()
+      this.releaseWaiting()
+    }
   }
 
-  private hasReceived (position: string | undefined): boolean {
-    return position === undefined || (this.livePosition !== undefined && comparePositions(this.livePosition, position) >= 0)
+  private hasReceivedOwnPublishes (): boolean {
+    const published = this.publishedPosition
+    return published === undefined ||
+      (this.livePosition !== undefined && comparePositions(this.livePosition, published) >= 0)
   }
 
-  private async untilReceived (): Promise<void> {
-    let timer: NodeJS.Timeout | undefined
-    await new Promise<void>((resolve) => {
-      this.caughtUp = resolve
-      timer = setTimeout(() => {
-        this.log.warn({ channel: this.name, waitedMs: CLOSE_WAIT_MS },
-          'fastify-sse-h2: the store did not hand back this process\'s last publishes of a closing channel in time')
-        resolve()
-      }, CLOSE_WAIT_MS)
-    })
-    clearTimeout(timer)
-    this.caughtUp = undefined
+  private releaseWaiting (): void {
+    clearTimeout(this.waitTimer)
+    this.waitTimer = undefined
+    this.publishedPosition = undefined
+    const streams = Array.from(this.waiting)
+    this.waiting.clear()
+    for (const stream of streams) stream.settled()
   }
 }
 

@@ -18,15 +18,15 @@ export type RawResponse = ServerResponse | Http2ServerResponse
 // Frames produced without yielding to the event loop are written together, up to this many characters.
 const FLUSH_AT = 16 * 1024
 
-// The turn of the event loop. Bytes written during this turn have had no chance to reach the client yet: Node hands
-// them to the socket at the end of it (HTTP/2 sends from an immediate). Whether a client is behind is judged by what
-// it was given before.
+// Turns of the event loop, counted while streams write. Bytes written in this turn or the one before may not have had
+// a chance to reach the client yet: Node hands them to the socket from an immediate (HTTP/2), whose place among the
+// app's own immediates varies. Whether a client is behind is judged by what it was given before that.
 let turn = 0
-let turnEnding = false
+let turnsToCount = 0
 
 function endTurn (): void {
   turn++
-  turnEnding = false
+  if (--turnsToCount > 0) setImmediate(endTurn)
 }
 
 interface DrainWait {
@@ -79,8 +79,9 @@ export class EventStream {
   private drainWait: DrainWait | undefined
   // Characters handed to the sink, in all.
   private written = 0
-  // Characters admitted during the turn `turnOfWrites`.
+  // Characters admitted during the turn `turnOfWrites`, and during the one before it.
   private writtenThisTurn = 0
+  private writtenLastTurn = 0
   private turnOfWrites = -1
   // The largest single write over maxBufferedBytes still on its way (an event, a replay): the client is not
   // behind for taking its time over it.
@@ -253,7 +254,7 @@ export class EventStream {
     if (text !== '') this.queue(text, true, false)
   }
 
-  /** @internal A replay was written (or failed): a close that waited for it goes ahead. */
+  /** @internal A replay was written (or failed), or a channel caught up: a close that waited for it goes ahead. */
   settled (): void {
     if (this.endReason !== undefined) this.end(this.endReason)
   }
@@ -299,20 +300,19 @@ export class EventStream {
   }
 
   /**
-   * The one rule for a client that is behind: it is when what it was given before this turn of the event loop,
-   * and has not taken, is more than maxBufferedBytes (plus the allowance of an oversized write on its way).
+   * The one rule for a client that is behind: it is when what it was given before the last two turns of the event
+   * loop, and has not taken, is more than maxBufferedBytes (plus the allowance of an oversized write on its way).
    * A bounded write to such a client drops it; any other write is admitted. False if nothing may be written.
    */
   private admit (size: number, bounded: boolean): boolean {
     if (this.ended) return false
     if (this.turnOfWrites !== turn) {
-      this.turnOfWrites = turn
+      this.writtenLastTurn = this.turnOfWrites === turn - 1 ? this.writtenThisTurn : 0
       this.writtenThisTurn = 0
-      if (!turnEnding) {
-        turnEnding = true
-        setImmediate(endTurn)
-      }
+      this.turnOfWrites = turn
     }
+    if (turnsToCount === 0) setImmediate(endTurn)
+    turnsToCount = 2
     const limit = this.openStreams.maxBufferedBytes
     if (bounded && this.waitingFromEarlierTurns() > limit + this.allowance) {
       this.dropSlowClient()
@@ -324,7 +324,7 @@ export class EventStream {
   }
 
   /**
-   * What the client was given before this turn and has not taken. A compressor's input counts only while the
+   * What the client was given before the last two turns and has not taken. A compressor's input counts only while the
    * client holds its output back: until then it waits for the CPU, not for the client.
    */
   private waitingFromEarlierTurns (): number {
@@ -333,7 +333,7 @@ export class EventStream {
       ? this.pending.length + this.target.writableLength
       : this.pending.length + compressor.readableLength + this.target.writableLength +
         (this.target.writableNeedDrain ? compressor.writableLength : 0)
-    return waiting - this.writtenThisTurn
+    return waiting - this.writtenThisTurn - this.writtenLastTurn
   }
 
   /** Channel events this tick holds for the stream go ahead of what it writes itself. */
@@ -382,7 +382,7 @@ export class EventStream {
     this.endReason ??= reason
     // What was published before the close goes out before the end; a replay still being read, once it is in.
     this.catchUpChannels()
-    if (this.ended || this.subscriptions.some(isReplaying)) return
+    if (this.ended || this.subscriptions.some(holdsBack)) return
     this.ended = true
     if (this.transportOpen) {
       // Through writeOut, so that a client that never takes these last bytes is still dropped after writeTimeout.
@@ -442,8 +442,8 @@ export class EventStream {
   }
 }
 
-function isReplaying (subscription: Subscription): boolean {
-  return subscription.replaying
+function holdsBack (subscription: Subscription): boolean {
+  return subscription.replaying || subscription.channel.holdsBack(subscription.stream)
 }
 
 // Node emits 'error' on an HTTP/1.1 response only for a write after its end, which the stream never does;

@@ -43,7 +43,7 @@ export class Subscription {
       for (const event of events) this.backlog.push(event)
       return
     }
-    if (this.cancelled || this.stream.closed || events.length === 0) return
+    if (this.cancelled || this.stream.hasEnded || events.length === 0) return
     const from = this.firstAfterPosition(events)
     if (from === events.length) return
     if (shared !== undefined && from === 0 && this.filter === undefined) {
@@ -64,7 +64,7 @@ export class Subscription {
   replayed (replay: Replay): void {
     const backlog = this.backlog as StoredEvent[]
     this.backlog = undefined
-    if (this.stream.closed) return
+    if (this.stream.hasEnded) return
     // Replayed from the client's own position, not from where the channel stood when it subscribed.
     this.position = replay.found ? replay.position : undefined
     let frames = replay.found ? '' : missedFrame(replay.events)
@@ -78,7 +78,7 @@ export class Subscription {
 
   replayFailed (error: unknown): void {
     this.backlog = undefined
-    if (this.stream.closed) return
+    if (this.stream.hasEnded) return
     this.channel.log.error({ err: error, channel: this.channel.name },
       'fastify-sse-h2: the replay of a channel failed; the stream was closed')
     this.stream.settled()
