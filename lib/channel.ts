@@ -103,7 +103,10 @@ export class Channel {
     const subscription = new Subscription(this, stream, filter, this.livePosition)
     this.subscriptions.add(subscription)
     stream.subscriptions.push(subscription)
-    if (lastEventId === undefined) return
+    if (lastEventId === undefined) {
+      if (this.store.head !== undefined) this.startAtHead(subscription, this.store.head)
+      return
+    }
     subscription.startReplay()
     let replay: Replay | Promise<Replay>
     try {
@@ -116,6 +119,29 @@ export class Channel {
     } else {
       subscription.replayed(replay)
     }
+  }
+
+  /**
+   * A store that delivers later than it appends: the subscriber is owed the events after the newest one stored now,
+   * which its listeners may not have had yet. Until the store says which, live events wait in the subscription.
+   */
+  private startAtHead (subscription: Subscription, head: (channel: string) => string | undefined | Promise<string | undefined>): void {
+    let position: string | undefined | Promise<string | undefined>
+    try {
+      position = head.call(this.store, this.name)
+    } catch (error) {
+      position = Promise.reject(error)
+    }
+    if (!isPromise(position)) {
+      subscription.startAt(position)
+      return
+    }
+    subscription.startReplay()
+    position.then((at) => subscription.startAt(at), (error: unknown) => {
+      // The store is away: the subscriber gets what its listeners hand over from now on, as without a head.
+      this.log.debug({ err: error, channel: this.name }, 'fastify-sse-h2: the store could not say where a channel stands')
+      subscription.startAt(this.livePosition)
+    })
   }
 
   /** @internal The stream let go of it. */

@@ -116,6 +116,16 @@ export class RedisStore implements SseStore {
     return at === -1 ? { found: false, events } : { found: true, position: events[at].position, events: events.slice(at + 1) }
   }
 
+  /**
+   * The newest entry of the channel's stream. Asked on the command connection after the TIME its following starts
+   * from: every entry after it is read.
+   */
+  async head (channel: string): Promise<string | undefined> {
+    await this.connected()
+    const [newest] = await this.bounded(this.client.xrevrange(this.key(channel), '+', '-', 'COUNT', 1), 'XREVRANGE')
+    return newest?.[0]
+  }
+
   listen (channel: string, listener: StoredEventListener): void {
     let set = this.listeners.get(channel)
     if (set === undefined) {

@@ -46,6 +46,12 @@ export interface SseStore {
   append: (channel: string, event: EventToStore) => StoredEvent | Promise<StoredEvent>
   /** The retained events published after the event whose id is `lastEventId`, oldest first. */
   readAfter: (channel: string, lastEventId: string) => Replay | Promise<Replay>
+  /**
+   * The position of the channel's newest event, or undefined when it has none. A store whose listeners get events
+   * later than `append()` resolves (through a reader, as Redis) must have it: a new subscriber is owed exactly the
+   * events after it. Without it, a subscriber is owed what listeners get after it subscribes.
+   */
+  head?: (channel: string) => string | undefined | Promise<string | undefined>
   /** From now on, hands `listener` every event appended to the channel, in the order of their positions. */
   listen: (channel: string, listener: StoredEventListener) => void
   unlisten: (channel: string, listener: StoredEventListener) => void

@@ -76,6 +76,19 @@ export class Subscription {
     this.stream.settled()
   }
 
+  /** Starts after `position` (the channel's newest event when it subscribed): what arrived meanwhile after it is written. */
+  startAt (position: string | undefined): void {
+    const backlog = this.backlog
+    this.backlog = undefined
+    this.position = position
+    if (this.stream.hasEnded) return
+    if (backlog !== undefined) {
+      const frames = this.framesFrom(backlog, this.firstAfterPosition(backlog))
+      if (frames !== '') this.stream.writeChannel(frames)
+      this.stream.settled()
+    }
+  }
+
   replayFailed (error: unknown): void {
     this.backlog = undefined
     if (this.stream.hasEnded) return
