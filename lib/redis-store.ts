@@ -67,6 +67,8 @@ export class RedisStore implements SseStore {
   private down = false
   private readFailing = false
   private wake: (() => void) | undefined
+  private ready: Promise<void> | undefined
+  private stopWaiting: (() => void) | undefined
 
   constructor (options: RedisStoreOptions = {}) {
     this.prefix = options.prefix ?? 'sse:'
@@ -108,6 +110,7 @@ export class RedisStore implements SseStore {
   }
 
   async readAfter (channel: string, lastEventId: string): Promise<Replay> {
+    await this.connected()
     const key = this.key(channel)
     const entries = await this.bounded(this.client.xrange(key, this.oldestKept(), '+'), 'XRANGE')
     const events = entries.map(([entryId, fields]) => this.toEvent(entryId, fields))
@@ -145,6 +148,7 @@ export class RedisStore implements SseStore {
   async close (): Promise<void> {
     this.closed = true
     this.wake?.()
+    this.stopWaiting?.()
     // Not waited for: a read queued for Redis to come back never settles once its connection is dropped.
     this.reader?.disconnect()
     await this.closeConnection(this.client)
@@ -156,13 +160,22 @@ export class RedisStore implements SseStore {
    * once: ioredis would queue the command until Redis returns, and a publish must fail, not hang.
    */
   private async connected (): Promise<void> {
+    if (this.closed) throw new FST_SSE_STORE_UNAVAILABLE('the store is closed')
     const status = this.client.status
     if (status === 'ready') return
     if (status !== 'wait' && status !== 'connecting' && status !== 'connect') {
       throw new FST_SSE_STORE_UNAVAILABLE(`the Redis connection is ${status}`)
     }
     if (status === 'wait') this.client.connect().catch(noop)
-    await this.bounded(new Promise((resolve) => this.client.once('ready', resolve)), 'connecting')
+    // One listener however many commands wait for the connection; close() lets them all go at once.
+    this.ready ??= new Promise<void>((resolve, reject) => {
+      this.client.once('ready', () => {
+        this.ready = undefined
+        resolve()
+      })
+      this.stopWaiting = () => reject(new Error('the store was closed'))
+    })
+    await this.bounded(this.ready, 'connecting')
   }
 
   private key (channel: string): string {

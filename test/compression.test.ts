@@ -10,6 +10,7 @@ import { startServer, isHttp2, type Protocol, type TestServer } from './helpers/
 import { connectSession } from './helpers/client'
 import { signalled, waitUntil, within } from './helpers/wait'
 import sse, { type EventStream } from '../index'
+import { WARN } from './helpers/logs'
 
 const PROTOCOLS_UNDER_TEST: Protocol[] = ['h2c', 'h2', 'http1']
 
@@ -134,6 +135,24 @@ test('JSON events take a fraction of the bytes on the wire; no compression witho
   const off = await startServer(t, 'h2c', routes)
   const uncompressed = await open(t, off, '/feed', 'gzip, br')
   t.equal(uncompressed.headers['content-encoding'], undefined, 'compression is off unless asked for')
+})
+
+test('a compressed stream is not dropped for what waits for the compressor, not for its client', async (t) => {
+  const handle = signalled<EventStream>()
+  const server = await startServer(t, 'h2c', (app) => {
+    app.get('/news', (request, reply) => { handle.resolve(reply.sse(app.sse.channel('news'))) })
+  }, { plugin: { compression: ['br'], maxBufferedBytes: 16 * 1024 }, logLevel: 'warn' })
+  const client = await open(t, server, '/news', 'br')
+  const stream = await handle.promise
+  const news = server.app.sse.channel('news')
+  // Each turn hands brotli more than maxBufferedBytes, which its thread pool takes a while to compress.
+  for (let turn = 0; turn < 30; turn++) {
+    for (let i = 0; i < 20; i++) void news.publish({ data: { turn, i, text: Math.random().toString(36).repeat(40) } })
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  await client.waitForEvents(600)
+  t.equal(stream.closed, false)
+  t.same(server.logs.atLeast(WARN), [], 'nobody was dropped')
 })
 
 test('a compressed stream whose client never reads stops its source; the channel path compresses too', async (t) => {

@@ -1,21 +1,44 @@
-import { test } from 'tap'
+import { test, type Test } from 'tap'
 import fc from 'fast-check'
 import { MemoryStore } from '../lib/memory-store'
+import { RedisStore } from '../redis'
 import { commands, runInterleaving, tally, type ModelOptions } from './helpers/delivery-model'
+import { startRedis } from './helpers/redis'
+import { missingService, mustSkip } from './helpers/services'
 
-// FC_SEED (and FC_PATH) replay a failing case: fast-check prints both when a property fails.
+// FC_SEED and FC_PATH replay a failing case (fast-check prints both when a property fails); FC_RUNS sets how many.
 const seed = process.env.FC_SEED === undefined ? undefined : Number(process.env.FC_SEED)
 const path = process.env.FC_PATH
-const numRuns = Number(process.env.FC_RUNS ?? 1000)
+const runs = (fallback: number): number => Number(process.env.FC_RUNS ?? fallback)
+
+async function holds (t: Test, options: ModelOptions, numRuns: number): Promise<void> {
+  for (const key of Object.keys(tally)) delete tally[key]
+  await fc.assert(fc.asyncProperty(commands, async (steps) => await runInterleaving(options, steps)), { numRuns, seed, path })
+  t.pass(`${numRuns} interleavings: ${JSON.stringify(tally)}`)
+}
 
 test('memory store: every connection gets exactly what the model says, whatever the interleaving', async (t) => {
-  const options: ModelOptions = {
+  await holds(t, {
     history: 10,
     maxBufferedBytes: 300,
-    makeStore: () => new MemoryStore({ historySize: 10, historyMaxAge: 0 }),
-    ownSendsOrdered: true
-  }
-  await fc.assert(fc.asyncProperty(commands, async (steps) => await runInterleaving(options, steps)),
-    { numRuns, seed, path })
-  t.pass(`${numRuns} interleavings: ${JSON.stringify(tally)}`)
+    makeStores: () => [new MemoryStore({ historySize: 10, historyMaxAge: 0 })],
+    check: 'exact'
+  }, runs(2000))
+})
+
+test('redis store, two instances: every connection gets its events once, in order, without a gap', {
+  skip: mustSkip(missingService('redis-server', 'apt-get install redis-server'))
+}, async (t) => {
+  const redis = await startRedis(t)
+  let run = 0
+  await holds(t, {
+    history: 100_000,
+    maxBufferedBytes: 300,
+    makeStores: () => {
+      // Each run its own keys, and each instance its own connections to the one Redis.
+      const prefix = `model-${run++}:`
+      return [0, 1].map(() => new RedisStore({ redis: redis.url, prefix, historySize: 100_000, historyMaxAge: 0 }))
+    },
+    check: 'positions'
+  }, runs(150))
 })

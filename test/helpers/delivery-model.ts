@@ -1,12 +1,13 @@
 import fc from 'fast-check'
 import { once } from 'node:events'
-import type { SseStore } from '../../lib/store'
+import type { EventToStore, SseStore, StoredEvent } from '../../lib/store'
 import type { Channel } from '../../lib/channel'
 import type { RawResponse } from '../../lib/event-stream'
 import { EventStream } from '../../lib/event-stream'
 import { OpenStreams } from '../../lib/open-streams'
 import { Channels } from '../../lib/channels'
 import { MISSED_EVENT } from '../../lib/subscription'
+import { comparePositions } from '../../lib/position'
 import { FakeResponse, recordingLogger, type LoggedRecord, type ReadMode } from './fake-response'
 import { within } from './wait'
 
@@ -27,12 +28,14 @@ export interface ModelOptions {
   /** Events the store keeps per channel (its `historySize`): the model expects `missed` past it. */
   history: number
   maxBufferedBytes: number
-  makeStore: () => SseStore | Promise<SseStore>
+  /** Instances (processes) over one shared store backend: a store for each. */
+  makeStores: () => SseStore[] | Promise<SseStore[]>
   /**
-   * False for a store whose live events come later than publish() resolves (Redis): the stream's own send() is
-   * then not ordered against the events published just before it.
+   * `exact`: the store hands events to listeners as it appends them (memory): each connection's whole log, own
+   * sends included, is known in advance. `positions`: listeners get events later, from a reader (Redis): a
+   * connection's events are checked against the order of positions, and its own sends apart.
    */
-  ownSendsOrdered: boolean
+  check: 'exact' | 'positions'
 }
 
 interface Published {
@@ -41,31 +44,54 @@ interface Published {
   /** The id publish() resolved to; the publisher's own when `own` is set. */
   id: string | undefined
   own: string | undefined
+  position: string | undefined
+  instance: number
+  /** The step of the run in which publish() was called; resolved: whether it has. */
+  step: number
+  resolved: boolean
+  failed?: boolean
 }
 
 type Item = `n${number}` | `own${number}` | 'missed'
 
 class Connection {
   readonly user: number
+  readonly instance: number
   readonly channelName: ChannelName
   readonly channel: Channel
   readonly res: FakeResponse
   readonly stream: EventStream
   readonly lastEventId: string | undefined
-  /** What it must receive, in order: the model appends while `accepting`. */
+  /** What it must receive, in order (`exact`): the model appends while `accepting`. */
   readonly expected: Item[] = []
+  /** Its own sends, in order. */
+  readonly own: Item[] = []
+  /** `positions`: the step it subscribed in, and the publishes resolved by then (and by its close). */
+  readonly step: number
+  readonly resolvedAtStart: Set<number>
+  resolvedAtClose: Set<number> | undefined
   accepting = true
   alwaysFast = true
   disconnected = false
 
-  constructor (user: number, channelName: ChannelName, channel: Channel, res: FakeResponse, stream: EventStream,
-    lastEventId: string | undefined) {
+  constructor (world: World, user: number, instance: number, channelName: ChannelName, channel: Channel, res: FakeResponse,
+    stream: EventStream, lastEventId: string | undefined) {
     this.user = user
+    this.instance = instance
     this.channelName = channelName
     this.channel = channel
     this.res = res
     this.stream = stream
     this.lastEventId = lastEventId
+    this.step = world.step
+    this.resolvedAtStart = world.resolved(channelName)
+  }
+
+  /** The model stops appending to it: the server is closing it. */
+  stopAccepting (world: World): void {
+    if (!this.accepting) return
+    this.accepting = false
+    if (!this.disconnected) this.resolvedAtClose = world.resolved(this.channelName)
   }
 
   received (): Item[] {
@@ -86,13 +112,17 @@ class Connection {
   }
 }
 
+interface Instance {
+  store: SseStore
+  openStreams: OpenStreams
+  channels: Channels
+}
+
 export class World {
   readonly options: ModelOptions
   readonly logs: LoggedRecord[] = []
   readonly log = recordingLogger(this.logs)
-  readonly store: SseStore
-  readonly openStreams: OpenStreams
-  readonly channels: Channels
+  readonly instances: Instance[]
   readonly published = new Map<ChannelName, Published[]>(CHANNEL_NAMES.map((name) => [name, []]))
   readonly connections: Connection[] = []
   readonly latest: Array<Connection | undefined> = USERS.map(() => undefined)
@@ -100,14 +130,49 @@ export class World {
   // One message object for every publish that reuses it, as an app with a row buffer would.
   readonly reused: { data: { to: Recipient, n: number, pad?: string }, id?: string } = { data: { to: 'ann', n: -1 } }
   appClosed = false
+  /** Counts the commands run: what happened in which order, for the `positions` check. */
+  step = 0
   private nextN = 0
   private nextOwn = 0
 
-  constructor (options: ModelOptions, store: SseStore) {
+  constructor (options: ModelOptions, stores: SseStore[]) {
     this.options = options
-    this.store = store
-    this.openStreams = new OpenStreams(0, options.maxBufferedBytes, 0)
-    this.channels = new Channels(store, JSON.stringify, this.log)
+    this.instances = stores.map((store) => {
+      const positioned = this.recordingPositions(store)
+      return { store, openStreams: new OpenStreams(0, options.maxBufferedBytes, 0), channels: new Channels(positioned, JSON.stringify, this.log) }
+    })
+  }
+
+  /** The store, telling the model the position it gave each publish (publish() resolves to the id only). */
+  private recordingPositions (store: SseStore): SseStore {
+    const record = (channel: string, event: EventToStore, stored: StoredEvent): StoredEvent => {
+      const n = (JSON.parse(event.snapshot) as { data: { n: number } }).data.n
+      const published = (this.published.get(channel as ChannelName) as Published[]).find((p) => p.n === n) as Published
+      published.position = stored.position
+      return stored
+    }
+    const wrapped: SseStore = {
+      append: (channel, event) => {
+        const stored = store.append(channel, event)
+        return stored instanceof Promise ? stored.then((value) => record(channel, event, value)) : record(channel, event, stored)
+      },
+      readAfter: (channel, lastEventId) => store.readAfter(channel, lastEventId),
+      listen: (channel, listener) => store.listen(channel, listener),
+      unlisten: (channel, listener) => store.unlisten(channel, listener),
+      close: () => store.close()
+    }
+    if (store.head !== undefined) wrapped.head = (channel) => (store.head as NonNullable<SseStore['head']>).call(store, channel)
+    return wrapped
+  }
+
+  /** The publishes of a channel that have resolved by now. */
+  resolved (channelName: ChannelName): Set<number> {
+    return new Set((this.published.get(channelName) as Published[]).filter((record) => record.resolved).map((record) => record.n))
+  }
+
+  /** An instance of this run, from a generated number (runs with one instance have only 0). */
+  instance (n: number): number {
+    return n % this.instances.length
   }
 
   open (user: number): Connection | undefined {
@@ -115,12 +180,13 @@ export class World {
     return connection?.accepting === true && !connection.stream.closed ? connection : undefined
   }
 
-  subscribe (user: number, channelName: ChannelName, lastEventId: string | undefined): void {
+  subscribe (user: number, instance: number, channelName: ChannelName, lastEventId: string | undefined): void {
+    const { openStreams, channels } = this.instances[instance]
     const res = new FakeResponse()
-    const stream = new EventStream(res as unknown as RawResponse, this.log, lastEventId, JSON.stringify, this.openStreams)
+    const stream = new EventStream(res as unknown as RawResponse, this.log, lastEventId, JSON.stringify, openStreams)
     stream.open(200, {}, undefined, false)
-    const channel = this.channels.channel(channelName)
-    const connection = new Connection(user, channelName, channel, res, stream, lastEventId)
+    const channel = channels.channel(channelName)
+    const connection = new Connection(this, user, instance, channelName, channel, res, stream, lastEventId)
     this.connections.push(connection)
     this.latest[user] = connection
     if (lastEventId !== undefined) connection.expected.push(...this.replayOf(channelName, lastEventId, USERS[user]))
@@ -128,11 +194,14 @@ export class World {
     channel.subscribe(stream, lastEventId, key === undefined ? undefined : (event) => (event.data as Published).to === key)
   }
 
-  publish (channelName: ChannelName, recipients: Recipient[], reuse: boolean, ownIds: boolean, big: boolean): void {
-    const channel = this.channels.channel(channelName)
+  publish (instance: number, channelName: ChannelName, recipients: Recipient[], reuse: boolean, ownIds: boolean,
+    big: boolean): void {
+    const channel = this.instances[instance].channels.channel(channelName)
     for (const to of recipients) {
       const n = this.nextN++
-      const record: Published = { n, to, id: undefined, own: ownIds ? `own-id-${n}` : undefined }
+      const record: Published = {
+        n, to, id: undefined, own: ownIds ? `own-id-${n}` : undefined, position: undefined, instance, step: this.step, resolved: false
+      }
       let message: { data: { to: Recipient, n: number, pad?: string }, id?: string }
       if (reuse) {
         message = this.reused
@@ -148,7 +217,14 @@ export class World {
       if (big) message.data.pad = BIG
       else delete message.data.pad
       this.published.get(channelName)?.push(record)
-      this.settling.push(channel.publish(message).then((id) => { record.id = id }))
+      this.settling.push(channel.publish(message).then((id) => {
+        record.id = id
+        record.resolved = true
+      }, (error: Error) => {
+        // A publish still on its way when the app closes may fail: it was not published, and nobody is owed it.
+        if (!this.appClosed) throw error
+        record.failed = true
+      }))
       for (const connection of this.connections) {
         if (connection.accepting && connection.channel === channel && this.passes(connection.user, to)) {
           connection.expected.push(`n${n}`)
@@ -163,6 +239,7 @@ export class World {
     const own: Item = `own${this.nextOwn++}`
     connection.stream.send({ data: own, comment: big ? BIG : undefined })
     connection.expected.push(own)
+    connection.own.push(own)
   }
 
   setMode (connection: Connection, mode: ReadMode): void {
@@ -170,28 +247,35 @@ export class World {
     connection.res.setMode(mode)
   }
 
-  closeChannel (channelName: ChannelName): void {
-    const channel = this.channels.channel(channelName)
+  closeChannel (instance: number, channelName: ChannelName): void {
+    const channel = this.instances[instance].channels.channel(channelName)
     for (const connection of this.connections) {
-      if (connection.channel === channel) connection.accepting = false
+      if (connection.channel === channel) connection.stopAccepting(this)
     }
     this.settling.push(channel.close())
   }
 
   closeApp (): void {
     this.appClosed = true
-    for (const connection of this.connections) connection.accepting = false
+    for (const connection of this.connections) connection.stopAccepting(this)
     // As the plugin's hooks do: streams first (preClose), then channels and the store (onClose).
-    this.settling.push((async () => {
-      await this.openStreams.closeAll()
-      await this.channels.close()
-    })())
+    for (const { openStreams, channels } of this.instances) {
+      this.settling.push((async () => {
+        await openStreams.closeAll()
+        await channels.close()
+      })())
+    }
   }
 
   /** Lets every client read, closes the app if it is not, and waits until every connection is over. */
   async finish (): Promise<void> {
     for (const connection of this.connections) connection.res.setMode('fast')
-    if (!this.appClosed) this.closeApp()
+    if (!this.appClosed) {
+      // Every publish resolved, and delivered to every instance: the close then owes every connection all of them.
+      await within(Promise.all(this.settling), 'every publish to resolve', 5000)
+      await this.untilDelivered()
+      this.closeApp()
+    }
     await within(Promise.all(this.settling), 'the app and its channels to close', 5000)
     await within(Promise.all(this.connections.map(async (connection) => {
       if (!connection.res.gone) await once(connection.res, 'close')
@@ -202,22 +286,17 @@ export class World {
   check (): string[] {
     const problems: string[] = []
     for (const [index, connection] of this.connections.entries()) {
-      const label = `connection ${index} (user ${connection.user}, channel ${connection.channelName}, ` +
-        `last id ${String(connection.lastEventId)})`
-      const received = connection.received()
-      const { expected } = connection
+      const label = `connection ${index} (user ${connection.user} on instance ${connection.instance}, channel ` +
+        `${connection.channelName}, last id ${String(connection.lastEventId)})`
       const code = (connection.stream.signal.reason as { code?: string } | undefined)?.code
       // A client that went away may be ended by the server before its close is noticed.
       const prefixOnly = code === 'FST_SSE_SLOW_CLIENT' || connection.disconnected
       if (code === 'FST_SSE_SLOW_CLIENT' && connection.alwaysFast) problems.push(`${label}: a client that always read was dropped as slow`)
       if (code === 'FST_SSE_CLIENT_CLOSED' && !connection.disconnected) problems.push(`${label}: closed as if by the client`)
-      const same = prefixOnly
-        ? received.length <= expected.length && received.every((item, i) => item === expected[i])
-        : received.length === expected.length && received.every((item, i) => item === expected[i])
-      if (!same) {
-        problems.push(`${label}, ended ${String(code)}: received [${received.join(' ')}], expected ` +
-          `${prefixOnly ? 'a prefix of ' : ''}[${expected.join(' ')}]`)
-      }
+      const problem = this.options.check === 'exact'
+        ? sequenceProblem(connection.received(), connection.expected, prefixOnly)
+        : this.positionsProblem(connection, prefixOnly)
+      if (problem !== undefined) problems.push(`${label}, ended ${String(code)}: ${problem}`)
       for (const event of connection.res.events) {
         if (event.event === MISSED_EVENT || event.data.startsWith('own')) continue
         const n = (JSON.parse(event.data) as { n: number }).n
@@ -228,6 +307,71 @@ export class World {
     const unexpected = this.logs.filter((record) => record.level === 'error' || !record.msg.includes('fell behind'))
     if (unexpected.length > 0) problems.push(`logged: ${JSON.stringify(unexpected.map((record) => record.msg))}`)
     return problems
+  }
+
+  /**
+   * A connection's events, against the order of positions: once each, in order, with no gap; from exactly after its
+   * last id, or from no earlier than the publishes resolved before it subscribed and no later than the first one its
+   * own instance made after; to every one resolved before its close, or all of them when the app closed at the end.
+   * Its own sends, apart: all of them, in order.
+   */
+  private positionsProblem (connection: Connection, prefixOnly: boolean): string | undefined {
+    const records = (this.published.get(connection.channelName) as Published[])
+      .filter((record) => record.failed !== true).sort((a, b) => comparePositions(a.position as string, b.position as string))
+    const owed = records.filter((record) => this.passes(connection.user, record.to))
+    const items = connection.received()
+    const own = items.filter((item) => item.startsWith('own'))
+    const ownProblem = sequenceProblem(own, connection.own, prefixOnly)
+    if (ownProblem !== undefined) return `own sends: ${ownProblem}`
+    const events = items.filter((item) => !item.startsWith('own'))
+    if (events.length === 0 && prefixOnly) return undefined
+    const missed = events[0] === 'missed'
+    const received = (missed ? events.slice(1) : events).map((item) => Number(item.slice(1)))
+    const show = (): string => `received [${events.join(' ')}] of [${owed.map((record) => `n${record.n}`).join(' ')}]`
+    const start = received.length === 0 ? -1 : owed.findIndex((record) => record.n === received[0])
+    if (received.some((n, i) => owed[start + i]?.n !== n)) return `not the owed events in order, once, without a gap: ${show()}`
+    const cursor = records.find((record) => record.id === connection.lastEventId && connection.lastEventId !== undefined)
+    let first: number
+    if (connection.lastEventId !== undefined) {
+      if (missed !== (cursor === undefined)) return `${missed ? '' : 'no '}missed event for last id ${connection.lastEventId}: ${show()}`
+      first = cursor === undefined ? 0 : owed.findIndex((record) => comparePositions(record.position as string, cursor.position as string) > 0)
+      if (first === -1) first = owed.length
+      if (received.length > 0 && start !== first) return `not resumed right after its last id: ${show()}`
+    } else {
+      if (missed) return `a missed event without a last id: ${show()}`
+      const earliest = owed.findLastIndex((record) => connection.resolvedAtStart.has(record.n)) + 1
+      const latest = owed.findIndex((record) => record.instance === connection.instance && record.step > connection.step)
+      if (received.length > 0 && start < earliest) return `events published before it subscribed: ${show()}`
+      if (received.length > 0 && latest !== -1 && start > latest) return `the first events published after it subscribed are missing: ${show()}`
+      first = received.length > 0 ? start : latest === -1 ? owed.length : latest
+    }
+    if (prefixOnly) return undefined
+    const closedAt = connection.resolvedAtClose
+    const due = owed.slice(first).filter((record) => closedAt === undefined || record.instance !== connection.instance
+      ? closedAt === undefined
+      : closedAt.has(record.n))
+    const last = received.length === 0 ? first - 1 : start + received.length - 1
+    const late = due.find((record) => owed.indexOf(record) > last)
+    if (late !== undefined) return `n${late.n}, published before its close, is missing: ${show()}`
+    return undefined
+  }
+
+  /** Waits until every open connection's channel has been handed every event published to it. */
+  private async untilDelivered (): Promise<void> {
+    const deadline = Date.now() + 5000
+    for (const connection of this.connections) {
+      if (!connection.accepting) continue
+      // Those published after it subscribed: its channel may have been made after the others.
+      const records = (this.published.get(connection.channelName) as Published[])
+        .filter((record) => record.step > connection.step && record.failed !== true)
+      if (records.length === 0) continue
+      const newest = records.map((record) => record.position as string).sort(comparePositions).at(-1) as string
+      const live = (): string | undefined => (connection.channel as unknown as { livePosition: string | undefined }).livePosition
+      while (live() === undefined || comparePositions(live() as string, newest) < 0) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for channel ${connection.channelName} to be handed ${newest}`)
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+    }
   }
 
   private passes (user: number, to: Recipient): boolean {
@@ -247,25 +391,33 @@ export class World {
   }
 }
 
+function sequenceProblem (received: Item[], expected: Item[], prefixOnly: boolean): string | undefined {
+  const same = prefixOnly
+    ? received.length <= expected.length && received.every((item, i) => item === expected[i])
+    : received.length === expected.length && received.every((item, i) => item === expected[i])
+  return same ? undefined : `received [${received.join(' ')}], expected ${prefixOnly ? 'a prefix of ' : ''}[${expected.join(' ')}]`
+}
+
 type Command = fc.AsyncCommand<object, World>
 
 const user = fc.integer({ min: 0, max: USERS.length - 1 })
+const instance = fc.integer({ min: 0, max: 1 })
 const channelName = fc.constantFrom(...CHANNEL_NAMES)
 
-class Subscribe implements Command {
-  constructor (readonly user: number, readonly channel: ChannelName, readonly bogusId: boolean) {}
+export class Subscribe implements Command {
+  constructor (readonly user: number, readonly instance: number, readonly channel: ChannelName, readonly bogusId: boolean) {}
   check (): boolean { return true }
   async run (_model: object, world: World): Promise<void> {
     if (world.appClosed || world.open(this.user) !== undefined) return
-    world.subscribe(this.user, this.channel, this.bogusId ? 'never-sent' : undefined)
+    world.subscribe(this.user, world.instance(this.instance), this.channel, this.bogusId ? 'never-sent' : undefined)
   }
 
-  toString (): string { return `subscribe(${this.user}, ${this.channel}${this.bogusId ? ', bogus id' : ''})` }
+  toString (): string { return `subscribe(${this.user}, @${this.instance}, ${this.channel}${this.bogusId ? ', bogus id' : ''})` }
 }
 
 /** The client comes back with the last id it got; `drop`: its connection breaks now (an EventSource's reconnect). */
-class Resume implements Command {
-  constructor (readonly user: number, readonly drop: boolean) {}
+export class Resume implements Command {
+  constructor (readonly user: number, readonly instance: number, readonly drop: boolean) {}
   check (): boolean { return true }
   async run (_model: object, world: World): Promise<void> {
     const previous = world.latest[this.user]
@@ -277,29 +429,29 @@ class Resume implements Command {
     } else if (!previous.res.gone) {
       return
     }
-    world.subscribe(this.user, previous.channelName, previous.cursor())
+    world.subscribe(this.user, world.instance(this.instance), previous.channelName, previous.cursor())
   }
 
-  toString (): string { return `${this.drop ? 'reconnect' : 'resume'}(${this.user})` }
+  toString (): string { return `${this.drop ? 'reconnect' : 'resume'}(${this.user}, @${this.instance})` }
 }
 
-class Publish implements Command {
-  constructor (readonly channel: ChannelName, readonly recipients: Recipient[], readonly reuse: boolean,
-    readonly ownIds: boolean, readonly big: boolean) {}
+export class Publish implements Command {
+  constructor (readonly instance: number, readonly channel: ChannelName, readonly recipients: Recipient[],
+    readonly reuse: boolean, readonly ownIds: boolean, readonly big: boolean) {}
 
   check (): boolean { return true }
   async run (_model: object, world: World): Promise<void> {
     if (world.appClosed) return
-    world.publish(this.channel, this.recipients, this.reuse, this.ownIds, this.big)
+    world.publish(world.instance(this.instance), this.channel, this.recipients, this.reuse, this.ownIds, this.big)
   }
 
   toString (): string {
-    return `publish(${this.channel}, [${this.recipients.join(',')}]${this.reuse ? ', reused' : ''}` +
+    return `publish(@${this.instance}, ${this.channel}, [${this.recipients.join(',')}]${this.reuse ? ', reused' : ''}` +
       `${this.ownIds ? ', own ids' : ''}${this.big ? ', big' : ''})`
   }
 }
 
-class Send implements Command {
+export class Send implements Command {
   constructor (readonly user: number, readonly big: boolean) {}
   check (): boolean { return true }
   async run (_model: object, world: World): Promise<void> {
@@ -310,7 +462,7 @@ class Send implements Command {
   toString (): string { return `send(${this.user}${this.big ? ', big' : ''})` }
 }
 
-class SetMode implements Command {
+export class SetMode implements Command {
   constructor (readonly user: number, readonly mode: ReadMode) {}
   check (): boolean { return true }
   async run (_model: object, world: World): Promise<void> {
@@ -321,7 +473,7 @@ class SetMode implements Command {
   toString (): string { return `${this.mode}(${this.user})` }
 }
 
-class Disconnect implements Command {
+export class Disconnect implements Command {
   constructor (readonly user: number) {}
   check (): boolean { return true }
   async run (_model: object, world: World): Promise<void> {
@@ -335,30 +487,30 @@ class Disconnect implements Command {
   toString (): string { return `disconnect(${this.user})` }
 }
 
-class CloseStream implements Command {
+export class CloseStream implements Command {
   constructor (readonly user: number) {}
   check (): boolean { return true }
   async run (_model: object, world: World): Promise<void> {
     const connection = world.open(this.user)
     if (connection === undefined) return
-    connection.accepting = false
+    connection.stopAccepting(world)
     connection.stream.close()
   }
 
   toString (): string { return `stream.close(${this.user})` }
 }
 
-class CloseChannel implements Command {
-  constructor (readonly channel: ChannelName) {}
+export class CloseChannel implements Command {
+  constructor (readonly instance: number, readonly channel: ChannelName) {}
   check (): boolean { return true }
   async run (_model: object, world: World): Promise<void> {
-    if (!world.appClosed) world.closeChannel(this.channel)
+    if (!world.appClosed) world.closeChannel(world.instance(this.instance), this.channel)
   }
 
-  toString (): string { return `channel.close(${this.channel})` }
+  toString (): string { return `channel.close(@${this.instance}, ${this.channel})` }
 }
 
-class CloseApp implements Command {
+export class CloseApp implements Command {
   check (): boolean { return true }
   async run (_model: object, world: World): Promise<void> {
     if (!world.appClosed) world.closeApp()
@@ -367,7 +519,7 @@ class CloseApp implements Command {
   toString (): string { return 'app.close()' }
 }
 
-class Wait implements Command {
+export class Wait implements Command {
   constructor (readonly turns: number) {}
   check (): boolean { return true }
   async run (): Promise<void> {
@@ -377,10 +529,11 @@ class Wait implements Command {
   toString (): string { return `wait(${this.turns})` }
 }
 
-const subscribe = fc.tuple(user, channelName, fc.boolean(), fc.boolean()).map(([u, c, a, b]) => new Subscribe(u, c, a && b))
-const resume = fc.tuple(user, fc.boolean()).map(([u, drop]) => new Resume(u, drop))
-const publish = fc.tuple(channelName, fc.array(fc.constantFrom<Recipient>('ann', 'bob'), { minLength: 1, maxLength: 8 }),
-  fc.boolean(), fc.boolean(), fc.boolean()).map(([c, to, reuse, own, big]) => new Publish(c, to, reuse, own, big))
+const subscribe = fc.tuple(user, instance, channelName, fc.boolean(), fc.boolean())
+  .map(([u, i, c, a, b]) => new Subscribe(u, i, c, a && b))
+const resume = fc.tuple(user, instance, fc.boolean()).map(([u, i, drop]) => new Resume(u, i, drop))
+const publish = fc.tuple(instance, channelName, fc.array(fc.constantFrom<Recipient>('ann', 'bob'), { minLength: 1, maxLength: 8 }),
+  fc.boolean(), fc.boolean(), fc.boolean()).map(([i, c, to, reuse, own, big]) => new Publish(i, c, to, reuse, own, big))
 const send = fc.tuple(user, fc.boolean()).map(([u, big]) => new Send(u, big))
 const setMode = fc.tuple(user, fc.constantFrom<ReadMode>('fast', 'slow', 'stalled', 'stalled')).map(([u, mode]) => new SetMode(u, mode))
 const wait = fc.integer({ min: 1, max: 3 }).map((turns) => new Wait(turns))
@@ -391,9 +544,16 @@ export const commands = fc.commands([
   setMode, setMode, setMode, wait, wait, wait,
   user.map((u) => new Disconnect(u)),
   user.map((u) => new CloseStream(u)),
-  channelName.map((c) => new CloseChannel(c)),
+  fc.tuple(instance, channelName).map(([i, c]) => new CloseChannel(i, c)),
   fc.constant(new CloseApp())
 ], { maxCommands: 60, size: '+1' })
+
+function * counted (steps: Iterable<Command>, world: World): Iterable<Command> {
+  for (const step of steps) {
+    world.step++
+    yield step
+  }
+}
 
 /** What the runs exercised, so that a test can say its search reached the cases that matter. */
 export const tally: Record<string, number> = {}
@@ -404,8 +564,8 @@ function count (what: string, n = 1): void {
 
 /** Runs one generated interleaving and throws, with what each connection got, if the model disagrees. */
 export async function runInterleaving (options: ModelOptions, steps: Iterable<Command>): Promise<void> {
-  const world = new World(options, await options.makeStore())
-  await fc.asyncModelRun(() => ({ model: {}, real: world }), steps)
+  const world = new World(options, await options.makeStores())
+  await fc.asyncModelRun(() => ({ model: {}, real: world }), counted(steps, world))
   await world.finish()
   const problems = world.check()
   if (problems.length > 0) throw new Error(problems.join('\n'))
@@ -413,6 +573,6 @@ export async function runInterleaving (options: ModelOptions, steps: Iterable<Co
     const code = (connection.stream.signal.reason as { code: string }).code
     count(`${code}${connection.alwaysFast ? ' (always fast)' : ''}`)
     count('events received', connection.received().length)
-    if (connection.lastEventId !== undefined) count(connection.expected[0] === 'missed' ? 'resumed: missed' : 'resumed: found')
+    if (connection.lastEventId !== undefined) count(connection.received()[0] === 'missed' ? 'resumed: missed' : 'resumed: found')
   }
 }
