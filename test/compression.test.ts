@@ -147,7 +147,7 @@ test('a compressed stream is not dropped for what waits for the compressor, not 
   const news = server.app.sse.channel('news')
   // Each turn hands brotli more than maxBufferedBytes, which its thread pool takes a while to compress.
   for (let turn = 0; turn < 30; turn++) {
-    for (let i = 0; i < 20; i++) void news.publish({ data: { turn, i, text: Math.random().toString(36).repeat(40) } })
+    for (let i = 0; i < 20; i++) news.publish({ data: { turn, i, text: Math.random().toString(36).repeat(40) } })
     await new Promise((resolve) => setImmediate(resolve))
   }
   await client.waitForEvents(600)
