@@ -36,8 +36,9 @@ export const FST_SSE_INVALID_SERIALIZED = createError<'FST_SSE_INVALID_SERIALIZE
   'FST_SSE_INVALID_SERIALIZED', 'fastify-sse-h2: the serializer must return a string, it returned %s',
   500, TypeError)
 
-export const FST_SSE_ALREADY_SENT = createError<'FST_SSE_ALREADY_SENT', []>(
-  'FST_SSE_ALREADY_SENT', 'fastify-sse-h2: reply.sse() was called on a reply that was already sent', 500)
+export const FST_SSE_ALREADY_SENT = createError<'FST_SSE_ALREADY_SENT', [string, string]>(
+  'FST_SSE_ALREADY_SENT', 'fastify-sse-h2: reply.sse() was called on a reply that was already sent, in route %s %s; ' +
+  'it returned a closed stream', 500)
 
 // The reasons a stream's `signal` aborts with. No stack: they describe an outcome, not a bug.
 export const FST_SSE_CLIENT_CLOSED = createError<'FST_SSE_CLIENT_CLOSED', []>(
