@@ -13,7 +13,7 @@ import { Channels } from './lib/channels'
 import { MemoryStore } from './lib/memory-store'
 import { OpenStreams } from './lib/open-streams'
 import { ClosingConnections } from './lib/closing-connections'
-import { SessionSockets } from './lib/session-sockets'
+import { ServerSessions } from './lib/server-sessions'
 import { resolveOptions } from './lib/options'
 import { createReplySse } from './lib/reply-sse'
 import { isRefused } from './lib/refusal'
@@ -23,9 +23,9 @@ async function fastifySseH2 (fastify: FastifyInstance, options: FastifySseOption
   const settings = resolveOptions(options)
   const openStreams = new OpenStreams(settings.heartbeatInterval, settings.maxBufferedBytes, settings.writeTimeout,
     settings.limits)
-  const sessionSockets = new SessionSockets()
-  if (fastify.initialConfig.http2 === true) sessionSockets.watch(fastify.server)
-  const connections = new ClosingConnections(sessionSockets)
+  const sessions = new ServerSessions()
+  if (fastify.initialConfig.http2 === true) sessions.watch(fastify.server)
+  const connections = new ClosingConnections(sessions)
   const channels = new Channels(settings.store, settings.serializer, fastify.log)
 
   fastify.decorate('sse', channels)
@@ -33,7 +33,10 @@ async function fastifySseH2 (fastify: FastifyInstance, options: FastifySseOption
   fastify.addHook('onRoute', quietSseReturn)
   // Before the server stops accepting: it waits for open connections, and event streams never end by themselves.
   fastify.addHook('preClose', async function closeEventStreams () {
-    await openStreams.closeAll(connections, settings.shutdownRetry)
+    openStreams.closeAll(connections, settings.shutdownRetry)
+    sessions.goAway()
+    // A client that has not let go of its connection within the grace is dropped with it.
+    await connections.closed()
   })
   fastify.addHook('onClose', async function closeChannels () {
     await channels.close()

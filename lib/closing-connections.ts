@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http'
 import type { Http2ServerResponse, Http2Session } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { RawResponse } from './event-stream'
-import type { SessionSockets } from './session-sockets'
+import type { ServerSessions } from './server-sessions'
 
 // At shutdown, a client gets this long to take its last bytes and let its connection go before it is destroyed.
 export const SHUTDOWN_GRACE_MS = 1000
@@ -14,13 +14,13 @@ export const SHUTDOWN_GRACE_MS = 1000
  * and all, so that a frozen client can never keep the server from closing.
  */
 export class ClosingConnections {
-  private readonly sessionSockets: SessionSockets
+  private readonly sessions: ServerSessions
   // Each connection still open, with the timer that destroys it.
   private readonly open = new Map<Http2Session | Socket, NodeJS.Timeout>()
   private whenClosed: (() => void) | undefined
 
-  constructor (sessionSockets: SessionSockets) {
-    this.sessionSockets = sessionSockets
+  constructor (sessions: ServerSessions) {
+    this.sessions = sessions
   }
 
   /** Lets go of the connection that carries `res`, once `res` is sent. */
@@ -38,7 +38,7 @@ export class ClosingConnections {
   private addSession (res: Http2ServerResponse): void {
     const session = res.stream.session
     if (session === undefined || session.destroyed || this.open.has(session)) return
-    const socket = this.sessionSockets.socketOf(session)
+    const socket = this.sessions.socketOf(session)
     this.track(session, () => {
       // A session the server did not announce (a secondary server of Fastify's) can only be destroyed.
       if (socket === undefined) session.destroy()

@@ -43,15 +43,14 @@ export class OpenStreams {
   }
 
   /**
-   * Ends every stream, each told to reconnect after a delay drawn from `retry`, lets their connections go, and
-   * resolves once these are closed: a client that has not let go after the grace is dropped with its connection.
+   * Ends every stream, each told to reconnect after a delay drawn from `retry`, and lets go of their connections:
+   * from now on, no stream opens.
    */
-  async closeAll (connections: ClosingConnections, retry: ShutdownRetry): Promise<void> {
+  closeAll (connections: ClosingConnections, retry: ShutdownRetry): void {
     this.closing = true
     for (const stream of this.streams) {
       connections.add(stream.response)
       stream.shutdown(drawRetry(retry))
     }
-    await connections.closed()
   }
 }

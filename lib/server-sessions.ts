@@ -3,13 +3,14 @@ import type { Http2Session } from 'node:http2'
 import { Server as TlsServer } from 'node:tls'
 
 /**
- * The socket under each HTTP/2 session of a server. A session closed gracefully waits for its peer, and
- * session.destroy() after that waits for its pending writes: a client that stopped reading (a frozen process)
- * never lets either finish, and only destroying the socket ends it. Node keeps that socket to itself
+ * The HTTP/2 sessions of a server, each with the socket under it. A session closed gracefully waits for its
+ * peer, and session.destroy() after that waits for its pending writes: a client that stopped reading (a frozen
+ * process) never lets either finish, and only destroying the socket ends it. Node keeps that socket to itself
  * (`session.socket` is a proxy that refuses destroy()), so it is taken from the server's own events.
  */
-export class SessionSockets {
+export class ServerSessions {
   private readonly sockets = new WeakMap<Http2Session, Socket>()
+  private readonly open = new Set<Http2Session>()
   private arriving: Socket | undefined
 
   /** Watches the connections of `server` (h2c or h2 with TLS). */
@@ -19,11 +20,22 @@ export class SessionSockets {
     server.prependListener(event, (socket: Socket) => { this.arriving = socket })
     server.on('session', (session: Http2Session) => {
       if (this.arriving !== undefined) this.sockets.set(session, this.arriving)
+      this.open.add(session)
+      session.once('close', () => this.open.delete(session))
     })
     server.on(event, () => { this.arriving = undefined })
   }
 
   socketOf (session: Http2Session): Socket | undefined {
     return this.sockets.get(session)
+  }
+
+  /**
+   * Sends every session a GOAWAY: no new stream on it, and it closes once its streams are done. Node 20 keeps
+   * an idle session open past server.close() until its timeout (72 s by default), which app.close() would wait
+   * for: a client whose stream was refused, or ended, still holds one.
+   */
+  goAway (): void {
+    for (const session of this.open) session.close()
   }
 }
