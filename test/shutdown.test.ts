@@ -1,5 +1,5 @@
 import { test } from 'tap'
-import { EventEmitter } from 'node:events'
+import { EventEmitter, once } from 'node:events'
 import type { FastifyInstance } from 'fastify'
 import Fastify from 'fastify'
 import { isHttp2, startServer, type Protocol } from './helpers/server'
@@ -237,3 +237,28 @@ test('shutdownRetry sets the window the retries are drawn from, and is checked w
     await t.rejects(async () => { await app.register(sse, { shutdownRetry } as never) }, { code: 'FST_SSE_INVALID_OPTION', message })
   }
 })
+
+for (const protocol of ['h2c', 'h2'] as const) {
+  test(`${protocol}: app.close() does not wait for the idle session of a client whose stream was refused or closed`, async (t) => {
+    const server = await startServer(t, protocol, (app) => {
+      app.get('/push', (request, reply) => { reply.sse().send('open') })
+    }, { plugin: { limits: { maxStreams: 1 } } })
+    const holder = await connectSession(t, server)
+    const open = await openStream(t, server, '/push', { session: holder })
+    await open.waitForEvents(1)
+    const refusedSession = await connectSession(t, server)
+    const refused = await openStream(t, server, '/push', { session: refusedSession })
+    await refused.waitForEnd()
+    t.equal(refused.status, 503)
+    open.close()
+    await open.waitForEnd()
+    const goaway = within(once(refusedSession, 'goaway'), 'a GOAWAY')
+
+    // Both sessions are idle now: Node 20 would keep them past server.close() for http2SessionTimeout (72 s).
+    const started = Date.now()
+    await within(server.app.close(), 'app.close() with idle sessions', CLOSE_BOUND_MS)
+    t.comment(`app.close() with two idle ${protocol} sessions took ${Date.now() - started} ms`)
+    await goaway
+    t.pass('the client was told with a GOAWAY')
+  })
+}
