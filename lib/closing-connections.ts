@@ -40,7 +40,9 @@ export class ClosingConnections {
     if (session === undefined || session.destroyed || this.open.has(session)) return
     const socket = this.sessions.socketOf(session)
     this.track(session, () => {
-      // A session the server did not announce (a secondary server of Fastify's) can only be destroyed.
+      // Fastify listening on 'localhost' with both IPv4 and IPv6 adds a server for the second address, which it
+      // shows no plugin (nor waits for on close): its sessions can only be destroyed. Not on the test machines.
+      /* c8 ignore next */
       if (socket === undefined) session.destroy()
       else socket.destroy()
     })

@@ -67,9 +67,11 @@ interface Opened {
   /** Every stream opened, in order. */
   streams: EventStream[]
   events: EventEmitter
+  /** What `/slow` waits for before it answers. */
+  slow: { promise: Promise<void>, resolve: () => void }
 }
 
-/** `/push` opens a stream that sends `open`; `/slow` answers JSON after a turn of the event loop. */
+/** `/push` opens a stream that sends `open`; `/slow` answers JSON once `opened.slow` is resolved. */
 function routes (opened: Opened) {
   return (app: FastifyInstance): void => {
     app.get('/push', (request, reply) => {
@@ -85,14 +87,14 @@ function routes (opened: Opened) {
       opened.events.emit('stream')
     })
     app.get('/slow', async () => {
-      await new Promise((resolve) => setImmediate(resolve))
+      await opened.slow.promise
       return { slow: true }
     })
   }
 }
 
 function newOpened (): Opened {
-  return { streams: [], events: new EventEmitter() }
+  return { streams: [], events: new EventEmitter(), slow: signalled() }
 }
 
 async function nthStream (opened: Opened, n: number): Promise<EventStream> {
@@ -110,6 +112,9 @@ test('http1: pipelined requests are answered in order, an event stream among the
 
   // The stream's request arrives while the response before it is still being made: its response waits its turn.
   const behind = await rawConnect(t, server, get('/slow') + get('/push'))
+  await nthStream(opened, 1)
+  t.equal(behind.text, '', 'nothing yet: the stream waits for the response before it')
+  opened.slow.resolve()
   await behind.waitForText('data: open\n\n')
   t.same(behind.statuses, ['HTTP/1.1 200 OK', 'HTTP/1.1 200 OK'])
   t.match(behind.text, /\{"slow":true\}HTTP\/1\.1 200 OK\r\n[^]*content-type: text\/event-stream/, 'the JSON, then the stream')
@@ -124,6 +129,8 @@ test('http1: pipelined requests are answered in order, an event stream among the
   t.same(after.statuses, ['HTTP/1.1 200 OK', 'HTTP/1.1 200 OK'], 'the second request answered once the stream ended')
 
   // A stream still queued when the client leaves is closed too: Node never says so of a response not yet sent.
+  opened.slow = signalled()
+  t.teardown(() => opened.slow.resolve())
   const gone = await rawConnect(t, server, get('/slow') + get('/push'))
   const queued = await nthStream(opened, 3)
   gone.socket.destroy()

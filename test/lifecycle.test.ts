@@ -214,15 +214,19 @@ test('reply.sse() on a reply already sent, even from a timer, warns naming the r
         timerDone.resolve()
       }, 10)
     })
+    app.setNotFoundHandler((request, reply) => {
+      reply.code(404).send({ found: false })
+      handles.notFound = reply.sse()
+    })
   })
   const client = await openStream(t, server, '/twice')
   await client.waitForEnd()
   t.same(client.events.map((event) => event.data), ['still here'], 'the first stream goes on')
 
-  for (const path of ['/after-send', '/late/7']) {
+  for (const [path, body] of [['/after-send', { sent: true }], ['/late/7', { sent: true }], ['/nowhere', { found: false }]] as const) {
     const sent = await openStream(t, server, path)
     await sent.waitForEnd()
-    t.same(JSON.parse(sent.text), { sent: true }, `${path}: the reply that was sent is untouched`)
+    t.same(JSON.parse(sent.text), body, `${path}: the reply that was sent is untouched`)
   }
   await within(timerDone.promise, 'the timer')
   for (const [name, handle] of Object.entries(handles)) {
@@ -235,12 +239,13 @@ test('reply.sse() on a reply already sent, even from a timer, warns naming the r
   t.same(problems, [], 'nothing thrown into the timer')
 
   const warnings = server.logs.atLeast(WARN)
-  t.same(warnings.map((record) => record.level), [WARN, WARN, WARN, WARN], 'three warnings of ours, one of Fastify, nothing else')
-  t.same(warnings.filter((record) => record.err?.code === 'FST_SSE_ALREADY_SENT').map((record) => record.msg), [
+  t.same(warnings.map((record) => record.level), [WARN, WARN, WARN, WARN, WARN], 'four warnings of ours, one of Fastify, nothing else')
+  t.same(warnings.filter((record) => record.err?.code === 'FST_SSE_ALREADY_SENT').map((record) => record.msg).sort(), [
     'fastify-sse-h2: reply.sse() was called on a reply that was already sent, in route GET /twice; it returned a closed stream',
     'fastify-sse-h2: reply.sse() was called on a reply that was already sent, in route GET /after-send; it returned a closed stream',
-    'fastify-sse-h2: reply.sse() was called on a reply that was already sent, in route GET /late/:id; it returned a closed stream'
-  ], 'each names the route')
+    'fastify-sse-h2: reply.sse() was called on a reply that was already sent, in route GET /late/:id; it returned a closed stream',
+    'fastify-sse-h2: reply.sse() was called on a reply that was already sent, in route GET /nowhere; it returned a closed stream'
+  ].sort(), 'each names the route (or, with no route, the URL)')
   t.match(warnings.find((record) => record.err?.code === 'FST_ERR_REP_ALREADY_SENT'), { err: { message: /\/late\/7/ } },
     'Fastify\'s own reply.send() on a reply already sent: a warning too')
   t.ok(warnings.every((record) => typeof record.reqId === 'string'), 'each with its request id')
