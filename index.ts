@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, RouteOptions } from 'fastify'
 import type {
   FastifySseOptions, SseEvent, SseIterableSource, SseMessage, SseReplyOptions, SseSerializer, SseSource,
-  SseSourceContext, SseEncoding, SseLimits
+  SseSourceContext, SseEncoding, SseLimits, SseShutdownRetry
 } from './lib/types'
 import type { ChannelEvent, ChannelFilter } from './lib/channel'
 import type { EventToStore, Replay, SseStore, StoredEvent, StoredEventListener } from './lib/store'
@@ -89,7 +89,7 @@ declare namespace fastifySseH2 {
   export type {
     FastifySseOptions, SseEvent, SseIterableSource, SseMessage, SseReplyOptions, SseSerializer, SseSource,
     SseSourceContext, ChannelEvent, ChannelFilter, SseStore, StoredEvent, EventToStore, Replay, StoredEventListener,
-    MemoryStoreOptions, SseEncoding, SseLimits
+    MemoryStoreOptions, SseEncoding, SseLimits, SseShutdownRetry
   }
 }
 

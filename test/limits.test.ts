@@ -1,6 +1,6 @@
 import { test } from 'tap'
 import { Readable } from 'node:stream'
-import Fastify from 'fastify'
+import Fastify, { type FastifyError } from 'fastify'
 import { startServer, type Protocol } from './helpers/server'
 import { openStream } from './helpers/client'
 import { ERROR, WARN } from './helpers/logs'
@@ -91,8 +91,13 @@ for (const protocol of PROTOCOLS_UNDER_TEST) {
       app.get('/pull-sync-return', (request, reply) => reply.sse(one()))
       app.get('/pull-sync-call', (request, reply) => { reply.sse(one()) })
       await app.register(async (child) => {
-        child.setErrorHandler(async (error: { code?: string }, request, reply) => {
-          return await reply.code(503).send({ refused: error.code })
+        // The README's error handler, as written there.
+        child.setErrorHandler((error: FastifyError, request, reply) => {
+          if (error.code === 'FST_SSE_TOO_MANY_STREAMS' || error.code === 'FST_SSE_SERVER_CLOSING') {
+            request.log.info({ code: error.code }, 'event stream refused')
+            return reply.send({ code: error.code, message: error.message })   // keeps the 503 and its Retry-After
+          }
+          return reply.send(error)
         })
         child.get('/custom', (request, reply) => reply.sse())
       })
@@ -111,7 +116,10 @@ for (const protocol of PROTOCOLS_UNDER_TEST) {
     await custom.waitForEnd()
     t.equal(custom.status, 503)
     t.equal(custom.headers['retry-after'], '7', 'the Retry-After set before the error handler ran is kept')
-    t.same(JSON.parse(custom.text), { refused: 'FST_SSE_TOO_MANY_STREAMS' }, 'the route\'s error handler wrote the body')
+    t.match(JSON.parse(custom.text), { code: 'FST_SSE_TOO_MANY_STREAMS', message: /maxStreams: 1/ }, 'the route\'s error handler wrote the body')
+    t.same(server.logs.atLeast(ERROR).map((record) => (record.req as { url?: string } | undefined)?.url),
+      SHAPES.map((shape) => `/${shape}`), 'Fastify\'s default error handler logged the others at error level; the custom one did not')
+    t.ok(server.logs.withMessage('event stream refused').length === 1, 'it logged its own line')
 
     t.same(sent.map((call) => call.url), [...SHAPES.map((shape) => `/${shape}`), '/custom'],
       'the onSend hook saw each refusal once: none was sent twice')
