@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, RouteOptions } from 'fastify'
 import type {
   FastifySseOptions, SseEvent, SseIterableSource, SseMessage, SseReplyOptions, SseSerializer, SseSource,
-  SseSourceContext, SseEncoding, SseLimits
+  SseSourceContext, SseEncoding, SseLimits, SseShutdownRetry
 } from './lib/types'
 import type { ChannelEvent, ChannelFilter } from './lib/channel'
 import type { EventToStore, Replay, SseStore, StoredEvent, StoredEventListener } from './lib/store'
@@ -12,33 +12,53 @@ import { Channel, MISSED_EVENT } from './lib/channel'
 import { Channels } from './lib/channels'
 import { MemoryStore } from './lib/memory-store'
 import { OpenStreams } from './lib/open-streams'
+import { ClosingConnections } from './lib/closing-connections'
+import { ServerSessions } from './lib/server-sessions'
 import { resolveOptions } from './lib/options'
 import { createReplySse } from './lib/reply-sse'
+import { isRefused } from './lib/refusal'
 import * as errors from './lib/errors'
 
 async function fastifySseH2 (fastify: FastifyInstance, options: FastifySseOptions): Promise<void> {
   const settings = resolveOptions(options)
   const openStreams = new OpenStreams(settings.heartbeatInterval, settings.maxBufferedBytes, settings.writeTimeout,
     settings.limits)
+  const sessions = new ServerSessions()
+  if (fastify.initialConfig.http2 === true) sessions.watch(fastify.server)
+  const connections = new ClosingConnections(sessions)
   const channels = new Channels(settings.store, settings.serializer, fastify.log)
 
   fastify.decorate('sse', channels)
-  fastify.decorateReply('sse', createReplySse(settings, openStreams))
+  fastify.decorateReply('sse', createReplySse(settings, openStreams, connections))
   fastify.addHook('onRoute', quietSseReturn)
   // Before the server stops accepting: it waits for open connections, and event streams never end by themselves.
   fastify.addHook('preClose', async function closeEventStreams () {
-    await openStreams.closeAll()
+    openStreams.closeAll(connections, settings.shutdownRetry)
+    sessions.goAway()
+    // A client that has not let go of its connection within the grace is dropped with it.
+    await connections.closed()
   })
   fastify.addHook('onClose', async function closeChannels () {
     await channels.close()
   })
 }
 
-// Fastify sends whatever a sync handler returns, and warns when the reply was hijacked already:
-// `return reply.sse(...)` must be as quiet in a sync handler as it is in an async one.
+/**
+ * `return reply.sse(...)` and a bare `reply.sse(...)` must be quiet in sync and async handlers alike. Fastify
+ * sends what a handler returns, and warns when the reply was hijacked or sent already; and when an async
+ * handler resolves to nothing while its reply is still being sent (a refusal going through async hooks), it
+ * sends the reply a second time. So a sync handler's stream becomes nothing, and an async handler whose stream
+ * was refused resolves to the reply, which Fastify waits for as it does for `return reply`.
+ */
 function quietSseReturn (route: RouteOptions): void {
   const handler = route.handler
-  if (handler.constructor.name === 'AsyncFunction') return
+  if (handler.constructor.name === 'AsyncFunction') {
+    route.handler = async function sseAwareAsyncHandler (this: FastifyInstance, request, reply) {
+      const result = await handler.call(this, request, reply)
+      return result instanceof EventStream || isRefused(reply) ? reply : result
+    }
+    return
+  }
   route.handler = function sseAwareHandler (this: FastifyInstance, request, reply) {
     const result = handler.call(this, request, reply)
     return result instanceof EventStream ? undefined : result
@@ -69,7 +89,7 @@ declare namespace fastifySseH2 {
   export type {
     FastifySseOptions, SseEvent, SseIterableSource, SseMessage, SseReplyOptions, SseSerializer, SseSource,
     SseSourceContext, ChannelEvent, ChannelFilter, SseStore, StoredEvent, EventToStore, Replay, StoredEventListener,
-    MemoryStoreOptions, SseEncoding, SseLimits
+    MemoryStoreOptions, SseEncoding, SseLimits, SseShutdownRetry
   }
 }
 

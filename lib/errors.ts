@@ -39,8 +39,9 @@ export const FST_SSE_INVALID_SERIALIZED = createError<'FST_SSE_INVALID_SERIALIZE
 export const FST_SSE_SERIALIZER_FAILED = createError<'FST_SSE_SERIALIZER_FAILED', [string, { cause: unknown }]>(
   'FST_SSE_SERIALIZER_FAILED', 'fastify-sse-h2: the serializer threw (%s); nothing of the event was written', 500, TypeError)
 
-export const FST_SSE_ALREADY_SENT = createError<'FST_SSE_ALREADY_SENT', []>(
-  'FST_SSE_ALREADY_SENT', 'fastify-sse-h2: reply.sse() was called on a reply that was already sent', 500)
+export const FST_SSE_ALREADY_SENT = createError<'FST_SSE_ALREADY_SENT', [string, string]>(
+  'FST_SSE_ALREADY_SENT', 'fastify-sse-h2: reply.sse() was called on a reply that was already sent, in route %s %s; ' +
+  'it returned a closed stream', 500)
 
 // The reasons a stream's `signal` aborts with. No stack: they describe an outcome, not a bug.
 export const FST_SSE_CLIENT_CLOSED = createError<'FST_SSE_CLIENT_CLOSED', []>(

@@ -1,7 +1,6 @@
 import { constants as http2Constants } from 'node:http2'
 import type { Http2ServerResponse, ServerHttp2Stream } from 'node:http2'
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
-import type { Socket } from 'node:net'
 import type { Writable } from 'node:stream'
 import type { FastifyBaseLogger } from 'fastify'
 import type { SseMessage, SseSerializer } from './types'
@@ -178,7 +177,10 @@ export class EventStream {
     // Listeners cost memory on every idle stream: 'close' is the one every stream needs (on, not once: once
     // allocates a bound wrapper), 'drain' is added when a write first waits, and only HTTP/1.1 can emit 'error'.
     this.res.on('close', () => this.onTransportClose())
-    if (!this.http2) this.res.on('error', onResponseError)
+    if (!this.http2) {
+      this.res.on('error', onResponseError)
+      if ((this.res as ServerResponse).socket === null) this.watchQueued(this.res as ServerResponse)
+    }
     // The client's `open` event must fire before the first event, however long that takes: the headers go now.
     if (this.http2) {
       // Straight to the stream: the compatibility layer would keep a second copy of them for the stream's life.
@@ -272,18 +274,18 @@ export class EventStream {
     if (this.admit(HEARTBEAT_FRAME.length, false)) this.writeOut(HEARTBEAT_FRAME)
   }
 
-  /** @internal Ends the stream because the server is closing, and lets its connection go. */
-  shutdown (): void {
-    const session = this.http2 ? (this.target as ServerHttp2Stream).session : undefined
-    const socket = this.http2 ? undefined : (this.res as ServerResponse).socket
+  /** @internal The response the stream is written to, whose connection shutdown lets go. */
+  get response (): RawResponse {
+    return this.res
+  }
+
+  /**
+   * @internal Ends the stream because the server is closing, after a `retry:` of `retry` ms: its client
+   * reconnects after that delay (to another instance), which shutdown draws at random for each stream.
+   */
+  shutdown (retry: number): void {
+    if (!this.ended) this.pending += frameRetry(retry)
     this.end(new FST_SSE_SERVER_CLOSING())
-    // Node 20 keeps an idle HTTP/2 session, and an HTTP/1.1 keep-alive socket, open past server.close().
-    if (session !== undefined && !session.closed) session.close()
-    // A compressor hands its last bytes over later: the socket ends after them.
-    if (socket != null) {
-      if (this.compressor === undefined) socket.end()
-      else this.res.once('finish', () => socket.end())
-    }
   }
 
   /** @internal Drops the stream at once, with whatever was waiting for the client. */
@@ -432,13 +434,22 @@ export class EventStream {
     }
   }
 
+  // A pipelined response queued behind others has no socket yet, and Node never closes it if the socket closes
+  // before its turn (it closes it with the socket only once it has it): the socket tells until then.
+  private watchQueued (res: ServerResponse): void {
+    const socket = res.req.socket
+    const onSocketClose = (): void => this.onTransportClose()
+    socket.once('close', onSocketClose)
+    res.once('socket', () => socket.removeListener('close', onSocketClose))
+  }
+
   private transportGone (): boolean {
     if (this.http2) {
       const stream = this.target as ServerHttp2Stream
       return stream.destroyed || stream.closed
     }
-    const socket: Socket | null = (this.res as ServerResponse).socket
-    return socket == null || socket.destroyed
+    // The request's socket: a pipelined response has none of its own until the responses before it are sent.
+    return (this.res as ServerResponse).req.socket.destroyed
   }
 }
 

@@ -1,11 +1,9 @@
 import type { FastifyError } from 'fastify'
 import type { EventStream } from './event-stream'
 import type { StreamLimits } from './stream-limits'
+import type { ClosingConnections } from './closing-connections'
+import { drawRetry, type ShutdownRetry } from './shutdown-retry'
 import { Heartbeat } from './heartbeat'
-import { FST_SSE_SERVER_CLOSING } from './errors'
-
-// On shutdown, streams get this long to hand their last bytes to their clients before they are dropped.
-export const SHUTDOWN_GRACE_MS = 1000
 
 /** The streams of one plugin instance whose connection is open: what the heartbeat and shutdown walk. */
 export class OpenStreams {
@@ -14,7 +12,8 @@ export class OpenStreams {
   readonly limits: StreamLimits | undefined
   private readonly streams = new Set<EventStream>()
   private readonly heartbeat: Heartbeat | undefined
-  private whenEmpty: (() => void) | undefined
+  /** True once closeAll() began: a stream that would open after it is refused. */
+  closing = false
 
   constructor (heartbeatInterval: number, maxBufferedBytes: number, writeTimeout: number, limits?: StreamLimits) {
     this.maxBufferedBytes = maxBufferedBytes
@@ -41,19 +40,17 @@ export class OpenStreams {
     this.limits?.closed(stream.address)
     if (this.streams.size > 0) return
     this.heartbeat?.stop()
-    this.whenEmpty?.()
   }
 
-  /** Ends every stream, then resolves once their connections are closed, dropping laggards after a grace. */
-  async closeAll (): Promise<void> {
-    for (const stream of this.streams) stream.shutdown()
-    if (this.streams.size === 0) return
-    const empty = new Promise<void>((resolve) => { this.whenEmpty = resolve })
-    const grace = setTimeout(() => {
-      for (const stream of this.streams) stream.destroy(new FST_SSE_SERVER_CLOSING())
-    }, SHUTDOWN_GRACE_MS)
-    await empty
-    clearTimeout(grace)
-    this.whenEmpty = undefined
+  /**
+   * Ends every stream, each told to reconnect after a delay drawn from `retry`, and lets go of their connections:
+   * from now on, no stream opens.
+   */
+  closeAll (connections: ClosingConnections, retry: ShutdownRetry): void {
+    this.closing = true
+    for (const stream of this.streams) {
+      connections.add(stream.response)
+      stream.shutdown(drawRetry(retry))
+    }
   }
 }

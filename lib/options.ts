@@ -1,4 +1,5 @@
-import type { FastifySseOptions, SseEncoding, SseLimits, SseReplyOptions, SseSerializer } from './types'
+import type { FastifySseOptions, SseEncoding, SseLimits, SseReplyOptions, SseSerializer, SseShutdownRetry } from './types'
+import type { ShutdownRetry } from './shutdown-retry'
 import { ENCODINGS } from './compression'
 import type { SseStore } from './store'
 import { MemoryStore } from './memory-store'
@@ -17,9 +18,10 @@ export interface Settings {
   store: SseStore
   limits: StreamLimits | undefined
   compression: readonly SseEncoding[] | false
+  shutdownRetry: ShutdownRetry
 }
 
-const defaults: Omit<Settings, 'store' | 'limits' | 'compression'> = {
+const defaults: Omit<Settings, 'store' | 'limits' | 'compression' | 'shutdownRetry'> = {
   heartbeatInterval: 15_000,
   retry: undefined,
   serializer: JSON.stringify,
@@ -53,7 +55,19 @@ export function resolveOptions (options: FastifySseOptions = {}): Settings {
   settings.store = resolveStore(options)
   settings.limits = resolveLimits(options.limits)
   settings.compression = resolveCompression(options.compression)
+  settings.shutdownRetry = resolveShutdownRetry(options.shutdownRetry)
   return settings
+}
+
+function resolveShutdownRetry (retry: SseShutdownRetry | undefined): ShutdownRetry {
+  if (retry === undefined) return { min: 1000, max: 10_000 }
+  check('shutdownRetry', typeof retry === 'object' && retry !== null, 'an object { min, max }', retry)
+  const { min, max } = retry
+  for (const [name, value] of [['min', min], ['max', max]] as const) {
+    check(`shutdownRetry.${name}`, isValidRetry(value), 'a whole number of milliseconds, 0 or more', value)
+  }
+  check('shutdownRetry.max', max >= min, `at least shutdownRetry.min (${min})`, max)
+  return { min, max }
 }
 
 function resolveLimits (limits: SseLimits | undefined): StreamLimits | undefined {

@@ -1,8 +1,9 @@
-import type { FastifyBaseLogger, FastifyReply } from 'fastify'
+import type { FastifyBaseLogger, FastifyError, FastifyReply } from 'fastify'
 import type { SseReplyOptions, SseSource } from './types'
 import type { Settings } from './options'
 import type { OpenStreams } from './open-streams'
 import type { StreamLimits } from './stream-limits'
+import type { ClosingConnections } from './closing-connections'
 import { EventStream } from './event-stream'
 import { checkStreamOptions, resolveCompression } from './options'
 import { chooseEncoding } from './compression'
@@ -10,15 +11,16 @@ import { eventStreamHeaders } from './response-headers'
 import { readLastEventId } from './last-event-id'
 import { openSource, pump, type PulledSource } from './sources'
 import { Channel } from './channel'
-import { FST_SSE_ALREADY_SENT, FST_SSE_CHANNEL_CLOSED, FST_SSE_INVALID_OPTION } from './errors'
+import { refuseStream } from './refusal'
+import { drawRetryAfter } from './shutdown-retry'
+import { FST_SSE_ALREADY_SENT, FST_SSE_CHANNEL_CLOSED, FST_SSE_INVALID_OPTION, FST_SSE_SERVER_CLOSING } from './errors'
 
 export type ReplySse = (this: FastifyReply, source?: SseSource, options?: SseReplyOptions) => EventStream
 
 /** Makes `reply.sse()` for one plugin instance. */
-export function createReplySse (settings: Settings, openStreams: OpenStreams): ReplySse {
+export function createReplySse (settings: Settings, openStreams: OpenStreams, connections: ClosingConnections): ReplySse {
   return function sse (this: FastifyReply, source?: SseSource, options?: SseReplyOptions): EventStream {
     const reply = this
-    if (reply.sent || reply.raw.headersSent) throw new FST_SSE_ALREADY_SENT()
     if (options !== undefined) checkStreamOptions(options)
     const serializer = options?.serializer ?? settings.serializer
     const retry = options?.retry ?? settings.retry
@@ -26,16 +28,16 @@ export function createReplySse (settings: Settings, openStreams: OpenStreams): R
     const stream = new EventStream(reply.raw, reply.log, lastEventId, serializer, openStreams)
 
     const channel = source instanceof Channel ? source : undefined
-    if (channel?.closed === true) throw new FST_SSE_CHANNEL_CLOSED(channel.name)
     if (channel === undefined && options?.filter !== undefined) {
       throw new FST_SSE_INVALID_OPTION('filter', 'given with a channel source only', 'a filter for another source')
     }
+    if (openStreams.limits !== undefined) stream.address = reply.request.ip
+    const refusal = whyNot(reply, openStreams, stream.address)
+    if (refusal === undefined && channel?.closed === true) throw new FST_SSE_CHANNEL_CLOSED(channel.name)
 
     // The source is resolved, and the headers checked by Node, before the reply is hijacked: a bad source
     // or header is an ordinary error response, not a request left hanging.
-    // Past the limits, nothing of the source runs: a function source is not called.
-    if (openStreams.limits !== undefined) stream.address = reply.request.ip
-    const refusal = openStreams.refusal(stream.address)
+    // A refused stream runs nothing of its source: a function source is not called.
     let pulled
     try {
       pulled = source === undefined || channel !== undefined || (refusal !== undefined && typeof source === 'function')
@@ -43,7 +45,7 @@ export function createReplySse (settings: Settings, openStreams: OpenStreams): R
         : openSource(source, { signal: stream.signal, lastEventId })
       if (refusal !== undefined) {
         abandon(stream, pulled, refusal, reply.log)
-        ;(openStreams.limits as StreamLimits).refuse(reply, refusal, reply.log)
+        refuse(reply, refusal, openStreams, connections, settings)
         return stream
       }
       const headers = eventStreamHeaders(reply.getHeaders(), 'stream' in reply.raw)
@@ -63,6 +65,33 @@ export function createReplySse (settings: Settings, openStreams: OpenStreams): R
     // pump() never rejects: a failing source is logged and its stream closed.
     if (pulled !== undefined) pump(stream, pulled, reply.log)
     return stream
+  }
+}
+
+/** Why no stream may open on this reply now, or undefined if one may. */
+function whyNot (reply: FastifyReply, openStreams: OpenStreams, address: string): FastifyError | undefined {
+  if (reply.sent || reply.raw.headersSent) {
+    return new FST_SSE_ALREADY_SENT(reply.request.method, reply.routeOptions.url ?? reply.request.url)
+  }
+  if (openStreams.closing) return new FST_SSE_SERVER_CLOSING()
+  return openStreams.refusal(address)
+}
+
+function refuse (reply: FastifyReply, reason: FastifyError, openStreams: OpenStreams, connections: ClosingConnections,
+  settings: Settings): void {
+  if (reason instanceof FST_SSE_ALREADY_SENT) {
+    // As Fastify's own reply.send() does on a reply already sent: a warning, and nothing thrown (this may run in a
+    // timer, where a throw would end the process). The handle returned is closed.
+    reply.log.warn({ err: reason }, reason.message)
+  } else if (reason instanceof FST_SSE_SERVER_CLOSING) {
+    // Its connection goes too, like those of the streams app.close() ended: nothing else would close it.
+    if (!('stream' in reply.raw)) reply.header('connection', 'close')
+    refuseStream(reply, reason, drawRetryAfter(settings.shutdownRetry))
+    connections.add(reply.raw)
+  } else {
+    const limits = openStreams.limits as StreamLimits
+    limits.noteRefusal(reply.log)
+    refuseStream(reply, reason, limits.retryAfter)
   }
 }
 

@@ -1,4 +1,4 @@
-import type { FastifyBaseLogger, FastifyError, FastifyReply } from 'fastify'
+import type { FastifyBaseLogger, FastifyError } from 'fastify'
 import { FST_SSE_TOO_MANY_STREAMS } from './errors'
 
 // A flood of refusals is one warning now and then, not one a request.
@@ -40,24 +40,14 @@ export class StreamLimits {
     else this.perAddress.set(address, count)
   }
 
-  /** Answers 503 with Retry-After, before any SSE header: EventSource does not reconnect by itself after it. */
-  refuse (reply: FastifyReply, reason: FastifyError, log: FastifyBaseLogger): void {
+  /** Counts a refusal: a warning when refusals start, then at most one every WARN_EVERY_MS with the count since. */
+  noteRefusal (log: FastifyBaseLogger): void {
     this.refusedSinceWarning++
     const now = Date.now()
-    if (now - this.lastWarning >= WARN_EVERY_MS) {
-      log.warn({ refused: this.refusedSinceWarning, maxStreams: this.maxStreams, maxStreamsPerAddress: this.maxStreamsPerAddress },
-        'fastify-sse-h2: new streams refused with 503: too many open')
-      this.lastWarning = now
-      this.refusedSinceWarning = 0
-    }
-    const body = JSON.stringify({ statusCode: 503, code: reason.code, error: 'Service Unavailable', message: reason.message })
-    // Hijacked, as an opened stream is: the handler's return value is then ignored, whatever it is.
-    reply.hijack()
-    reply.raw.writeHead(503, {
-      'content-type': 'application/json; charset=utf-8',
-      'content-length': Buffer.byteLength(body),
-      'retry-after': String(this.retryAfter)
-    })
-    reply.raw.end(body)
+    if (now - this.lastWarning < WARN_EVERY_MS) return
+    log.warn({ refused: this.refusedSinceWarning, maxStreams: this.maxStreams, maxStreamsPerAddress: this.maxStreamsPerAddress },
+      'fastify-sse-h2: new streams refused with 503: too many open')
+    this.lastWarning = now
+    this.refusedSinceWarning = 0
   }
 }

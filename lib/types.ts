@@ -127,10 +127,25 @@ export interface FastifySseOptions {
    * @default false
    */
   compression?: boolean | readonly SseEncoding[]
+  /**
+   * The `retry:` sent to each stream that `app.close()` ends: a delay drawn at random from this window, so
+   * that the clients of an instance that closes reconnect (to the others) spread over it instead of all at
+   * once. Streams refused while the server closes get a `Retry-After` drawn from it too.
+   * @default { min: 1000, max: 10000 }
+   */
+  shutdownRetry?: SseShutdownRetry
 }
 
 /** Content encodings the plugin can compress streams with. */
 export type SseEncoding = 'br' | 'gzip'
+
+/** A window of reconnection delays, in whole milliseconds. */
+export interface SseShutdownRetry {
+  /** The shortest delay. */
+  min: number
+  /** The longest delay: at least `min`. */
+  max: number
+}
 
 export interface SseLimits {
   /** The most streams open at once on this app. */

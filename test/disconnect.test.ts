@@ -9,6 +9,7 @@ import { PROTOCOLS, isHttp2, startServer, type Protocol, type TestServer } from 
 import { connectSession, openStream, type SseClient } from './helpers/client'
 import { signalled, waitUntil, within } from './helpers/wait'
 import { WARN } from './helpers/logs'
+import { watchProcess } from './helpers/process-problems'
 import {
   Reachable, activeResources, listenerCounts, startClock, trackTimers, waitUntilSteady
 } from './helpers/resources'
@@ -23,19 +24,6 @@ interface Teardown {
 // that fails, after 15 s by default; writeTimeout, after 30 s) are far slower than this bound.
 const PROMPTLY_MS = 2000
 const HTTP2: Protocol[] = ['h2c', 'h2']
-
-/** Unhandled rejections and uncaught exceptions while the test runs. */
-function watchProcess (t: Teardown): unknown[] {
-  const problems: unknown[] = []
-  const record = (error: unknown): void => { problems.push(error) }
-  process.on('unhandledRejection', record)
-  process.on('uncaughtException', record)
-  t.teardown(() => {
-    process.removeListener('unhandledRejection', record)
-    process.removeListener('uncaughtException', record)
-  })
-  return problems
-}
 
 function codeOf (signal: AbortSignal): string | undefined {
   return signal.aborted ? (signal.reason as { code?: string }).code : undefined

@@ -5,7 +5,8 @@ import { PROTOCOLS, isHttp2, startServer, type TestServer } from './helpers/serv
 import { openStream } from './helpers/client'
 import { signalled, within } from './helpers/wait'
 import { WARN, type LogRecord } from './helpers/logs'
-import { errors, type EventStream } from '../index'
+import { watchProcess } from './helpers/process-problems'
+import type { EventStream } from '../index'
 
 function * three (): Generator<string> {
   yield 'one'
@@ -186,41 +187,68 @@ for (const protocol of PROTOCOLS) {
   })
 }
 
-test('reply.sse() on a reply already sent throws FST_SSE_ALREADY_SENT, and the first stream goes on', async (t) => {
-  const second = signalled<unknown>()
-  const afterSend = signalled<unknown>()
+test('reply.sse() on a reply already sent, even from a timer, warns naming the route and returns a closed handle, as reply.send() does', async (t) => {
+  const problems = watchProcess(t)
+  const handles: Record<string, EventStream> = {}
+  const timerDone = signalled()
+  let sourceCalls = 0
+  const readable = new Readable({ read () {} })
   const server = await startServer(t, 'h2c', (app) => {
     app.get('/twice', (request, reply) => {
       const stream = reply.sse()
-      try {
-        reply.sse()
-      } catch (error) {
-        second.resolve(error)
-      }
+      handles.twice = reply.sse()
       stream.send('still here')
       stream.close()
     })
-    app.get('/after-send', (request, reply) => {
+    app.get('/after-send', async (request, reply) => {
       reply.send({ sent: true })
-      try {
-        reply.sse()
-      } catch (error) {
-        afterSend.resolve(error)
-      }
+      handles.afterSend = reply.sse(() => { sourceCalls++; return three() })
+      return reply
+    })
+    app.get('/late/:id', (request, reply) => {
+      reply.send({ sent: true })
+      setTimeout(() => {
+        // Fastify's own misuse first, for comparison, then ours: neither may throw into the timer.
+        reply.send({ again: true })
+        handles.late = reply.sse(readable)
+        timerDone.resolve()
+      }, 10)
+    })
+    app.setNotFoundHandler((request, reply) => {
+      reply.code(404).send({ found: false })
+      handles.notFound = reply.sse()
     })
   })
   const client = await openStream(t, server, '/twice')
-  const error = await within(second.promise, 'the second call')
-  t.ok(error instanceof errors.FST_SSE_ALREADY_SENT)
-  t.match(error, { code: 'FST_SSE_ALREADY_SENT', statusCode: 500 })
   await client.waitForEnd()
-  t.same(client.events.map((event) => event.data), ['still here'])
+  t.same(client.events.map((event) => event.data), ['still here'], 'the first stream goes on')
 
-  const sent = await openStream(t, server, '/after-send')
-  t.match(await within(afterSend.promise, 'the call after send'), { code: 'FST_SSE_ALREADY_SENT' })
-  await sent.waitForEnd()
-  t.same(JSON.parse(sent.text), { sent: true }, 'the reply that was sent is untouched')
-  t.same(server.logs.atLeast(WARN), [])
+  for (const [path, body] of [['/after-send', { sent: true }], ['/late/7', { sent: true }], ['/nowhere', { found: false }]] as const) {
+    const sent = await openStream(t, server, path)
+    await sent.waitForEnd()
+    t.same(JSON.parse(sent.text), body, `${path}: the reply that was sent is untouched`)
+  }
+  await within(timerDone.promise, 'the timer')
+  for (const [name, handle] of Object.entries(handles)) {
+    t.equal(handle.closed, true, `${name}: a closed handle`)
+    t.match(handle.signal.reason, { code: 'FST_SSE_ALREADY_SENT' }, `${name}: its signal says why`)
+    t.equal(handle.send('nowhere'), false, `${name}: send() on it writes nothing and does not throw`)
+  }
+  t.equal(sourceCalls, 0, 'a function source is not called')
+  t.equal(readable.destroyed, true, 'a Readable source is let go')
+  t.same(problems, [], 'nothing thrown into the timer')
+
+  const warnings = server.logs.atLeast(WARN)
+  t.same(warnings.map((record) => record.level), [WARN, WARN, WARN, WARN, WARN], 'four warnings of ours, one of Fastify, nothing else')
+  t.same(warnings.filter((record) => record.err?.code === 'FST_SSE_ALREADY_SENT').map((record) => record.msg).sort(), [
+    'fastify-sse-h2: reply.sse() was called on a reply that was already sent, in route GET /twice; it returned a closed stream',
+    'fastify-sse-h2: reply.sse() was called on a reply that was already sent, in route GET /after-send; it returned a closed stream',
+    'fastify-sse-h2: reply.sse() was called on a reply that was already sent, in route GET /late/:id; it returned a closed stream',
+    'fastify-sse-h2: reply.sse() was called on a reply that was already sent, in route GET /nowhere; it returned a closed stream'
+  ].sort(), 'each names the route (or, with no route, the URL)')
+  t.match(warnings.find((record) => record.err?.code === 'FST_ERR_REP_ALREADY_SENT'), { err: { message: /\/late\/7/ } },
+    'Fastify\'s own reply.send() on a reply already sent: a warning too')
+  t.ok(warnings.every((record) => typeof record.reqId === 'string'), 'each with its request id')
 })
 
 for (const protocol of PROTOCOLS) {

@@ -1,9 +1,9 @@
 import { test } from 'tap'
 import { Readable } from 'node:stream'
-import Fastify from 'fastify'
+import Fastify, { type FastifyError } from 'fastify'
 import { startServer, type Protocol } from './helpers/server'
 import { openStream } from './helpers/client'
-import { WARN } from './helpers/logs'
+import { ERROR, WARN } from './helpers/logs'
 import { within } from './helpers/wait'
 import sse, { type EventStream } from '../index'
 
@@ -55,9 +55,77 @@ for (const protocol of PROTOCOLS_UNDER_TEST) {
     t.equal(again.status, 200)
     t.equal(sourcesCalled, 1)
 
-    const warnings = server.logs.atLeast(WARN)
+    const warnings = server.logs.atLeast(WARN).filter((record) => record.level === WARN)
     t.equal(warnings.length, 1, 'two refusals, one warning, and no "reply already sent" from the async handler')
     t.match(warnings[0], { msg: /new streams refused with 503/, refused: 1, maxStreams: 3 })
+    const errors = server.logs.atLeast(ERROR)
+    t.same(errors.map((record) => record.err?.code), ['FST_SSE_TOO_MANY_STREAMS', 'FST_SSE_TOO_MANY_STREAMS'],
+      'Fastify\'s error handler logs each refusal, as it does every 5xx')
+  })
+}
+
+const SHAPES = ['async-return', 'async-call', 'sync-return', 'sync-call',
+  'pull-async-return', 'pull-async-call', 'pull-sync-return', 'pull-sync-call']
+
+function * one (): Generator<string> {
+  yield 'one'
+}
+
+for (const protocol of PROTOCOLS_UNDER_TEST) {
+  test(`${protocol}: a refusal goes through Fastify's reply: onSend hooks and the error handler see it, in every handler shape`, async (t) => {
+    const sent: Array<{ url: string, statusCode: number, payload: unknown }> = []
+    const server = await startServer(t, protocol, async (app) => {
+      // Async, so that the refusal is still being sent when the handler returns.
+      app.addHook('onSend', async (request, reply, payload) => {
+        await new Promise((resolve) => setImmediate(resolve))
+        sent.push({ url: request.url, statusCode: reply.statusCode, payload })
+        return payload
+      })
+      app.get('/hold', (request, reply) => { reply.sse() })
+      app.get('/async-return', async (request, reply) => reply.sse())
+      app.get('/async-call', async (request, reply) => { reply.sse() })
+      app.get('/sync-return', (request, reply) => reply.sse())
+      app.get('/sync-call', (request, reply) => { reply.sse() })
+      app.get('/pull-async-return', async (request, reply) => reply.sse(one()))
+      app.get('/pull-async-call', async (request, reply) => { reply.sse(one()) })
+      app.get('/pull-sync-return', (request, reply) => reply.sse(one()))
+      app.get('/pull-sync-call', (request, reply) => { reply.sse(one()) })
+      await app.register(async (child) => {
+        // The README's error handler, as written there.
+        child.setErrorHandler((error: FastifyError, request, reply) => {
+          if (error.code === 'FST_SSE_TOO_MANY_STREAMS' || error.code === 'FST_SSE_SERVER_CLOSING') {
+            request.log.info({ code: error.code }, 'event stream refused')
+            return reply.send({ code: error.code, message: error.message })   // keeps the 503 and its Retry-After
+          }
+          return reply.send(error)
+        })
+        child.get('/custom', (request, reply) => reply.sse())
+      })
+    }, { plugin: { limits: { maxStreams: 1, retryAfter: 7 } } })
+    const held = await openStream(t, server, '/hold')
+    t.equal(held.status, 200)
+
+    for (const shape of SHAPES) {
+      const refused = await openStream(t, server, `/${shape}`)
+      await refused.waitForEnd()
+      t.equal(refused.status, 503, shape)
+      t.equal(refused.headers['retry-after'], '7', `${shape}: Retry-After`)
+      t.match(JSON.parse(refused.text), { statusCode: 503, code: 'FST_SSE_TOO_MANY_STREAMS' }, `${shape}: the body`)
+    }
+    const custom = await openStream(t, server, '/custom')
+    await custom.waitForEnd()
+    t.equal(custom.status, 503)
+    t.equal(custom.headers['retry-after'], '7', 'the Retry-After set before the error handler ran is kept')
+    t.match(JSON.parse(custom.text), { code: 'FST_SSE_TOO_MANY_STREAMS', message: /maxStreams: 1/ }, 'the route\'s error handler wrote the body')
+    t.same(server.logs.atLeast(ERROR).map((record) => (record.req as { url?: string } | undefined)?.url),
+      SHAPES.map((shape) => `/${shape}`), 'Fastify\'s default error handler logged the others at error level; the custom one did not')
+    t.ok(server.logs.withMessage('event stream refused').length === 1, 'it logged its own line')
+
+    t.same(sent.map((call) => call.url), [...SHAPES.map((shape) => `/${shape}`), '/custom'],
+      'the onSend hook saw each refusal once: none was sent twice')
+    t.ok(sent.every((call) => call.statusCode === 503), 'with its status')
+    t.same(server.logs.atLeast(WARN).filter((record) => record.level < ERROR).map((record) => record.msg),
+      ['fastify-sse-h2: new streams refused with 503: too many open'], 'no "Reply was already sent": one warning of ours')
   })
 }
 

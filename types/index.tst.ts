@@ -3,7 +3,8 @@ import { Readable } from 'node:stream'
 import { expect, test } from 'tstyche'
 import sse, {
   errors, EventStream, fastifySseH2, Channel, MemoryStore, MISSED_EVENT, type ChannelEvent, type FastifySseOptions,
-  type Replay, type SseEvent, type SseMessage, type SseSourceContext, type SseStore, type SseEncoding, type SseLimits
+  type Replay, type SseEvent, type SseMessage, type SseSourceContext, type SseStore, type SseEncoding, type SseLimits,
+  type SseShutdownRetry
 } from 'fastify-sse-h2'
 
 test('the plugin registers with typed options', () => {
@@ -18,6 +19,9 @@ test('the plugin registers with typed options', () => {
   expect(app.register(sse, { limits: { maxStreams: '10' } })).type.toRaiseError()
   expect<SseEncoding>().type.toBe<'br' | 'gzip'>()
   expect<SseLimits>().type.toHaveProperty('maxStreamsPerAddress')
+  expect(app.register(sse, { shutdownRetry: { min: 1000, max: 10_000 } })).type.not.toRaiseError()
+  expect(app.register(sse, { shutdownRetry: { min: 1000 } })).type.toRaiseError()
+  expect<SseShutdownRetry>().type.toBe<{ min: number, max: number }>()
   expect(app.register(sse, { heartbeatInterval: '15s' })).type.toRaiseError()
   expect(app.register(sse, { lastEventIdQuery: true })).type.toRaiseError()
   expect(app.register(sse, { serializer: (data: unknown) => 1 })).type.toRaiseError()

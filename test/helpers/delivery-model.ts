@@ -5,6 +5,7 @@ import type { Channel } from '../../lib/channel'
 import type { RawResponse } from '../../lib/event-stream'
 import { EventStream } from '../../lib/event-stream'
 import { OpenStreams } from '../../lib/open-streams'
+import type { ClosingConnections } from '../../lib/closing-connections'
 import { Channels } from '../../lib/channels'
 import { MISSED_EVENT } from '../../lib/subscription'
 import { comparePositions } from '../../lib/position'
@@ -261,7 +262,8 @@ export class World {
     // As the plugin's hooks do: streams first (preClose), then channels and the store (onClose).
     for (const { openStreams, channels } of this.instances) {
       this.settling.push((async () => {
-        await openStreams.closeAll()
+        // The model waits for its connections itself (finish()): none to let go here.
+        openStreams.closeAll(noConnections, { min: 1000, max: 1000 })
         await channels.close()
       })())
     }
@@ -397,6 +399,8 @@ function sequenceProblem (received: Item[], expected: Item[], prefixOnly: boolea
     : received.length === expected.length && received.every((item, i) => item === expected[i])
   return same ? undefined : `received [${received.join(' ')}], expected ${prefixOnly ? 'a prefix of ' : ''}[${expected.join(' ')}]`
 }
+
+const noConnections = { add: () => {} } as unknown as ClosingConnections
 
 type Command = fc.AsyncCommand<object, World>
 

@@ -12,6 +12,7 @@ export type ReadMode = 'fast' | 'slow' | 'stalled'
  */
 export class FakeResponse extends Writable {
   readonly socket = { destroyed: false, end: (): void => {} }
+  readonly req = { socket: this.socket }
   statusCode = 200
   headers: Record<string, unknown> | undefined
   readonly events: EventSourceMessage[] = []
