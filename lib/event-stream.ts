@@ -27,7 +27,7 @@ interface DrainWait {
  * written, whether the client is behind, whether it is closed) and writes to the HTTP/2 stream itself,
  * or to the HTTP/1.1 response.
  */
-export class EventStream {
+export class EventStream<Message extends SseMessage = SseMessage> {
   /** The id the client last received (`Last-Event-ID` header, or the query fallback), or `undefined`. */
   readonly lastEventId: string | undefined
 
@@ -107,7 +107,7 @@ export class EventStream {
    * Sends one event. Returns `false` when the client is behind (wait for `drained()` before sending more)
    * or the stream is closed. An invalid event throws and nothing is written.
    */
-  send (message: SseMessage): boolean {
+  send (message: Message): boolean {
     const frame = frameEvent(message, this.serializer)
     this.beforeOwnWrite?.()
     return this.enqueue(frame, true)

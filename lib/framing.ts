@@ -1,5 +1,6 @@
 import { inspect } from 'node:util'
 import type { SseEvent, SseMessage, SseSerializer } from './types'
+import type { EventSerializer } from './event-schema'
 import {
   FST_SSE_INVALID_COMMENT,
   FST_SSE_INVALID_EVENT,
@@ -58,7 +59,7 @@ function fieldLines (event: SseEvent, serializer: SseSerializer): string {
   if (comment !== undefined) lines += commentLines(comment)
   if (name !== undefined) lines += 'event: ' + checkEventName(name) + '\n'
   if (retry !== undefined) lines += retryLine(retry)
-  if (data !== undefined) lines += dataLines(dataText(data, serializer))
+  if (data !== undefined) lines += dataLines(dataText(data, serializer, name))
   return lines
 }
 
@@ -93,13 +94,14 @@ function commentLines (text: unknown): string {
   return out
 }
 
-function dataText (data: unknown, serializer: SseSerializer): string {
+function dataText (data: unknown, serializer: SseSerializer, event: string | undefined): string {
   if (typeof data === 'string') return data
   // SSE carries text only: bytes go as base64, which has no line breaks.
   if (data instanceof Uint8Array) {
     return (Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)).toString('base64')
   }
-  const text = serializer(data)
+  // Given the event's type too: an event schema may declare a data schema per type.
+  const text: unknown = (serializer as EventSerializer)(data, event)
   if (typeof text !== 'string') throw new FST_SSE_INVALID_SERIALIZED(describe(text))
   return text
 }

@@ -25,6 +25,11 @@ export class OpenStreams {
       : undefined
   }
 
+  /** How many streams are open. */
+  get size (): number {
+    return this.streams.size
+  }
+
   /** Why a new stream from that address may not open now (limits), or undefined if it may. */
   refusal (address: string): FastifyError | undefined {
     return this.limits?.refusal(this.streams.size, address)
