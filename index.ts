@@ -3,7 +3,7 @@ import type { FastifyInstance, RouteOptions } from 'fastify'
 import type {
   FastifySseOptions, SseEvent, SseIterableSource, SseMessage, SseReplyOptions, SseSerializer, SseSource,
   SseSourceContext, SseEncoding, SseLimits, SseRouteOptions, SseChannelOptions, SseMessageOf, SseEventFields,
-  RouteSseMessage
+  RouteSseMessage, RouteEventStream
 } from './lib/types'
 import type { ChannelEvent, ChannelFilter } from './lib/channel'
 import type { EventToStore, Replay, SseStore, StoredEvent, StoredEventListener } from './lib/store'
@@ -71,7 +71,7 @@ declare module 'fastify' {
      * With an event schema and a type provider, the events are typed by the schema.
      */
     sse: (source?: SseSource<RouteSseMessage<TypeProvider, SchemaCompiler>>, options?: SseReplyOptions) =>
-    EventStream<RouteSseMessage<TypeProvider, SchemaCompiler>>
+    RouteEventStream<RouteSseMessage<TypeProvider, SchemaCompiler>, ReplyType>
   }
 
   interface FastifyInstance<RawServer, RawRequest, RawReply, Logger, TypeProvider> {
@@ -103,7 +103,7 @@ declare namespace fastifySseH2 {
     FastifySseOptions, SseEvent, SseIterableSource, SseMessage, SseReplyOptions, SseSerializer, SseSource,
     SseSourceContext, ChannelEvent, ChannelFilter, SseStore, StoredEvent, EventToStore, Replay, StoredEventListener,
     MemoryStoreOptions, SseEncoding, SseLimits, SseRouteOptions, SseChannelOptions, SseMessageOf, SseEventFields,
-    RouteSseMessage
+    RouteSseMessage, RouteEventStream
   }
 }
 

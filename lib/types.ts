@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream'
 import type { FastifyTypeProvider } from 'fastify'
 import type { Channel, ChannelFilter } from './channel'
+import type { EventStream } from './event-stream'
 import type { SseStore } from './store'
 
 /**
@@ -67,6 +68,15 @@ export type EventSchemaOf<SchemaCompiler> = SchemaCompiler extends { response: i
       ? Schema
       : never }[keyof Responses]
   : never
+
+/**
+ * The handle `reply.sse()` gives on a route. Where a type provider types the route's replies, it is also `void`
+ * to the handler's return type: `return reply.sse(...)` returns nothing for Fastify to serialize (the reply is
+ * the stream's), as at run time.
+ */
+export type RouteEventStream<Message extends SseMessage, ReplyType> = unknown extends ReplyType
+  ? EventStream<Message>
+  : EventStream<Message> & void
 
 /** What the streams of a route send: the messages its event schema allows, or any message. */
 export type RouteSseMessage<TypeProvider extends FastifyTypeProvider, SchemaCompiler> =

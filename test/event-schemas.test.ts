@@ -56,7 +56,8 @@ test('the push handle and a function source use the schema too; a schema under 2
     app.get('/default', { schema: eventStreamResponse(Price, 'default') }, (request, reply) =>
       reply.sse(function * () { yield { data: { symbol: 'B', price: 2, secret: 's' } } }))
   })
-  for (const [path, data] of [['/push', '{"symbol":"A","price":1}'], ['/default', '{"symbol":"B","price":2}']]) {
+  const compiledOnce = [['/push', '{"symbol":"A","price":1}'], ['/push', '{"symbol":"A","price":1}']]
+  for (const [path, data] of [...compiledOnce, ['/default', '{"symbol":"B","price":2}']]) {
     const client = await openStream(t, server, path)
     await client.waitForEnd()
     t.same(client.events.map((event) => event.data), [data], path)
@@ -159,4 +160,21 @@ test('a route whose schema declares other media types only keeps the plugin\'s s
   const client = await openStream(t, server, '/')
   await client.waitForEnd()
   t.same(client.events.map((event) => event.data), ['{"symbol":"A","price":1,"extra":true}'])
+})
+
+test('a oneOf whose branches do not all declare an event constant is a data schema', async (t) => {
+  const Shape = {
+    oneOf: [
+      { type: 'object', properties: { kind: { const: 'circle' }, radius: { type: 'number' } }, required: ['kind'] },
+      { type: 'object', properties: { event: { type: 'string' }, side: { type: 'number' } }, required: ['side'] }
+    ]
+  }
+  const server = await startServer(t, 'h2c', (app) => {
+    app.get('/', { schema: eventStreamResponse(Shape) }, (request, reply) => reply.sse([
+      { event: 'shape', data: { kind: 'circle', radius: 2, secret: 's' } }
+    ]))
+  })
+  const client = await openStream(t, server, '/')
+  await client.waitForEnd()
+  t.same(client.events.map((event) => [event.event, event.data]), [['shape', '{"kind":"circle","radius":2}']])
 })

@@ -85,4 +85,9 @@ test('OpenAPI 3.2 without the transform keeps the schema; Swagger 2.0 documents 
   t.same(eventStreamItemSchemas(bare), bare.openapiObject, 'responses without content, and non-operations, are passed over')
   const versionless = { openapiObject: { paths: {} } }
   t.equal(eventStreamItemSchemas(versionless), versionless.openapiObject)
+  t.same(eventStreamItemSchemas({ openapiObject: { openapi: '3.2.0' } }), { openapi: '3.2.0' }, 'no paths')
+  const content = { 'text/event-stream': { schema: Price } }
+  const additional = { openapiObject: { openapi: '3.2.0', paths: { '/x': { additionalOperations: { SUBSCRIBE: { responses: { 200: { content } } } } } } } }
+  t.ok('itemSchema' in (eventStreamItemSchemas(additional) as any).paths['/x'].additionalOperations.SUBSCRIBE.responses[200]
+    .content['text/event-stream'], 'the additional operations of a 3.2 path are documented too')
 })
