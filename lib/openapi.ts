@@ -7,16 +7,20 @@ import { EVENT_STREAM, eventMap } from './event-schema'
 
 type JsonObject = Record<string, unknown>
 
+/** The document @fastify/swagger gives a `transformObject`: an OpenAPI one, or a Swagger 2.0 one. */
+type DocumentOf<Given> = Given extends { openapiObject: infer Document } ? Document
+  : Given extends { swaggerObject: infer Document } ? Document : never
+
 /**
  * A `transformObject` for @fastify/swagger: in an OpenAPI 3.2 document, each `text/event-stream` response's
  * `schema` (the event schema of its route) becomes the `itemSchema` of its events. Other documents are left
  * as they are.
  */
-export function eventStreamItemSchemas<Document extends object> (documentObject: { openapiObject: Document } |
-{ swaggerObject: Document }): Document {
-  if (!('openapiObject' in documentObject)) return documentObject.swaggerObject
+export function eventStreamItemSchemas<Given extends { openapiObject: object } | { swaggerObject: object }> (
+  documentObject: Given): DocumentOf<Given> {
+  if (!('openapiObject' in documentObject)) return documentObject.swaggerObject as DocumentOf<Given>
   const document = documentObject.openapiObject as JsonObject
-  if (typeof document.openapi !== 'string' || !document.openapi.startsWith('3.2')) return document as Document
+  if (typeof document.openapi !== 'string' || !document.openapi.startsWith('3.2')) return document as DocumentOf<Given>
   for (const pathItem of Object.values((document.paths ?? {}) as Record<string, JsonObject>)) {
     const operations = [...Object.values(pathItem), ...Object.values((pathItem.additionalOperations ?? {}) as JsonObject)]
     for (const operation of operations) {
@@ -30,7 +34,7 @@ export function eventStreamItemSchemas<Document extends object> (documentObject:
       }
     }
   }
-  return document as Document
+  return document as DocumentOf<Given>
 }
 
 /** The item schema of the events an event schema describes. */

@@ -86,9 +86,10 @@ test('a second sibling registration after the first child one is its own instanc
 test('decorators of the same names that the root has already are left alone', async (t) => {
   const app = Fastify()
   t.teardown(() => app.close())
-  app.decorate('sse', 'the root\'s own')
-  app.decorateReply('sse', function own () { return 'the root\'s own' })
-  app.decorateRequest('wantsEventStream', { getter: () => 'the root\'s own' })
+  // Another plugin's decorators of these names (the types are ours, hence the casts).
+  app.decorate('sse', 'the root\'s own' as never)
+  app.decorateReply('sse', function own () { return 'the root\'s own' } as never)
+  app.decorateRequest('wantsEventStream', { getter: () => 'the root\'s own' } as never)
   app.register(async (child) => { await child.register(sse) })
   app.get('/', async (request, reply) => [app.sse, (reply.sse as unknown as () => string)(), request.wantsEventStream])
   t.same((await app.inject('/')).json(), ['the root\'s own', 'the root\'s own', 'the root\'s own'])

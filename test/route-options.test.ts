@@ -113,7 +113,7 @@ test('a bad or unknown route option fails when the route is added, naming the op
   const inPlugin = Fastify()
   await inPlugin.register(sse)
   inPlugin.register(async (child) => { child.get('/x', { config: { sse: { retry: -1 } } }, () => 'x') })
-  await t.rejects(inPlugin.ready(), errors.FST_SSE_INVALID_OPTION)
+  await t.rejects(async () => await inPlugin.ready(), errors.FST_SSE_INVALID_OPTION)
   await inPlugin.close()
 })
 

@@ -1,4 +1,5 @@
 import Fastify from 'fastify'
+import swagger from '@fastify/swagger'
 import { expect, test } from 'tstyche'
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts'
@@ -103,4 +104,5 @@ test('route options, negotiation and the OpenAPI transform are typed', () => {
   expect<SseRouteOptions>().type.toHaveProperty('maxBufferedBytes')
   expect<SseChannelOptions>().type.toHaveProperty('schema')
   expect(eventStreamItemSchemas({ openapiObject: { openapi: '3.2.0' } })).type.toBe<{ openapi: string }>()
+  expect(app.register(swagger, { openapi: { openapi: '3.2.0' }, transformObject: eventStreamItemSchemas })).type.not.toRaiseError()
 })
