@@ -1,4 +1,3 @@
-import type { FastifyError } from 'fastify'
 import type { EventStream } from './event-stream'
 import type { StreamLimits } from './stream-limits'
 import { Heartbeat } from './heartbeat'
@@ -28,11 +27,6 @@ export class OpenStreams {
   /** How many streams are open. */
   get size (): number {
     return this.streams.size
-  }
-
-  /** Why a new stream from that address may not open now (limits), or undefined if it may. */
-  refusal (address: string): FastifyError | undefined {
-    return this.limits?.refusal(this.streams.size, address)
   }
 
   add (stream: EventStream): void {
