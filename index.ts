@@ -2,7 +2,12 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, RouteOptions } from 'fastify'
 import type {
   FastifySseOptions, SseEvent, SseIterableSource, SseMessage, SseReplyOptions, SseSerializer, SseSource,
+<<<<<<< HEAD
   SseSourceContext, SseEncoding, SseLimits, SseShutdownRetry
+=======
+  SseSourceContext, SseEncoding, SseLimits, SseRouteOptions, SseChannelOptions, SseMessageOf, SseEventFields,
+  RouteSseMessage, RouteEventStream
+>>>>>>> issue-17
 } from './lib/types'
 import type { ChannelEvent, ChannelFilter } from './lib/channel'
 import type { EventToStore, Replay, SseStore, StoredEvent, StoredEventListener } from './lib/store'
@@ -11,16 +16,28 @@ import { EventStream } from './lib/event-stream'
 import { Channel, MISSED_EVENT } from './lib/channel'
 import { Channels } from './lib/channels'
 import { MemoryStore } from './lib/memory-store'
+<<<<<<< HEAD
 import { OpenStreams } from './lib/open-streams'
 import { ClosingConnections } from './lib/closing-connections'
 import { ServerSessions } from './lib/server-sessions'
 import { resolveOptions } from './lib/options'
 import { createReplySse } from './lib/reply-sse'
 import { isRefused } from './lib/refusal'
+=======
+import { StreamGroups } from './lib/stream-groups'
+import { ChannelSchemas } from './lib/channel-schemas'
+import { resolveOptions } from './lib/options'
+import { createReplySse } from './lib/reply-sse'
+import { createRouteOptionsReader } from './lib/route-options'
+import { claimContext } from './lib/registration'
+import { wantsEventStream } from './lib/negotiation'
+import { eventStreamItemSchemas } from './lib/openapi'
+>>>>>>> issue-17
 import * as errors from './lib/errors'
 
 async function fastifySseH2 (fastify: FastifyInstance, options: FastifySseOptions): Promise<void> {
   const settings = resolveOptions(options)
+<<<<<<< HEAD
   const openStreams = new OpenStreams(settings.heartbeatInterval, settings.maxBufferedBytes, settings.writeTimeout,
     settings.limits)
   const sessions = new ServerSessions()
@@ -30,6 +47,18 @@ async function fastifySseH2 (fastify: FastifyInstance, options: FastifySseOption
 
   fastify.decorate('sse', channels)
   fastify.decorateReply('sse', createReplySse(settings, openStreams, connections))
+=======
+  claimContext(fastify)
+  const openStreams = new StreamGroups(settings, settings.limits)
+  const schemas = new ChannelSchemas(fastify, settings.serializer)
+  const channels = new Channels(settings.store, settings.serializer, fastify.log, schemas)
+
+  fastify.decorate('sse', channels)
+  fastify.decorateReply('sse', createReplySse(settings, openStreams, schemas))
+  // The same everywhere: where the plugin is registered in encapsulated contexts only, the root has it already.
+  if (!fastify.hasRequestDecorator('wantsEventStream')) fastify.decorateRequest('wantsEventStream', { getter: wantsEventStream })
+  fastify.addHook('onRoute', createRouteOptionsReader(settings, openStreams))
+>>>>>>> issue-17
   fastify.addHook('onRoute', quietSseReturn)
   // Before the server stops accepting: it waits for open connections, and event streams never end by themselves.
   fastify.addHook('preClose', async function closeEventStreams () {
@@ -67,29 +96,57 @@ function quietSseReturn (route: RouteOptions): void {
 
 fp(fastifySseH2, { fastify: '5.x', name: 'fastify-sse-h2' })
 
+/* eslint-disable @typescript-eslint/no-unused-vars -- declaration merging repeats Fastify's type parameters */
 declare module 'fastify' {
-  interface FastifyReply {
+  // The route's schema and type provider type what its streams send, the app's type provider its channels.
+  interface FastifyReply<RouteGeneric, RawServer, RawRequest, RawReply, ContextConfig, SchemaCompiler, TypeProvider,
+    ReplyType> {
     /**
      * Opens a Server-Sent Events stream on this reply and returns its handle.
      * - No source: push events with the handle's `send()`.
      * - An iterable, async iterable or Readable: its events are pulled one at a time, at the client's pace.
      * - A function: called with `{ signal, lastEventId }`, it returns one of the above.
+     * - A channel: the request subscribes to it.
+     * With an event schema and a type provider, the events are typed by the schema.
      */
-    sse: (source?: SseSource, options?: SseReplyOptions) => EventStream
+    sse: (source?: SseSource<RouteSseMessage<TypeProvider, SchemaCompiler>>, options?: SseReplyOptions) =>
+    RouteEventStream<RouteSseMessage<TypeProvider, SchemaCompiler>, ReplyType>
   }
 
-  interface FastifyInstance {
-    /** The plugin's channels: `app.sse.channel(name)`. */
-    sse: Channels
+  interface FastifyInstance<RawServer, RawRequest, RawReply, Logger, TypeProvider> {
+    /** The plugin's channels: `app.sse.channel(name)`, `app.sse.channel(name, { schema })`. */
+    sse: Channels<TypeProvider>
+  }
+
+  interface FastifyRequest {
+    /**
+     * True when the request's `Accept` asks for an event stream rather than JSON (by name: EventSource's
+     * `text/event-stream`; JSON wins a tie, and `*\/*`). For a route that serves both (`config.sse.negotiate`).
+     */
+    readonly wantsEventStream: boolean
+  }
+
+  interface FastifyContextConfig {
+    /** Options of this route's event streams, read and checked when the route is added. */
+    sse?: SseRouteOptions
   }
 }
+/* eslint-enable @typescript-eslint/no-unused-vars */
 
 declare namespace fastifySseH2 {
-  export { fastifySseH2 as default, fastifySseH2, errors, EventStream, Channel, Channels, MemoryStore, MISSED_EVENT }
+  export {
+    fastifySseH2 as default, fastifySseH2, errors, EventStream, Channel, Channels, MemoryStore, MISSED_EVENT,
+    eventStreamItemSchemas
+  }
   export type {
     FastifySseOptions, SseEvent, SseIterableSource, SseMessage, SseReplyOptions, SseSerializer, SseSource,
     SseSourceContext, ChannelEvent, ChannelFilter, SseStore, StoredEvent, EventToStore, Replay, StoredEventListener,
+<<<<<<< HEAD
     MemoryStoreOptions, SseEncoding, SseLimits, SseShutdownRetry
+=======
+    MemoryStoreOptions, SseEncoding, SseLimits, SseRouteOptions, SseChannelOptions, SseMessageOf, SseEventFields,
+    RouteSseMessage, RouteEventStream
+>>>>>>> issue-17
   }
 }
 
@@ -104,3 +161,4 @@ module.exports.Channel = Channel
 module.exports.Channels = Channels
 module.exports.MemoryStore = MemoryStore
 module.exports.MISSED_EVENT = MISSED_EVENT
+module.exports.eventStreamItemSchemas = eventStreamItemSchemas

@@ -112,10 +112,10 @@ function mark () {
 }
 
 const scenarios = {
-  async pull ({ origin, streams, connections, count, size }) {
+  async pull ({ origin, streams, connections, count, size, path = '/pull' }) {
     const pool = await sessions(origin, connections)
     const since = mark()
-    const opened = await openMany(pool, streams, `/pull?count=${count}&size=${size}`, () => {})
+    const opened = await openMany(pool, streams, `${path}?count=${count}&size=${size}`, () => {})
     await Promise.all(opened.map((s) => s.ended))
     const seconds = Number(process.hrtime.bigint() - since.wall) / 1e9
     const events = opened.reduce((sum, s) => sum + s.counter.events, 0)
@@ -123,13 +123,13 @@ const scenarios = {
     return { seconds, events, expected: streams * count, disorder, perSecond: events / seconds, clientCpu: utilization(since) }
   },
 
-  async fanout ({ origin, subscribers, connections, count, timeoutMs }) {
+  async fanout ({ origin, subscribers, connections, count, timeoutMs, path = '/sub' }) {
     const pool = await sessions(origin, connections)
     let delivered = 0
     let done
     const all = new Promise((resolve) => { done = resolve })
     const expected = subscribers * count
-    const opened = await openMany(pool, subscribers, '/sub', () => { if (++delivered === expected) done() })
+    const opened = await openMany(pool, subscribers, path, () => { if (++delivered === expected) done() })
     // The runner checks that the server counts every subscriber, then says go; the clock starts here.
     await ask({ subscribed: subscribers })
     const since = mark()

@@ -75,7 +75,7 @@ function terminal (rows) {
   return rows.map((row) => row.map((text, column) => String(text).padEnd(widths[column])).join('  ')).join('\n')
 }
 
-const COLORS = { raw: '#888888', 'fastify-sse-h2': '#1f77b4', '@fastify/sse': '#ff7f0e', 'fastify-sse-v2': '#2ca02c', 'better-sse': '#d62728' }
+const COLORS = { raw: '#888888', 'fastify-sse-h2': '#1f77b4', 'fastify-sse-h2+schema': '#9467bd', '@fastify/sse': '#ff7f0e', 'fastify-sse-v2': '#2ca02c', 'better-sse': '#d62728' }
 
 function escape (text) {
   return String(text).replace(/&/g, '&amp;').replace(/</g, '&lt;')

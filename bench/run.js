@@ -4,8 +4,8 @@
 // Figures are medians; each is also given as a ratio to the raw node:http2 server of the same run.
 //   --runs N          rounds (default 5)
 //   --quick           smaller sizes, one round: a smoke run
-//   --only a,b        scenarios (pull, fanout, idle, heartbeat, churn)
-//   --targets a,b     targets (raw, fastify-sse-h2, @fastify/sse, fastify-sse-v2, better-sse)
+//   --only a,b        scenarios (pull, fanout, idle, heartbeat, churn, pull-json, fanout-json)
+//   --targets a,b     targets (raw, fastify-sse-h2, fastify-sse-h2+schema, @fastify/sse, fastify-sse-v2, better-sse)
 //   --profile         servers run with --cpu-prof; profiles go to bench/results/profiles/ (open them in Chrome DevTools)
 
 const { fork } = require('node:child_process')
@@ -57,6 +57,24 @@ const SCENARIOS = {
     heartbeat: 1000,
     seconds: quick ? 3 : 10,
     client: { streams: quick ? 2000 : 10_000, connections: 10 }
+  },
+  // Object data: JSON.stringify (raw, fastify-sse-h2) against an event schema (fastify-sse-h2+schema).
+  'pull-json': {
+    what: `pull, JSON data: 40 streams over 4 connections, ${(25_000 * scale).toLocaleString('en-US')} events whose data is an object of 5 fields (about 70 bytes as JSON)`,
+    unit: 'events/s',
+    higherIsBetter: true,
+    heartbeat: 0,
+    runs: 'pull',
+    client: { streams: 40, connections: 4, count: Math.round(25_000 * scale), size: 0, path: '/pull-json' }
+  },
+  'fanout-json': {
+    what: `fan-out, JSON data: ${quick ? 500 : '2,000'} subscribers over 20 connections, ${quick ? 50 : 500} events whose data is an object of 5 fields, published as fast as the API allows`,
+    unit: 'deliveries/s',
+    higherIsBetter: true,
+    heartbeat: 0,
+    runs: 'fanout',
+    json: true,
+    client: { subscribers: quick ? 500 : 2000, connections: 20, count: quick ? 50 : 500, size: 0, path: '/sub-json' }
   },
   churn: {
     what: `churn: 50 workers open a stream, wait for its headers and reset it (RST_STREAM), for ${quick ? 2 : 5} s; then memory after GC minus before`,
@@ -129,7 +147,7 @@ async function measure (scenarioName, targetName, round) {
     const ready = await server.next((message) => message.ready !== undefined)
     if (!ready.ready) throw new Error(ready.error)
     const options = {
-      scenario: scenarioName === 'heartbeat' ? 'idle' : scenarioName,
+      scenario: scenarioName === 'heartbeat' ? 'idle' : scenario.runs ?? scenarioName,
       port: ready.port,
       timeoutMs: CELL_TIMEOUT_MS - 10_000,
       ...scenario.client
@@ -147,7 +165,9 @@ async function measure (scenarioName, targetName, round) {
           const go = client.next((answer) => answer.go)
           reply({})
           await go
-          const published = await server.request({ cmd: 'publish', count: scenario.client.count, size: scenario.client.size })
+          const published = await server.request({
+            cmd: 'publish', count: scenario.client.count, size: scenario.client.size, json: scenario.json === true
+          })
           if (published.error) throw new Error(published.error)
         } else if (message.baseline) {
           baseline = await server.request({ cmd: 'stats' })
@@ -182,7 +202,7 @@ async function measure (scenarioName, targetName, round) {
     ]).finally(() => clearTimeout(timer))
     if (done.error) throw new Error(done.error)
     const result = done.result
-    if (scenarioName === 'pull' || scenarioName === 'fanout') {
+    if (['pull', 'fanout'].includes(scenario.runs ?? scenarioName)) {
       if (result.events !== result.expected || result.disorder > 0) {
         throw new Error(`${result.events} of ${result.expected} events arrived, ${result.disorder} out of order`)
       }
@@ -232,7 +252,13 @@ async function parserAlone () {
   }
 }
 
+// The JSON scenarios compare serializers: JSON.stringify (raw, fastify-sse-h2) and an event schema
+// (fastify-sse-h2+schema, which runs only them).
+const JSON_TARGETS = ['raw', 'fastify-sse-h2', 'fastify-sse-h2+schema']
+
 function skipped (scenarioName, targetName) {
+  if (scenarioName.endsWith('-json')) return !JSON_TARGETS.includes(targetName)
+  if (targetName === 'fastify-sse-h2+schema') return true
   // fastify-sse-v2 has no heartbeat of its own.
   return targetName === 'fastify-sse-v2' && scenarioName === 'heartbeat'
 }

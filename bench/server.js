@@ -22,7 +22,7 @@ async function main () {
       if (message.cmd === 'stats') process.send({ reply: message.id, ...stats() })
       else if (message.cmd === 'subscribers') process.send({ reply: message.id, subscribers: server.subscribers() })
       else if (message.cmd === 'publish') {
-        await server.publish(message.count, message.size)
+        await server.publish(message.count, message.size, message.json)
         process.send({ reply: message.id })
       } else if (message.cmd === 'exit') {
         // A clean exit, so that --cpu-prof writes its profile; the runner kills the process if this hangs.

@@ -4,6 +4,9 @@
 //   GET /pull?count=N&size=S  a stream of N events of S bytes of data, made lazily, as fast as the client takes them
 //   GET /sub                  a subscriber of the fan-out; `publish(count, size)` sends to every subscriber
 //   GET /idle                 an open stream that sends nothing but heartbeats (when they are on)
+// and raw and fastify-sse-h2 (with and without an event schema) two more, whose event data is an object, `quote(i)`:
+//   GET /pull-json?count=N    as /pull
+//   GET /sub-json             as /sub; `publish(count, size, true)` sends to these subscribers
 // Every event's data starts with its sequence number, so the client can check order and loss.
 
 const http2 = require('node:http2')
@@ -14,6 +17,18 @@ function payload (i, size) {
   return String(i).padEnd(size, '.')
 }
 
+/** The data of event `i` of the JSON scenarios: an object of five fields, about 70 bytes as JSON. */
+function quote (i) {
+  return { seq: i, symbol: 'ACME', price: 100 + (i % 1000) / 100, volume: i * 3, open: true }
+}
+
+// The schema of quote(i): what fastify-sse-h2 serializes with fast-json-stringify, and JSON.stringify otherwise.
+const Quote = {
+  type: 'object',
+  properties: { seq: { type: 'integer' }, symbol: { type: 'string' }, price: { type: 'number' }, volume: { type: 'integer' }, open: { type: 'boolean' } },
+  required: ['seq', 'symbol', 'price', 'volume', 'open']
+}
+
 function query (url) {
   const params = new URL(url, 'http://x').searchParams
   return { count: Number(params.get('count')), size: Number(params.get('size')) }
@@ -21,6 +36,10 @@ function query (url) {
 
 async function * events (count, size) {
   for (let i = 0; i < count; i++) yield { id: String(i), data: payload(i, size) }
+}
+
+async function * quotes (count) {
+  for (let i = 0; i < count; i++) yield { id: String(i), data: quote(i) }
 }
 
 async function listenFastify (app) {
@@ -39,14 +58,16 @@ async function raw ({ heartbeatInterval }) {
     const path = headers[':path']
     if (path.startsWith('/pull')) {
       const { count, size } = query(path)
+      const json = path.startsWith('/pull-json')
       ;(async () => {
         for (let i = 0; i < count && !stream.destroyed; i++) {
-          if (!stream.write('id: ' + i + '\ndata: ' + payload(i, size) + '\n\n')) await once(stream, 'drain')
+          const data = json ? JSON.stringify(quote(i)) : payload(i, size)
+          if (!stream.write('id: ' + i + '\ndata: ' + data + '\n\n')) await once(stream, 'drain')
         }
         stream.end()
       })().catch(() => {})
     } else {
-      const set = path === '/sub' ? subscribers : idle
+      const set = path === '/sub' || path === '/sub-json' ? subscribers : idle
       set.add(stream)
       stream.on('close', () => set.delete(stream))
     }
@@ -63,9 +84,9 @@ async function raw ({ heartbeatInterval }) {
   return {
     port: server.address().port,
     subscribers: () => subscribers.size,
-    publish: async (count, size) => {
+    publish: async (count, size, json) => {
       for (let i = 0; i < count; i++) {
-        const frame = Buffer.from('id: ' + i + '\ndata: ' + payload(i, size) + '\n\n')
+        const frame = Buffer.from('id: ' + i + '\ndata: ' + (json ? JSON.stringify(quote(i)) : payload(i, size)) + '\n\n')
         for (const stream of subscribers) stream.write(frame)
       }
     },
@@ -77,22 +98,31 @@ async function raw ({ heartbeatInterval }) {
   }
 }
 
-/** fastify-sse-h2, this repository, as built in dist/. */
-async function ours ({ heartbeatInterval }) {
+/**
+ * fastify-sse-h2, this repository, as built in dist/. With `schema`, the JSON routes and their channel declare the
+ * schema of their data (serialized by fast-json-stringify); without, the plugin's JSON.stringify serializes it.
+ */
+async function ours ({ heartbeatInterval }, { schema = false } = {}) {
   const Fastify = require('fastify')
   const sse = require('..')
   const app = Fastify({ http2: true })
   await app.register(sse, { heartbeatInterval })
   const channel = app.sse.channel('bench')
+  const quoteChannel = app.sse.channel('quotes', schema ? { schema: Quote } : undefined)
+  const json = schema ? { schema: { response: { 200: { content: { 'text/event-stream': { schema: Quote } } } } } } : {}
   app.get('/pull', (request, reply) => reply.sse(events(Number(request.query.count), Number(request.query.size))))
+  app.get('/pull-json', json, (request, reply) => reply.sse(quotes(Number(request.query.count))))
   app.get('/sub', (request, reply) => reply.sse(channel))
+  app.get('/sub-json', json, (request, reply) => reply.sse(quoteChannel))
   app.get('/idle', (request, reply) => { reply.sse() })
   return {
     port: await listenFastify(app),
-    subscribers: () => channel.subscribers,
-    publish: async (count, size) => {
+    subscribers: () => channel.subscribers + quoteChannel.subscribers,
+    publish: async (count, size, isJson) => {
       const published = []
-      for (let i = 0; i < count; i++) published.push(channel.publish({ data: payload(i, size) }))
+      for (let i = 0; i < count; i++) {
+        published.push(isJson ? quoteChannel.publish({ data: quote(i) }) : channel.publish({ data: payload(i, size) }))
+      }
       await Promise.all(published)
     },
     close: () => app.close()
@@ -193,9 +223,11 @@ async function betterSse ({ heartbeatInterval }) {
 
 module.exports = {
   payload,
+  quote,
   targets: {
     raw,
     'fastify-sse-h2': ours,
+    'fastify-sse-h2+schema': (options) => ours(options, { schema: true }),
     '@fastify/sse': fastifySse,
     'fastify-sse-v2': fastifySseV2,
     'better-sse': betterSse

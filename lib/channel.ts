@@ -26,7 +26,7 @@ const CLOSE_WAIT_MS = 5000
  * subscriber as one shared buffer, written once per subscriber. History, positions and delivery across
  * processes are the store's; which events each subscriber is owed is its subscription's.
  */
-export class Channel {
+export class Channel<Message extends SseMessage = SseMessage> {
   readonly name: string
   /** @internal */
   readonly log: FastifyBaseLogger
@@ -68,7 +68,7 @@ export class Channel {
    * Publishes an event to every subscriber, in every process sharing the store. The event gets an id when
    * it has none. Resolves to the id; rejects, sending nothing, if the event cannot be framed.
    */
-  async publish (message: SseMessage): Promise<string> {
+  async publish (message: Message): Promise<string> {
     if (this.ended) throw new FST_SSE_CHANNEL_CLOSED(this.name)
     const event = toEvent(message)
     const id = event.id === undefined ? undefined : eventId(event.id)

@@ -1,33 +1,46 @@
-import type { FastifyBaseLogger } from 'fastify'
-import type { SseSerializer } from './types'
+import type { FastifyBaseLogger, FastifyTypeProvider, FastifyTypeProviderDefault } from 'fastify'
+import type { SseChannelOptions, SseMessageOf, SseSerializer } from './types'
 import type { SseStore } from './store'
+import type { ChannelSchemas } from './channel-schemas'
 import { Channel } from './channel'
 import { FST_SSE_INVALID_CHANNEL } from './errors'
 import { describe } from './framing'
 
 /** `app.sse`: the channels of one plugin instance, by name, over one store. */
-export class Channels {
+// TypeProvider: the app's type provider (`app.withTypeProvider()`), which types the events of a channel's schema.
+export class Channels<TypeProvider extends FastifyTypeProvider = FastifyTypeProviderDefault> {
   /** The store channels keep their history in. */
   readonly store: SseStore
   private readonly byName = new Map<string, Channel>()
   private readonly serializer: SseSerializer
   private readonly log: FastifyBaseLogger
+  /** @internal */
+  readonly schemas: ChannelSchemas
 
   /** @internal */
-  constructor (store: SseStore, serializer: SseSerializer, log: FastifyBaseLogger) {
+  constructor (store: SseStore, serializer: SseSerializer, log: FastifyBaseLogger, schemas: ChannelSchemas) {
     this.store = store
     this.serializer = serializer
     this.log = log
+    this.schemas = schemas
     store.attach?.(log)
   }
 
-  /** The channel of that name, made on first use; the same object every time until it is closed. */
-  channel (name: string): Channel {
+  /**
+   * The channel of that name, made on first use; the same object every time until it is closed. Options apply
+   * when it is made: with a `schema`, its events' data is serialized by it.
+   */
+  channel (name: string): Channel
+  channel<const Schema extends object> (name: string, options: SseChannelOptions<Schema>): Channel<SseMessageOf<TypeProvider, Schema>>
+  channel (name: string, options?: SseChannelOptions): Channel {
     let channel = this.byName.get(name)
     if (channel === undefined || channel.closed) {
       if (typeof name !== 'string' || name === '') throw new FST_SSE_INVALID_CHANNEL(describe(name))
-      channel = new Channel(name, this.store, this.serializer, this.log)
+      channel = new Channel(name, this.store, this.schemas.serializerFor(options), this.log)
+      this.schemas.remember(channel, options)
       this.byName.set(name, channel)
+    } else if (options !== undefined) {
+      this.schemas.checkSame(channel, options)
     }
     return channel
   }

@@ -74,3 +74,26 @@ export const FST_SSE_STORE_UNAVAILABLE = createError<'FST_SSE_STORE_UNAVAILABLE'
 
 export const FST_SSE_TOO_MANY_STREAMS = createError<'FST_SSE_TOO_MANY_STREAMS', [string, number]>(
   'FST_SSE_TOO_MANY_STREAMS', 'fastify-sse-h2: too many open streams (%s: %d); try again after Retry-After', 503)
+
+export const FST_SSE_UNDECLARED_EVENT = createError<'FST_SSE_UNDECLARED_EVENT', [string]>(
+  'FST_SSE_UNDECLARED_EVENT', 'fastify-sse-h2: the event schema declares no event of type %s', 500, TypeError)
+
+export const FST_SSE_SCHEMA_MISMATCH = createError<'FST_SSE_SCHEMA_MISMATCH', [string]>(
+  'FST_SSE_SCHEMA_MISMATCH',
+  'fastify-sse-h2: this route declares an event schema, and channel %s has none, so its events would not be ' +
+  'stripped by it: give the channel a schema (app.sse.channel(name, { schema }))', 500)
+
+export const FST_SSE_NOT_ACCEPTABLE = createError<'FST_SSE_NOT_ACCEPTABLE', [string]>(
+  'FST_SSE_NOT_ACCEPTABLE',
+  'fastify-sse-h2: this route serves application/json or text/event-stream, and the request accepts neither ' +
+  '(accept: %s)', 406)
+
+export const FST_SSE_ALREADY_REGISTERED = createError<'FST_SSE_ALREADY_REGISTERED', [string]>(
+  'FST_SSE_ALREADY_REGISTERED',
+  'fastify-sse-h2: the plugin is already registered %s; register it once for a context and everything in it ' +
+  '(set per-route options in config.sse)', 500)
+
+export const FST_SSE_NOT_REGISTERED = createError<'FST_SSE_NOT_REGISTERED', [string]>(
+  'FST_SSE_NOT_REGISTERED',
+  'fastify-sse-h2: %s was used where the plugin is not registered (it is registered in an encapsulated context ' +
+  'only): register it in this context or a parent of it, such as the root', 500)

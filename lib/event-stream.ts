@@ -38,7 +38,7 @@ interface DrainWait {
  * written, whether the client is behind, whether it is closed) and writes to the HTTP/2 stream itself,
  * or to the HTTP/1.1 response. Every write goes through `admit()`, the one rule for a client that is behind.
  */
-export class EventStream {
+export class EventStream<Message extends SseMessage = SseMessage> {
   /** The id the client last received (`Last-Event-ID` header, or the query fallback), or `undefined`. */
   readonly lastEventId: string | undefined
 
@@ -136,7 +136,7 @@ export class EventStream {
    * client is behind (wait for `drained()` before sending more) or the stream is closed. An invalid event
    * throws and nothing is written.
    */
-  send (message: SseMessage): boolean {
+  send (message: Message): boolean {
     if (this.closed) return false
     return this.queue(frameEvent(message, this.serializer), true, true)
   }

@@ -1,5 +1,6 @@
 import { inspect } from 'node:util'
 import type { SseEvent, SseMessage, SseSerializer } from './types'
+import type { EventSerializer } from './event-schema'
 import {
   FST_SSE_INVALID_COMMENT,
   FST_SSE_INVALID_EVENT,
@@ -96,16 +97,19 @@ function commentLines (text: unknown): string {
   return out
 }
 
-export function dataText (data: unknown, serializer: SseSerializer): string {
+export function dataText (data: unknown, serializer: SseSerializer, event: string | undefined): string {
   if (typeof data === 'string') return data
   // SSE carries text only: bytes go as base64, which has no line breaks.
   if (data instanceof Uint8Array) {
     return (Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)).toString('base64')
   }
+  // Given the event's type too: an event schema may declare a data schema per type.
   let text: unknown
   try {
-    text = serializer(data)
+    text = (serializer as EventSerializer)(data, event)
   } catch (error) {
+    // An event type the schema does not declare says so itself.
+    if ((error as { code?: string })?.code === 'FST_SSE_UNDECLARED_EVENT') throw error
     throw new FST_SSE_SERIALIZER_FAILED((error as Error)?.message ?? describe(error), { cause: error })
   }
   if (typeof text !== 'string') throw new FST_SSE_INVALID_SERIALIZED(describe(text))

@@ -1,4 +1,3 @@
-import type { FastifyError } from 'fastify'
 import type { EventStream } from './event-stream'
 import type { StreamLimits } from './stream-limits'
 import type { ClosingConnections } from './closing-connections'
@@ -24,9 +23,9 @@ export class OpenStreams {
       : undefined
   }
 
-  /** Why a new stream from that address may not open now (limits), or undefined if it may. */
-  refusal (address: string): FastifyError | undefined {
-    return this.limits?.refusal(this.streams.size, address)
+  /** How many streams are open. */
+  get size (): number {
+    return this.streams.size
   }
 
   add (stream: EventStream): void {

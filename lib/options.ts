@@ -6,6 +6,8 @@ import { MemoryStore } from './memory-store'
 import { StreamLimits } from './stream-limits'
 import { FST_SSE_INVALID_OPTION } from './errors'
 import { describe, isValidRetry } from './framing'
+import { LIMITS_OPTIONS, PLUGIN_OPTIONS, REGISTER_OPTIONS, REPLY_OPTIONS, ROUTE_OPTIONS, refuseUnknownOptions } from './option-names'
+import type { StreamTiming } from './stream-groups'
 
 /** The plugin's options once defaults are applied and every value is checked. */
 export interface Settings {
@@ -37,21 +39,17 @@ const MAX_TIMER_MS = 2 ** 31 - 1
 
 /** Applies the defaults and checks every option, so that a bad one fails `register`, not a request. */
 export function resolveOptions (options: FastifySseOptions = {}): Settings {
+  refuseUnknownOptions(options, [...PLUGIN_OPTIONS, ...REGISTER_OPTIONS])
   const settings = { ...defaults } as Settings
   for (const key of Object.keys(defaults) as Array<keyof typeof defaults>) {
     const value = (options as Record<string, unknown>)[key]
     if (value !== undefined) (settings as unknown as Record<string, unknown>)[key] = value
   }
-  check('heartbeatInterval', isWholeNumberUpTo(settings.heartbeatInterval, 0, MAX_TIMER_MS),
-    `a whole number of milliseconds from 0 (off) to ${MAX_TIMER_MS}`, settings.heartbeatInterval)
-  checkStreamOptions(settings)
+  checkTiming(settings)
+  checkSerializerAndRetry(settings)
   check('lastEventIdQuery', settings.lastEventIdQuery === false ||
     (typeof settings.lastEventIdQuery === 'string' && settings.lastEventIdQuery !== ''),
   'a non-empty string or false', settings.lastEventIdQuery)
-  check('maxBufferedBytes', isWholeNumberUpTo(settings.maxBufferedBytes, 1, Number.MAX_SAFE_INTEGER),
-    'a positive whole number of bytes', settings.maxBufferedBytes)
-  check('writeTimeout', isWholeNumberUpTo(settings.writeTimeout, 0, MAX_TIMER_MS),
-    `a whole number of milliseconds from 0 (off) to ${MAX_TIMER_MS}`, settings.writeTimeout)
   settings.store = resolveStore(options)
   settings.limits = resolveLimits(options.limits)
   settings.compression = resolveCompression(options.compression)
@@ -73,6 +71,7 @@ function resolveShutdownRetry (retry: SseShutdownRetry | undefined): ShutdownRet
 function resolveLimits (limits: SseLimits | undefined): StreamLimits | undefined {
   if (limits === undefined) return undefined
   check('limits', typeof limits === 'object' && limits !== null, 'an object', limits)
+  refuseUnknownOptions(limits, LIMITS_OPTIONS, 'limits.')
   const { maxStreams = Infinity, maxStreamsPerAddress = Infinity, retryAfter = 5 } = limits
   for (const [name, value] of [['maxStreams', maxStreams], ['maxStreamsPerAddress', maxStreamsPerAddress]] as const) {
     check(`limits.${name}`, value === Infinity || isWholeNumberUpTo(value, 1, Number.MAX_SAFE_INTEGER),
@@ -96,23 +95,40 @@ function resolveStore ({ store, historySize, historyMaxAge }: FastifySseOptions)
 }
 
 /** The encodings offered, in order of preference, or false. */
-export function resolveCompression (compression: boolean | readonly SseEncoding[] | undefined): readonly SseEncoding[] | false {
+export function resolveCompression (compression: boolean | readonly SseEncoding[] | undefined, where = ''):
+readonly SseEncoding[] | false {
   if (compression === undefined || compression === false) return false
   if (compression === true) return ENCODINGS
-  check('compression', Array.isArray(compression) && compression.length > 0 &&
+  check(where + 'compression', Array.isArray(compression) && compression.length > 0 &&
     compression.every((encoding) => ENCODINGS.includes(encoding)), `a boolean, or a non-empty array of ${ENCODINGS.map((e) => `'${e}'`).join(', ')}`,
     compression)
   return compression
 }
 
-/** Checks the options that `reply.sse()` may override. */
+/** Checks the options of a `reply.sse()` call. */
 export function checkStreamOptions (options: SseReplyOptions): void {
-  check('serializer', options.serializer === undefined || typeof options.serializer === 'function',
-    'a function', options.serializer)
-  check('retry', options.retry === undefined || isValidRetry(options.retry),
-    'a whole number of milliseconds, 0 or more', options.retry)
+  refuseUnknownOptions(options, REPLY_OPTIONS, '', { names: ROUTE_OPTIONS, where: 'config.sse of the route' })
+  checkSerializerAndRetry(options)
   check('filter', options.filter === undefined || typeof options.filter === 'function', 'a function', options.filter)
   resolveCompression(options.compression)
+}
+
+/** Checks `serializer` and `retry`, set on the plugin, a route or a stream; `where` prefixes their names. */
+export function checkSerializerAndRetry (options: { serializer?: unknown, retry?: unknown }, where = ''): void {
+  check(where + 'serializer', options.serializer === undefined || typeof options.serializer === 'function',
+    'a function', options.serializer)
+  check(where + 'retry', options.retry === undefined || isValidRetry(options.retry),
+    'a whole number of milliseconds, 0 or more', options.retry)
+}
+
+/** Checks the timing of the plugin's streams, or a route's; `where` prefixes the names. */
+export function checkTiming (timing: StreamTiming, where = ''): void {
+  check(where + 'heartbeatInterval', isWholeNumberUpTo(timing.heartbeatInterval, 0, MAX_TIMER_MS),
+    `a whole number of milliseconds from 0 (off) to ${MAX_TIMER_MS}`, timing.heartbeatInterval)
+  check(where + 'maxBufferedBytes', isWholeNumberUpTo(timing.maxBufferedBytes, 1, Number.MAX_SAFE_INTEGER),
+    'a positive whole number of bytes', timing.maxBufferedBytes)
+  check(where + 'writeTimeout', isWholeNumberUpTo(timing.writeTimeout, 0, MAX_TIMER_MS),
+    `a whole number of milliseconds from 0 (off) to ${MAX_TIMER_MS}`, timing.writeTimeout)
 }
 
 /** Throws FST_SSE_INVALID_OPTION, naming the option, what it must be and (briefly) what it was. */

@@ -1,33 +1,58 @@
 import type { FastifyBaseLogger, FastifyError, FastifyReply } from 'fastify'
 import type { SseReplyOptions, SseSource } from './types'
 import type { Settings } from './options'
-import type { OpenStreams } from './open-streams'
+import type { StreamGroups } from './stream-groups'
 import type { StreamLimits } from './stream-limits'
+<<<<<<< HEAD
 import type { ClosingConnections } from './closing-connections'
+=======
+import type { ChannelSchemas } from './channel-schemas'
+>>>>>>> issue-17
 import { EventStream } from './event-stream'
-import { checkStreamOptions, resolveCompression } from './options'
+import { resolveStreamSettings } from './route-options'
 import { chooseEncoding } from './compression'
 import { eventStreamHeaders } from './response-headers'
 import { readLastEventId } from './last-event-id'
 import { openSource, pump, type PulledSource } from './sources'
 import { Channel } from './channel'
+<<<<<<< HEAD
 import { refuseStream } from './refusal'
 import { drawRetryAfter } from './shutdown-retry'
 import { FST_SSE_ALREADY_SENT, FST_SSE_CHANNEL_CLOSED, FST_SSE_INVALID_OPTION, FST_SSE_SERVER_CLOSING } from './errors'
+=======
+import { FST_SSE_ALREADY_SENT, FST_SSE_CHANNEL_CLOSED, FST_SSE_INVALID_OPTION, FST_SSE_SCHEMA_MISMATCH } from './errors'
+>>>>>>> issue-17
 
 export type ReplySse = (this: FastifyReply, source?: SseSource, options?: SseReplyOptions) => EventStream
 
 /** Makes `reply.sse()` for one plugin instance. */
+<<<<<<< HEAD
 export function createReplySse (settings: Settings, openStreams: OpenStreams, connections: ClosingConnections): ReplySse {
   return function sse (this: FastifyReply, source?: SseSource, options?: SseReplyOptions): EventStream {
     const reply = this
     if (options !== undefined) checkStreamOptions(options)
     const serializer = options?.serializer ?? settings.serializer
     const retry = options?.retry ?? settings.retry
+=======
+export function createReplySse (settings: Settings, openStreams: StreamGroups, schemas: ChannelSchemas): ReplySse {
+  return function sse (this: FastifyReply, source?: SseSource, options?: SseReplyOptions): EventStream {
+    const reply = this
+    if (reply.sent || reply.raw.headersSent) throw new FST_SSE_ALREADY_SENT()
+    const { serializer, retry, compression, openStreams: group, eventSchema } = resolveStreamSettings(reply, settings,
+      openStreams, options)
+>>>>>>> issue-17
     const lastEventId = readLastEventId(reply.request, settings.lastEventIdQuery)
-    const stream = new EventStream(reply.raw, reply.log, lastEventId, serializer, openStreams)
+    const stream = new EventStream(reply.raw, reply.log, lastEventId, serializer, group)
 
     const channel = source instanceof Channel ? source : undefined
+<<<<<<< HEAD
+=======
+    if (channel?.closed === true) throw new FST_SSE_CHANNEL_CLOSED(channel.name)
+    // A channel's events are framed once, by its own schema: a route's event schema cannot strip them.
+    if (channel !== undefined && eventSchema !== undefined && schemas.schemaOf(channel) === undefined) {
+      throw new FST_SSE_SCHEMA_MISMATCH(channel.name)
+    }
+>>>>>>> issue-17
     if (channel === undefined && options?.filter !== undefined) {
       throw new FST_SSE_INVALID_OPTION('filter', 'given with a channel source only', 'a filter for another source')
     }
@@ -49,11 +74,10 @@ export function createReplySse (settings: Settings, openStreams: OpenStreams, co
         return stream
       }
       const headers = eventStreamHeaders(reply.getHeaders(), 'stream' in reply.raw)
-      const offered = options?.compression === undefined ? settings.compression : resolveCompression(options.compression)
-      const encoding = offered === false ? undefined : chooseEncoding(reply.request.headers['accept-encoding'], offered)
+      const encoding = compression === false ? undefined : chooseEncoding(reply.request.headers['accept-encoding'], compression)
       if (encoding !== undefined) {
         headers['content-encoding'] = encoding
-        headers.vary = 'accept-encoding'
+        headers.vary = headers.vary === undefined ? 'accept-encoding' : `${String(headers.vary)}, accept-encoding`
       }
       stream.open(reply.statusCode, headers, retry, reply.request.method === 'HEAD', encoding)
     } catch (error) {

@@ -92,7 +92,9 @@ export class Subscription {
   replayFailed (error: unknown): void {
     this.backlog = undefined
     if (this.stream.hasEnded) return
-    this.channel.log.error({ err: error, channel: this.channel.name },
+    // A stream already closing (the app closing, and its store with it) resumes from the same id next time.
+    const closing = this.stream.closed
+    this.channel.log[closing ? 'debug' : 'error']({ err: error, channel: this.channel.name },
       'fastify-sse-h2: the replay of a channel failed; the stream was closed')
     this.stream.settled()
     this.stream.close()

@@ -1,15 +1,21 @@
 import type { Readable } from 'node:stream'
+import type { FastifyTypeProvider } from 'fastify'
 import type { Channel, ChannelFilter } from './channel'
+import type { EventStream } from './event-stream'
 import type { SseStore } from './store'
 
-/** One server-sent event. Every field is optional; an object with none of them writes nothing. */
-export interface SseEvent {
+/**
+ * One server-sent event. Every field is optional; an object with none of them writes nothing. `Data` is the
+ * type of its data: what an event schema declares, with a type provider.
+ */
+export interface SseEvent<Data = unknown> {
   /**
    * The event's data. A string is written as it is, one `data:` line per line of text;
-   * a Buffer or Uint8Array is written base64-encoded; any other value goes through the serializer.
+   * a Buffer or Uint8Array is written base64-encoded; any other value goes through the serializer
+   * (or the event schema's).
    * `undefined` writes no `data:` line (the client then dispatches no event).
    */
-  data?: unknown
+  data?: Data
   /** The event id: the client sends it back as `Last-Event-ID` when it reconnects. `0` and `''` are sent. */
   id?: string | number
   /** The event type: the client's `addEventListener(type)` receives it. Default on the client: `message`. */
@@ -20,11 +26,61 @@ export interface SseEvent {
   comment?: string
 }
 
-/** An event, or a plain string that is sent as the data of a `message` event. */
-export type SseMessage = SseEvent | string
+/**
+ * An event, or a plain string that is sent as the data of a `message` event (where the data may be any
+ * string: not with an event schema that declares other data).
+ */
+export type SseMessage<Data = unknown> = SseEvent<Data> | (string extends Data ? string : never)
 
-/** Turns a value that is not a string into the text of `data:` lines. */
+/**
+ * Turns a value that is not a string into the text of `data:` lines. It is also given the event's type, as a
+ * second argument (`undefined` for a `message` event).
+ */
 export type SseSerializer = (data: unknown) => string
+
+/** The fields of an event besides its type and data. */
+export type SseEventFields = Omit<SseEvent, 'event' | 'data'>
+
+// An event map: a oneOf or anyOf each branch of which declares its `event` as a constant (see lib/event-schema.ts).
+interface EventMapBranch {
+  properties: { event: { const: string } | { enum: readonly [string] } }
+}
+type IsEventMap<Schema> = Schema extends { oneOf: readonly EventMapBranch[] } ? true
+  : Schema extends { anyOf: readonly EventMapBranch[] } ? true : false
+
+/** The type a type provider gives the value a schema serializes (as Fastify's own CallSerializerTypeProvider). */
+type SerializedType<TypeProvider extends FastifyTypeProvider, Schema> = (TypeProvider & { schema: Schema })['serializer']
+
+/**
+ * The messages an event schema allows: events whose data it declares, or, for an event map, the events of the
+ * types it declares. Without a type provider, any message.
+ */
+export type SseMessageOf<TypeProvider extends FastifyTypeProvider, Schema> =
+  SerializedType<TypeProvider, Schema> extends infer Data
+    ? unknown extends Data
+      ? SseMessage
+      : IsEventMap<Schema> extends true ? Data & SseEventFields : SseMessage<Data>
+    : never
+
+/** The event schema a route declares: `schema.response[status].content['text/event-stream'].schema`. */
+export type EventSchemaOf<SchemaCompiler> = SchemaCompiler extends { response: infer Responses }
+  ? { [Status in keyof Responses]: Responses[Status] extends { content: { 'text/event-stream': { schema: infer Schema } } }
+      ? Schema
+      : never }[keyof Responses]
+  : never
+
+/**
+ * The handle `reply.sse()` gives on a route. Where a type provider types the route's replies, it is also `void`
+ * to the handler's return type: `return reply.sse(...)` returns nothing for Fastify to serialize (the reply is
+ * the stream's), as at run time.
+ */
+export type RouteEventStream<Message extends SseMessage, ReplyType> = unknown extends ReplyType
+  ? EventStream<Message>
+  : EventStream<Message> & void
+
+/** What the streams of a route send: the messages its event schema allows, or any message. */
+export type RouteSseMessage<TypeProvider extends FastifyTypeProvider, SchemaCompiler> =
+  [EventSchemaOf<SchemaCompiler>] extends [never] ? SseMessage : SseMessageOf<TypeProvider, EventSchemaOf<SchemaCompiler>>
 
 /** What a function source is given. */
 export interface SseSourceContext {
@@ -38,27 +94,62 @@ export interface SseSourceContext {
  * What `reply.sse()` can stream: events pulled one at a time, with backpressure. A string is iterable
  * but is not a source (one character per event is never what was meant): `& object` keeps it out.
  */
-export type SseIterableSource = AsyncIterable<SseMessage> | (Iterable<SseMessage> & object) | Readable
+export type SseIterableSource<Message = SseMessage> = AsyncIterable<Message> | (Iterable<Message> & object) | Readable
 
 /**
  * A source, a function that makes one from the stream's signal and the client's last event id, or a channel
  * to subscribe to.
  */
-export type SseSource = SseIterableSource | ((context: SseSourceContext) => SseIterableSource) | Channel
+export type SseSource<Message = SseMessage> = SseIterableSource<Message> |
+((context: SseSourceContext) => SseIterableSource<Message>) | Channel<never>
 
-/** Options of one `reply.sse()` call; they override the plugin's. */
+/** Options of one `reply.sse()` call; they override the route's and the plugin's. */
 export interface SseReplyOptions {
-  /** Serializer for this stream's data. Default: the plugin's `serializer`. */
+  /** Serializer for this stream's data, in place of the route's event schema. Default: the route's, the plugin's. */
   serializer?: SseSerializer
-  /** `retry:` sent when this stream opens. Default: the plugin's `retry`. */
+  /** `retry:` sent when this stream opens. Default: the route's `retry`, the plugin's. */
   retry?: number
   /**
    * With a channel only: which of its events this subscriber receives (one user's, one tenant's). Given each
    * event as it was published, with its id. Subscribers without a filter cost the fan-out nothing extra.
    */
   filter?: ChannelFilter
-  /** Compression of this stream. Default: the plugin's `compression`. */
+  /** Compression of this stream. Default: the route's `compression`, the plugin's. */
   compression?: boolean | readonly SseEncoding[]
+}
+
+/**
+ * Options of the streams of one route, set in its `config: { sse: { ... } }`, read and checked when the route is
+ * added. Each overrides the plugin's option of that name.
+ */
+export interface SseRouteOptions {
+  /** Milliseconds a stream of this route may stay silent before a heartbeat. `0` turns them off. */
+  heartbeatInterval?: number
+  /** `retry:` sent when a stream of this route opens. */
+  retry?: number
+  /** Serializer of the data of this route's events (not with an event schema, which serializes them). */
+  serializer?: SseSerializer
+  /** Compression of this route's streams. */
+  compression?: boolean | readonly SseEncoding[]
+  /** Most bytes a client of this route may fall behind by before its stream is closed. */
+  maxBufferedBytes?: number
+  /** Milliseconds writes may wait for a client of this route that takes nothing. `0` turns it off. */
+  writeTimeout?: number
+  /**
+   * The route serves JSON or an event stream, by the request's `Accept`: `request.wantsEventStream` tells the
+   * handler which, and a request that accepts neither is answered 406 before the handler runs.
+   * @default false
+   */
+  negotiate?: boolean
+}
+
+/** Options of a channel, given when it is made: `app.sse.channel(name, { schema })`. */
+export interface SseChannelOptions<Schema extends object = object> {
+  /**
+   * Event schema of the channel's events: their data is serialized by it (compiled once, with the app's
+   * serializer compiler), and what it does not declare is dropped. A data schema, or an event map.
+   */
+  schema?: Schema
 }
 
 /** Options of the plugin, given to `app.register(sse, options)`. */

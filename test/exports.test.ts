@@ -110,13 +110,13 @@ test('fastify-plugin metadata: name, Fastify range, and no encapsulation', async
   t.equal(events.body, 'data: from the build\n\n', 'and the built plugin streams')
 })
 
-test('registering twice on one app fails with Fastify\'s duplicate decorator error', async (t) => {
+test('registering twice on one app fails with FST_SSE_ALREADY_REGISTERED', async (t) => {
   const sse = requireBuilt() as unknown as FastifyPluginAsync
   const app = Fastify()
   t.teardown(() => app.close())
   app.register(sse)
   app.register(sse)
-  await t.rejects(async () => await app.ready(), { code: 'FST_ERR_DEC_ALREADY_PRESENT' })
+  await t.rejects(async () => await app.ready(), { code: 'FST_SSE_ALREADY_REGISTERED' })
 })
 
 test('fastify-sse-h2/redis gives the Redis store to require() and import(); the main entry never loads ioredis',

@@ -278,10 +278,23 @@ export class World {
       await this.untilDelivered()
       this.closeApp()
     }
-    await within(Promise.all(this.settling), 'the app and its channels to close', 5000)
+    await within(Promise.all(this.settling), 'the app and its channels to close', 8000).catch((error: Error) => {
+      throw new Error(`${error.message}; streams not ended: ${this.describeOpen()}`)
+    })
     await within(Promise.all(this.connections.map(async (connection) => {
       if (!connection.res.gone) await once(connection.res, 'close')
     })), 'every connection to close', 5000)
+  }
+
+  /** The connections whose stream has not ended, and what it waits for. */
+  private describeOpen (): string {
+    return this.connections.filter((connection) => !connection.stream.hasEnded).map((connection) => {
+      const subscription = connection.stream.subscriptions[0]
+      const channel = connection.channel as unknown as { livePosition?: string, publishedPosition?: string }
+      return `user ${connection.user} @${connection.instance} ${connection.channelName}: replaying ` +
+        `${String(subscription?.replaying)}, channel live ${String(channel.livePosition)} published ` +
+        `${String(channel.publishedPosition)}, client ${connection.res.mode}`
+    }).join('; ')
   }
 
   /** Why each connection's stream ended, and whether what it received is what the model says. */

@@ -1,0 +1,50 @@
+import type { FastifyError } from 'fastify'
+import type { StreamLimits } from './stream-limits'
+import { OpenStreams } from './open-streams'
+
+/** How long a stream may stay quiet, fall behind, and wait for its client: set per plugin, or per route. */
+export interface StreamTiming {
+  heartbeatInterval: number
+  maxBufferedBytes: number
+  writeTimeout: number
+}
+
+/**
+ * The open streams of one plugin instance, grouped by timing: the plugin's, and one group for each other timing
+ * routes set in `config.sse`. Each group has its heartbeat timer; limits and shutdown span them all.
+ */
+export class StreamGroups {
+  readonly limits: StreamLimits | undefined
+  /** The group of streams with the plugin's timing. */
+  readonly main: OpenStreams
+  private readonly byTiming = new Map<string, OpenStreams>()
+
+  constructor (timing: StreamTiming, limits: StreamLimits | undefined) {
+    this.limits = limits
+    this.main = this.group(timing)
+  }
+
+  /** The group of that timing, made on first use (when a route is added). */
+  group ({ heartbeatInterval, maxBufferedBytes, writeTimeout }: StreamTiming): OpenStreams {
+    const key = `${heartbeatInterval}/${maxBufferedBytes}/${writeTimeout}`
+    let group = this.byTiming.get(key)
+    if (group === undefined) {
+      group = new OpenStreams(heartbeatInterval, maxBufferedBytes, writeTimeout, this.limits)
+      this.byTiming.set(key, group)
+    }
+    return group
+  }
+
+  /** Why a new stream from that address may not open now (limits count the streams of every group). */
+  refusal (address: string): FastifyError | undefined {
+    if (this.limits === undefined) return undefined
+    let open = 0
+    for (const group of this.byTiming.values()) open += group.size
+    return this.limits.refusal(open, address)
+  }
+
+  /** Ends every stream of every group: see OpenStreams.closeAll(). */
+  async closeAll (): Promise<void> {
+    await Promise.all([...this.byTiming.values()].map((group) => group.closeAll()))
+  }
+}
