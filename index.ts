@@ -2,12 +2,8 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, RouteOptions } from 'fastify'
 import type {
   FastifySseOptions, SseEvent, SseIterableSource, SseMessage, SseReplyOptions, SseSerializer, SseSource,
-<<<<<<< HEAD
-  SseSourceContext, SseEncoding, SseLimits, SseShutdownRetry
-=======
-  SseSourceContext, SseEncoding, SseLimits, SseRouteOptions, SseChannelOptions, SseMessageOf, SseEventFields,
-  RouteSseMessage, RouteEventStream
->>>>>>> issue-17
+  SseSourceContext, SseEncoding, SseLimits, SseShutdownRetry, SseRouteOptions, SseChannelOptions, SseMessageOf,
+  SseEventFields, RouteSseMessage, RouteEventStream
 } from './lib/types'
 import type { ChannelEvent, ChannelFilter } from './lib/channel'
 import type { EventToStore, Replay, SseStore, StoredEvent, StoredEventListener } from './lib/store'
@@ -16,49 +12,34 @@ import { EventStream } from './lib/event-stream'
 import { Channel, MISSED_EVENT } from './lib/channel'
 import { Channels } from './lib/channels'
 import { MemoryStore } from './lib/memory-store'
-<<<<<<< HEAD
-import { OpenStreams } from './lib/open-streams'
-import { ClosingConnections } from './lib/closing-connections'
-import { ServerSessions } from './lib/server-sessions'
-import { resolveOptions } from './lib/options'
-import { createReplySse } from './lib/reply-sse'
-import { isRefused } from './lib/refusal'
-=======
 import { StreamGroups } from './lib/stream-groups'
 import { ChannelSchemas } from './lib/channel-schemas'
+import { ClosingConnections } from './lib/closing-connections'
+import { ServerSessions } from './lib/server-sessions'
 import { resolveOptions } from './lib/options'
 import { createReplySse } from './lib/reply-sse'
 import { createRouteOptionsReader } from './lib/route-options'
 import { claimContext } from './lib/registration'
 import { wantsEventStream } from './lib/negotiation'
 import { eventStreamItemSchemas } from './lib/openapi'
->>>>>>> issue-17
+import { isRefused } from './lib/refusal'
 import * as errors from './lib/errors'
 
 async function fastifySseH2 (fastify: FastifyInstance, options: FastifySseOptions): Promise<void> {
   const settings = resolveOptions(options)
-<<<<<<< HEAD
-  const openStreams = new OpenStreams(settings.heartbeatInterval, settings.maxBufferedBytes, settings.writeTimeout,
-    settings.limits)
+  claimContext(fastify)
+  const openStreams = new StreamGroups(settings, settings.limits)
   const sessions = new ServerSessions()
   if (fastify.initialConfig.http2 === true) sessions.watch(fastify.server)
   const connections = new ClosingConnections(sessions)
-  const channels = new Channels(settings.store, settings.serializer, fastify.log)
-
-  fastify.decorate('sse', channels)
-  fastify.decorateReply('sse', createReplySse(settings, openStreams, connections))
-=======
-  claimContext(fastify)
-  const openStreams = new StreamGroups(settings, settings.limits)
   const schemas = new ChannelSchemas(fastify, settings.serializer)
   const channels = new Channels(settings.store, settings.serializer, fastify.log, schemas)
 
   fastify.decorate('sse', channels)
-  fastify.decorateReply('sse', createReplySse(settings, openStreams, schemas))
+  fastify.decorateReply('sse', createReplySse(settings, openStreams, schemas, connections))
   // The same everywhere: where the plugin is registered in encapsulated contexts only, the root has it already.
   if (!fastify.hasRequestDecorator('wantsEventStream')) fastify.decorateRequest('wantsEventStream', { getter: wantsEventStream })
   fastify.addHook('onRoute', createRouteOptionsReader(settings, openStreams))
->>>>>>> issue-17
   fastify.addHook('onRoute', quietSseReturn)
   // Before the server stops accepting: it waits for open connections, and event streams never end by themselves.
   fastify.addHook('preClose', async function closeEventStreams () {
@@ -141,12 +122,8 @@ declare namespace fastifySseH2 {
   export type {
     FastifySseOptions, SseEvent, SseIterableSource, SseMessage, SseReplyOptions, SseSerializer, SseSource,
     SseSourceContext, ChannelEvent, ChannelFilter, SseStore, StoredEvent, EventToStore, Replay, StoredEventListener,
-<<<<<<< HEAD
-    MemoryStoreOptions, SseEncoding, SseLimits, SseShutdownRetry
-=======
-    MemoryStoreOptions, SseEncoding, SseLimits, SseRouteOptions, SseChannelOptions, SseMessageOf, SseEventFields,
-    RouteSseMessage, RouteEventStream
->>>>>>> issue-17
+    MemoryStoreOptions, SseEncoding, SseLimits, SseShutdownRetry, SseRouteOptions, SseChannelOptions, SseMessageOf,
+    SseEventFields, RouteSseMessage, RouteEventStream
   }
 }
 

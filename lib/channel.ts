@@ -44,6 +44,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
   private readonly waiting = new Set<EventStream>()
   private waitTimer: NodeJS.Timeout | undefined
   private ended = false
+  private closing: Promise<void> | undefined
   private readonly onStored = (event: StoredEvent): void => this.receive(event)
 
   /** @internal */
@@ -85,7 +86,11 @@ export class Channel<Message extends SseMessage = SseMessage> {
    * process's own publishes back, within a few seconds), and refuses further publishes and subscriptions.
    */
   async close (): Promise<void> {
-    if (this.ended) return
+    this.closing ??= this.endStreams()
+    await this.closing
+  }
+
+  private async endStreams (): Promise<void> {
     this.ended = true
     const streams = Array.from(this.subscriptions, (subscription) => subscription.stream)
     for (const stream of streams) stream.close()

@@ -33,7 +33,7 @@ export function frameEvent (message: SseMessage, serializer: SseSerializer): str
     return id === undefined ? 'data: ' + data + '\n\n' : 'id: ' + eventId(id) + '\ndata: ' + data + '\n\n'
   }
   let frame = event.id === undefined ? '' : 'id: ' + eventId(event.id) + '\n'
-  frame += fieldLines(event, data === undefined ? undefined : dataText(data, serializer))
+  frame += fieldLines(event, data === undefined ? undefined : dataText(data, serializer, event.event))
   return frame === '' ? '' : frame + '\n'
 }
 
@@ -43,7 +43,7 @@ export function frameEvent (message: SseMessage, serializer: SseSerializer): str
  * ends the id's frame.
  */
 export function frameBody (event: SseEvent, serializer: SseSerializer): { body: string, data: string | undefined } {
-  const data = event.data === undefined ? undefined : dataText(event.data, serializer)
+  const data = event.data === undefined ? undefined : dataText(event.data, serializer, event.event)
   return { body: fieldLines(event, data) + '\n', data }
 }
 

@@ -6,7 +6,7 @@ import { describe } from './framing'
 
 export const PLUGIN_OPTIONS = [
   'heartbeatInterval', 'retry', 'serializer', 'lastEventIdQuery', 'maxBufferedBytes', 'writeTimeout', 'store',
-  'historySize', 'historyMaxAge', 'limits', 'compression'
+  'historySize', 'historyMaxAge', 'limits', 'compression', 'shutdownRetry'
 ] as const
 
 // What Fastify's register() takes for itself and passes on to every plugin with its options.

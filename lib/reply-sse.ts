@@ -3,11 +3,8 @@ import type { SseReplyOptions, SseSource } from './types'
 import type { Settings } from './options'
 import type { StreamGroups } from './stream-groups'
 import type { StreamLimits } from './stream-limits'
-<<<<<<< HEAD
 import type { ClosingConnections } from './closing-connections'
-=======
 import type { ChannelSchemas } from './channel-schemas'
->>>>>>> issue-17
 import { EventStream } from './event-stream'
 import { resolveStreamSettings } from './route-options'
 import { chooseEncoding } from './compression'
@@ -15,44 +12,30 @@ import { eventStreamHeaders } from './response-headers'
 import { readLastEventId } from './last-event-id'
 import { openSource, pump, type PulledSource } from './sources'
 import { Channel } from './channel'
-<<<<<<< HEAD
 import { refuseStream } from './refusal'
 import { drawRetryAfter } from './shutdown-retry'
-import { FST_SSE_ALREADY_SENT, FST_SSE_CHANNEL_CLOSED, FST_SSE_INVALID_OPTION, FST_SSE_SERVER_CLOSING } from './errors'
-=======
-import { FST_SSE_ALREADY_SENT, FST_SSE_CHANNEL_CLOSED, FST_SSE_INVALID_OPTION, FST_SSE_SCHEMA_MISMATCH } from './errors'
->>>>>>> issue-17
+import {
+  FST_SSE_ALREADY_SENT, FST_SSE_CHANNEL_CLOSED, FST_SSE_INVALID_OPTION, FST_SSE_SCHEMA_MISMATCH,
+  FST_SSE_SERVER_CLOSING
+} from './errors'
 
 export type ReplySse = (this: FastifyReply, source?: SseSource, options?: SseReplyOptions) => EventStream
 
 /** Makes `reply.sse()` for one plugin instance. */
-<<<<<<< HEAD
-export function createReplySse (settings: Settings, openStreams: OpenStreams, connections: ClosingConnections): ReplySse {
+export function createReplySse (settings: Settings, openStreams: StreamGroups, schemas: ChannelSchemas,
+  connections: ClosingConnections): ReplySse {
   return function sse (this: FastifyReply, source?: SseSource, options?: SseReplyOptions): EventStream {
     const reply = this
-    if (options !== undefined) checkStreamOptions(options)
-    const serializer = options?.serializer ?? settings.serializer
-    const retry = options?.retry ?? settings.retry
-=======
-export function createReplySse (settings: Settings, openStreams: StreamGroups, schemas: ChannelSchemas): ReplySse {
-  return function sse (this: FastifyReply, source?: SseSource, options?: SseReplyOptions): EventStream {
-    const reply = this
-    if (reply.sent || reply.raw.headersSent) throw new FST_SSE_ALREADY_SENT()
     const { serializer, retry, compression, openStreams: group, eventSchema } = resolveStreamSettings(reply, settings,
       openStreams, options)
->>>>>>> issue-17
     const lastEventId = readLastEventId(reply.request, settings.lastEventIdQuery)
     const stream = new EventStream(reply.raw, reply.log, lastEventId, serializer, group)
 
     const channel = source instanceof Channel ? source : undefined
-<<<<<<< HEAD
-=======
-    if (channel?.closed === true) throw new FST_SSE_CHANNEL_CLOSED(channel.name)
     // A channel's events are framed once, by its own schema: a route's event schema cannot strip them.
     if (channel !== undefined && eventSchema !== undefined && schemas.schemaOf(channel) === undefined) {
       throw new FST_SSE_SCHEMA_MISMATCH(channel.name)
     }
->>>>>>> issue-17
     if (channel === undefined && options?.filter !== undefined) {
       throw new FST_SSE_INVALID_OPTION('filter', 'given with a channel source only', 'a filter for another source')
     }
@@ -93,7 +76,7 @@ export function createReplySse (settings: Settings, openStreams: StreamGroups, s
 }
 
 /** Why no stream may open on this reply now, or undefined if one may. */
-function whyNot (reply: FastifyReply, openStreams: OpenStreams, address: string): FastifyError | undefined {
+function whyNot (reply: FastifyReply, openStreams: StreamGroups, address: string): FastifyError | undefined {
   if (reply.sent || reply.raw.headersSent) {
     return new FST_SSE_ALREADY_SENT(reply.request.method, reply.routeOptions.url ?? reply.request.url)
   }
@@ -101,7 +84,7 @@ function whyNot (reply: FastifyReply, openStreams: OpenStreams, address: string)
   return openStreams.refusal(address)
 }
 
-function refuse (reply: FastifyReply, reason: FastifyError, openStreams: OpenStreams, connections: ClosingConnections,
+function refuse (reply: FastifyReply, reason: FastifyError, openStreams: StreamGroups, connections: ClosingConnections,
   settings: Settings): void {
   if (reason instanceof FST_SSE_ALREADY_SENT) {
     // As Fastify's own reply.send() does on a reply already sent: a warning, and nothing thrown (this may run in a

@@ -1,5 +1,7 @@
 import type { FastifyError } from 'fastify'
 import type { StreamLimits } from './stream-limits'
+import type { ClosingConnections } from './closing-connections'
+import type { ShutdownRetry } from './shutdown-retry'
 import { OpenStreams } from './open-streams'
 
 /** How long a stream may stay quiet, fall behind, and wait for its client: set per plugin, or per route. */
@@ -43,8 +45,13 @@ export class StreamGroups {
     return this.limits.refusal(open, address)
   }
 
+  /** True once closeAll() began: a stream that would open after it is refused. */
+  get closing (): boolean {
+    return this.main.closing
+  }
+
   /** Ends every stream of every group: see OpenStreams.closeAll(). */
-  async closeAll (): Promise<void> {
-    await Promise.all([...this.byTiming.values()].map((group) => group.closeAll()))
+  closeAll (connections: ClosingConnections, retry: ShutdownRetry): void {
+    for (const group of this.byTiming.values()) group.closeAll(connections, retry)
   }
 }

@@ -58,9 +58,12 @@ test('config.sse.maxBufferedBytes: a push stream of that route is dropped past i
   const event = { data: 'x'.repeat(1000) }
   const smallStream = await within(handles.small.promise, 'the small stream')
   const largeStream = await within(handles.large.promise, 'the large stream')
-  for (let i = 0; i < 10; i++) {
+  // Turns apart: what was written in this turn and the one before has not had its chance to reach the client.
+  // The client's flow-control window (64 KiB) takes the first events whether it reads or not.
+  for (let i = 0; i < 200 && !smallStream.closed; i++) {
     smallStream.send(event)
     largeStream.send(event)
+    for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve))
   }
   t.ok(smallStream.closed, 'over 4 KiB behind: closed')
   t.equal(smallStream.signal.reason.code, 'FST_SSE_SLOW_CLIENT')

@@ -6,6 +6,8 @@ import type { RawResponse } from '../../lib/event-stream'
 import { EventStream } from '../../lib/event-stream'
 import { OpenStreams } from '../../lib/open-streams'
 import type { ClosingConnections } from '../../lib/closing-connections'
+import { ChannelSchemas } from '../../lib/channel-schemas'
+import type { FastifyInstance } from 'fastify'
 import { Channels } from '../../lib/channels'
 import { MISSED_EVENT } from '../../lib/subscription'
 import { comparePositions } from '../../lib/position'
@@ -140,7 +142,7 @@ export class World {
     this.options = options
     this.instances = stores.map((store) => {
       const positioned = this.recordingPositions(store)
-      return { store, openStreams: new OpenStreams(0, options.maxBufferedBytes, 0), channels: new Channels(positioned, JSON.stringify, this.log) }
+      return { store, openStreams: new OpenStreams(0, options.maxBufferedBytes, 0), channels: new Channels(positioned, JSON.stringify, this.log, noSchemas) }
     })
   }
 
@@ -414,6 +416,8 @@ function sequenceProblem (received: Item[], expected: Item[], prefixOnly: boolea
 }
 
 const noConnections = { add: () => {} } as unknown as ClosingConnections
+// Channels without event schemas never ask for the app.
+const noSchemas = new ChannelSchemas({} as unknown as FastifyInstance, JSON.stringify)
 
 type Command = fc.AsyncCommand<object, World>
 
