@@ -37,7 +37,12 @@ export class ClosingConnections {
 
   private addSession (res: Http2ServerResponse): void {
     const session = res.stream.session
-    if (session === undefined || session.destroyed || this.open.has(session)) return
+    if (session !== undefined) this.addHttp2Session(session)
+  }
+
+  /** Lets go of an HTTP/2 session: that of a stream dropped earlier, which no longer says which it was on. */
+  addHttp2Session (session: Http2Session): void {
+    if (session.destroyed || this.open.has(session)) return
     const socket = this.sessions.socketOf(session)
     this.track(session, () => {
       // Fastify listening on 'localhost' with both IPv4 and IPv6 adds a server for the second address, which it

@@ -1,5 +1,5 @@
 import { constants as http2Constants } from 'node:http2'
-import type { Http2ServerResponse, ServerHttp2Stream } from 'node:http2'
+import type { Http2ServerResponse, Http2Session, ServerHttp2Stream } from 'node:http2'
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Writable } from 'node:stream'
 import type { FastifyBaseLogger } from 'fastify'
@@ -65,6 +65,7 @@ export class EventStream<Message extends SseMessage = SseMessage> {
   // Where frames are written: the target, or a compressor piped into it.
   private sink: Writable
   private compressor: Compressor | undefined
+  private http2Session: Http2Session | undefined
   private flushKind = 0
   private readonly http2: boolean
   private readonly log: FastifyBaseLogger
@@ -186,6 +187,7 @@ export class EventStream<Message extends SseMessage = SseMessage> {
       // Straight to the stream: the compatibility layer would keep a second copy of them for the stream's life.
       res.statusCode = statusCode
       ;(this.target as ServerHttp2Stream).respond({ ...headers, ':status': statusCode })
+      this.http2Session = (this.target as ServerHttp2Stream).session
     } else {
       res.writeHead(statusCode, headers)
       ;(res as ServerResponse).flushHeaders()
@@ -274,6 +276,11 @@ export class EventStream<Message extends SseMessage = SseMessage> {
     if (this.admit(HEARTBEAT_FRAME.length, false)) this.writeOut(HEARTBEAT_FRAME)
   }
 
+  /** @internal The HTTP/2 session the stream was on, kept: a stream reset no longer says. */
+  get session (): Http2Session | undefined {
+    return this.http2Session
+  }
+
   /** @internal The response the stream is written to, whose connection shutdown lets go. */
   get response (): RawResponse {
     return this.res
@@ -294,6 +301,9 @@ export class EventStream<Message extends SseMessage = SseMessage> {
       if (this.http2) (this.target as ServerHttp2Stream).close(http2Constants.NGHTTP2_CANCEL)
       else (this.res as ServerResponse).destroy()
     }
+    // Its slot is free now: over HTTP/2 the stream closes only once its RST_STREAM is sent, which waits behind
+    // what the frozen client's connection holds, maybe for good.
+    this.openStreams.letGo(this)
     if (!this.ended) {
       this.ended = true
       this.pending = ''

@@ -1,4 +1,5 @@
-import type { EventStream } from './event-stream'
+import type { Http2Session } from 'node:http2'
+import { EventStream } from './event-stream'
 import type { StreamLimits } from './stream-limits'
 import type { ClosingConnections } from './closing-connections'
 import { drawRetry, type ShutdownRetry } from './shutdown-retry'
@@ -10,6 +11,9 @@ export class OpenStreams {
   readonly writeTimeout: number
   readonly limits: StreamLimits | undefined
   private readonly streams = new Set<EventStream>()
+  // Connections of streams dropped (slow or frozen clients) that have not closed yet: shutdown lets go of them too,
+  // though no stream of theirs is open any more (a frozen HTTP/2 client never answers its GOAWAY).
+  private readonly lingering = new Set<Http2Session | EventStream>()
   private readonly heartbeat: Heartbeat | undefined
   /** True once closeAll() began: a stream that would open after it is refused. */
   closing = false
@@ -34,11 +38,29 @@ export class OpenStreams {
     if (this.streams.size === 1) this.heartbeat?.start()
   }
 
+  /** The stream was dropped: it counts no more, though its connection may not have closed yet. */
+  letGo (stream: EventStream): void {
+    if (!this.remove(stream)) return
+    const session = stream.session
+    if (session === undefined) {
+      if (stream.transportOpen) this.lingering.add(stream)
+    } else if (!session.destroyed && !this.lingering.has(session)) {
+      this.lingering.add(session)
+      session.once('close', () => this.lingering.delete(session))
+    }
+  }
+
+  /** Its connection closed. */
   delete (stream: EventStream): void {
-    if (!this.streams.delete(stream)) return
+    this.lingering.delete(stream)
+    this.remove(stream)
+  }
+
+  private remove (stream: EventStream): boolean {
+    if (!this.streams.delete(stream)) return false
     this.limits?.closed(stream.address)
-    if (this.streams.size > 0) return
-    this.heartbeat?.stop()
+    if (this.streams.size === 0) this.heartbeat?.stop()
+    return true
   }
 
   /**
@@ -50,6 +72,10 @@ export class OpenStreams {
     for (const stream of this.streams) {
       connections.add(stream.response)
       stream.shutdown(drawRetry(retry))
+    }
+    for (const connection of this.lingering) {
+      if (connection instanceof EventStream) connections.add(connection.response)
+      else connections.addHttp2Session(connection)
     }
   }
 }
