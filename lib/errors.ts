@@ -17,6 +17,11 @@ export const FST_SSE_INVALID_EVENT = createError<'FST_SSE_INVALID_EVENT', [strin
   'fastify-sse-h2: an event must be a string or an object with data, id, event, retry or comment; got %s',
   500, TypeError)
 
+export const FST_SSE_UNKNOWN_EVENT_FIELD = createError<'FST_SSE_UNKNOWN_EVENT_FIELD', [string]>(
+  'FST_SSE_UNKNOWN_EVENT_FIELD',
+  'fastify-sse-h2: an event has no field %s: its fields are data, id, event, retry and comment (to send an ' +
+  'object, give it as the data: { data: value })', 500, TypeError)
+
 export const FST_SSE_INVALID_ID = createError<'FST_SSE_INVALID_ID', [string]>(
   'FST_SSE_INVALID_ID', 'fastify-sse-h2: an event id must be a finite number or a string without CR, LF or NUL; got %s',
   500, TypeError)

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream'
 import type { Channel, ChannelFilter } from './channel'
 import type { SseStore } from './store'
 
-/** One server-sent event. Every field is optional; an object with none of them writes nothing. */
+/** One server-sent event: at least one of these fields, and no other (an object with none, or another, is refused). */
 export interface SseEvent {
   /**
    * The event's data. A string is written as it is, one `data:` line per line of text;
