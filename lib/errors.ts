@@ -73,5 +73,10 @@ export const FST_SSE_FROZEN_CLIENT = createError<'FST_SSE_FROZEN_CLIENT', [numbe
 export const FST_SSE_STORE_UNAVAILABLE = createError<'FST_SSE_STORE_UNAVAILABLE', [string, { cause: unknown }?]>(
   'FST_SSE_STORE_UNAVAILABLE', 'fastify-sse-h2: the store could not take the event (%s); nothing was published', 503)
 
+export const FST_SSE_IOREDIS_MISSING = createError<'FST_SSE_IOREDIS_MISSING', [{ cause: unknown }?]>(
+  'FST_SSE_IOREDIS_MISSING',
+  'fastify-sse-h2: RedisStore needs ioredis, which is not installed: npm install ioredis (an optional peer ' +
+  'dependency of fastify-sse-h2)', 500)
+
 export const FST_SSE_TOO_MANY_STREAMS = createError<'FST_SSE_TOO_MANY_STREAMS', [string, number]>(
   'FST_SSE_TOO_MANY_STREAMS', 'fastify-sse-h2: too many open streams (%s: %d); try again after Retry-After', 503)

@@ -3,7 +3,7 @@ import type { Redis, RedisOptions } from 'ioredis'
 import type { SseEvent } from './types'
 import type { EventToStore, Replay, SseStore, StoredEvent, StoredEventListener } from './store'
 import { frameWithId } from './store'
-import { FST_SSE_STORE_UNAVAILABLE } from './errors'
+import { FST_SSE_IOREDIS_MISSING, FST_SSE_STORE_UNAVAILABLE } from './errors'
 import { check, isWholeNumberUpTo } from './options'
 
 export interface RedisStoreOptions {
@@ -110,8 +110,7 @@ export class RedisStore implements SseStore {
       this.closeGiven = options.closeClient === true
       this.client = options.client.duplicate(own)
     } else {
-      // ioredis is an optional peer dependency: required only by those who use this store.
-      const { Redis: RedisClient } = require('ioredis') as typeof import('ioredis')
+      const { Redis: RedisClient } = requireIoredis()
       this.client = typeof options.redis === 'string' ? new RedisClient(options.redis, own) : new RedisClient({ ...options.redis, ...own })
     }
     this.client.on('error', noop)
@@ -317,3 +316,15 @@ export class RedisStore implements SseStore {
 }
 
 function noop (): void {}
+
+/** ioredis, an optional peer dependency: required only when this store makes its client, so only its users need it. */
+function requireIoredis (): typeof import('ioredis') {
+  try {
+    return require('ioredis') as typeof import('ioredis')
+  } catch (error) {
+    // ioredis is installed in this checkout: test/exports.test.ts tries this from a package without it.
+    /* c8 ignore next 2 */
+    if ((error as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw error
+    throw new FST_SSE_IOREDIS_MISSING({ cause: error })
+  }
+}
