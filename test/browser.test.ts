@@ -12,7 +12,7 @@ import { testCertificate, type Certificate } from './helpers/server'
 import { binaryPath, missingService, mustSkip } from './helpers/services'
 import { waitUntil, within } from './helpers/wait'
 
-const skip = mustSkip(missingService('chromium', 'apt-get install chromium'))
+const skip = mustSkip(missingService('chromium'))
 
 const SCREENSHOT = resolve(__dirname, '../examples/screenshots/demo.png')
 const TICKERS = 12
