@@ -32,8 +32,8 @@ export function frameEvent (message: SseMessage, serializer: SseSerializer): str
     return id === undefined ? 'data: ' + data + '\n\n' : 'id: ' + eventId(id) + '\ndata: ' + data + '\n\n'
   }
   let frame = event.id === undefined ? '' : 'id: ' + eventId(event.id) + '\n'
-  frame += fieldLines(event, serializer)
-  return frame === '' ? '' : frame + '\n'
+  // Never empty: toEvent() refuses an event with no field.
+  return frame + fieldLines(event, serializer) + '\n'
 }
 
 /**
