@@ -31,8 +31,10 @@ export function frameEvent (message: SseMessage, serializer: SseSerializer): str
     event.retry === undefined && isOneLine(data)) {
     return id === undefined ? 'data: ' + data + '\n\n' : 'id: ' + eventId(id) + '\ndata: ' + data + '\n\n'
   }
+  let frame = event.id === undefined ? '' : 'id: ' + eventId(event.id) + '\n'
+  frame += fieldLines(event, serializer)
   // Never empty: toEvent() refuses an event with no field.
-  return (id === undefined ? '' : 'id: ' + eventId(id) + '\n') + fieldLines(event, serializer) + '\n'
+  return frame + '\n'
 }
 
 /**

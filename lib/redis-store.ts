@@ -3,8 +3,9 @@ import type { Redis, RedisOptions } from 'ioredis'
 import type { SseEvent } from './types'
 import type { EventToStore, Replay, SseStore, StoredEvent, StoredEventListener } from './store'
 import { frameWithId } from './store'
-import { FST_SSE_IOREDIS_MISSING, FST_SSE_STORE_UNAVAILABLE } from './errors'
+import { FST_SSE_STORE_UNAVAILABLE } from './errors'
 import { check, isWholeNumberUpTo } from './options'
+import { requireIoredis } from './ioredis'
 
 export interface RedisStoreOptions {
   /** Your ioredis client. The store duplicates it for its one blocking reader, and leaves it open on close. */
@@ -316,15 +317,3 @@ export class RedisStore implements SseStore {
 }
 
 function noop (): void {}
-
-/** ioredis, an optional peer dependency: required only when this store makes its client, so only its users need it. */
-function requireIoredis (): typeof import('ioredis') {
-  try {
-    return require('ioredis') as typeof import('ioredis')
-  } catch (error) {
-    // ioredis is installed in this checkout: test/exports.test.ts tries this from a package without it.
-    /* c8 ignore next 2 */
-    if ((error as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw error
-    throw new FST_SSE_IOREDIS_MISSING({ cause: error })
-  }
-}
