@@ -14,6 +14,7 @@ import { openStream } from './helpers/client'
 import { startRedis } from './helpers/redis'
 import { binaryPath, missingService, mustSkip } from './helpers/services'
 import { within } from './helpers/wait'
+import { errors } from '../index'
 
 // Every js and ts code block of README.md, run as it is written. How a block is run:
 // - js, by default: server code for an `app`. It runs as an ES module in an app that depends on the package by
@@ -480,10 +481,15 @@ async function checkTypes (t: Test, block: Block): Promise<void> {
     (compared.length > 0 ? `, and its ${compared.join(', ')} is the package's` : ''))
 }
 
-const blocks = readBlocks(readFileSync(README, 'utf8'))
+const readme = readFileSync(README, 'utf8')
+const blocks = readBlocks(readme)
 
-test('README.md: every js and ts block runs as written', async (readme) => {
-  const t = readme
+test('README.md: its Errors section has every error code the plugin raises', async (t) => {
+  const section = readme.slice(readme.indexOf('\n## Errors'), readme.indexOf('\n## ', readme.indexOf('\n## Errors') + 1))
+  t.same(Object.keys(errors).filter((code) => !section.includes(`\`${code}\``)), [], 'none missing from README.md\'s ## Errors')
+})
+
+test('README.md: every js and ts block runs as written', async (t) => {
   const names = new Set(blocks.map((block) => block.name))
   t.same(Object.keys(PROBES).filter((name) => !names.has(name)), [], 'every probe has its block (a heading renamed?)')
   let redisUrl: string | undefined
@@ -514,7 +520,8 @@ test('README.md: every js and ts block runs as written', async (readme) => {
       continue
     }
     await t.test(title, async (t) => {
-      if (needsRedis) redisUrl ??= (await startRedis(readme)).url
+      // One Redis for the whole file: started by the first block that needs it, stopped when the file ends.
+      if (needsRedis) redisUrl ??= (await startRedis({ teardown })).url
       const env: Record<string, string> = redisUrl === undefined ? {} : { REDIS_URL: redisUrl }
       const server = await startBlock(t, block, env)
       const probe = PROBES[block.name]
