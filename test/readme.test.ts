@@ -495,6 +495,7 @@ test('README.md: every js and ts block runs as written', async (t) => {
   let redisUrl: string | undefined
 
   const only = process.env.README_BLOCKS?.split(',').map(Number)
+  const allBlocks = t
   for (const block of blocks) {
     if (only !== undefined && !only.includes(block.line)) continue
     const title = `README.md:${block.line} (${block.name})`
@@ -520,8 +521,8 @@ test('README.md: every js and ts block runs as written', async (t) => {
       continue
     }
     await t.test(title, async (t) => {
-      // One Redis for the whole file: started by the first block that needs it, stopped when the file ends.
-      if (needsRedis) redisUrl ??= (await startRedis({ teardown })).url
+      // One Redis for all the blocks: started by the first that needs it, stopped after the last.
+      if (needsRedis) redisUrl ??= (await startRedis(allBlocks)).url
       const env: Record<string, string> = redisUrl === undefined ? {} : { REDIS_URL: redisUrl }
       const server = await startBlock(t, block, env)
       const probe = PROBES[block.name]
