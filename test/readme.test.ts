@@ -22,8 +22,9 @@ import { errors } from '../index'
 //   `require`, and the names README leaves to the reader (test/helpers/readme-block.mjs, GIVEN). Then the app
 //   listens, and every route the block added is asked once (GET: the stream opens; POST: a JSON body), or
 //   its probe below runs instead. It must log no warning or error, and print nothing on stderr.
-// - ts: type declarations, compiled against the package's types; an interface the package exports too must have
-//   the same members (README's `SseStore` is the package's).
+// - ts: compiled against the package's types, given `app` and `sse` as a js block is, and the package's and
+//   Fastify's type names it uses; an interface the package exports too must have the same members (README's
+//   `SseStore` is the package's).
 // An HTML comment on the line above a block's fence says otherwise, or more:
 //   <!-- doctest: program -->       a whole program: run as is (as server.mjs, beside a key.pem and a cert.pem),
 //                                   with PORT=0; it must log Fastify's "Server listening at" line
@@ -436,9 +437,23 @@ async function checkTypes (t: Test, block: Block): Promise<void> {
   const declared = new Set<string>()
   const referenced = new Set<string>()
   const parsed = ts.createSourceFile('block.ts', block.code, ts.ScriptTarget.ES2022)
+  const values = new Set<string>()
   for (const statement of parsed.statements) {
     if ((ts.isInterfaceDeclaration(statement) || ts.isTypeAliasDeclaration(statement) || ts.isClassDeclaration(statement)) &&
       statement.name !== undefined) declared.add(statement.name.text)
+    if (ts.isVariableStatement(statement)) {
+      for (const declaration of statement.declarationList.declarations) {
+        if (ts.isIdentifier(declaration.name)) values.add(declaration.name.text)
+      }
+    }
+    if (ts.isImportDeclaration(statement)) {
+      for (const node of [statement.importClause?.name, ...(statement.importClause?.namedBindings !== undefined &&
+        ts.isNamedImports(statement.importClause.namedBindings)
+        ? statement.importClause.namedBindings.elements.map((element) => element.name)
+        : [])]) {
+        if (node !== undefined) values.add(node.text)
+      }
+    }
   }
   const visit = (node: ts.Node): void => {
     if (ts.isTypeReferenceNode(node) && ts.isIdentifier(node.typeName)) referenced.add(node.typeName.text)
@@ -454,6 +469,9 @@ async function checkTypes (t: Test, block: Block): Promise<void> {
     if (packageNames.has(name)) prelude += `type ${name} = Package.${name}\n`
     else if (fastifyNames.has(name)) prelude += `type ${name} = Fastify.${name}\n`
   }
+  // What a js block is given, for a ts block that uses it too (`app.get(...)` with typed routes).
+  if (!values.has('app')) prelude += 'declare const app: Fastify.FastifyInstance\n'
+  if (!values.has('sse')) prelude += 'declare const sse: typeof Package.default\n'
   prelude += 'type Same<A, B> = [A] extends [B] ? [B] extends [A] ? true : false : false\n'
   const compared = [...declared].filter((name) => packageNames.has(name))
   for (const name of compared) {
