@@ -17,6 +17,11 @@ export const FST_SSE_INVALID_EVENT = createError<'FST_SSE_INVALID_EVENT', [strin
   'fastify-sse-h2: an event must be a string or an object with data, id, event, retry or comment; got %s',
   500, TypeError)
 
+export const FST_SSE_UNKNOWN_EVENT_FIELD = createError<'FST_SSE_UNKNOWN_EVENT_FIELD', [string]>(
+  'FST_SSE_UNKNOWN_EVENT_FIELD',
+  'fastify-sse-h2: an event has no field %s: its fields are data, id, event, retry and comment (to send an ' +
+  'object, give it as the data: { data: value })', 500, TypeError)
+
 export const FST_SSE_INVALID_ID = createError<'FST_SSE_INVALID_ID', [string]>(
   'FST_SSE_INVALID_ID', 'fastify-sse-h2: an event id must be a finite number or a string without CR, LF or NUL; got %s',
   500, TypeError)
@@ -71,6 +76,11 @@ export const FST_SSE_FROZEN_CLIENT = createError<'FST_SSE_FROZEN_CLIENT', [numbe
 
 export const FST_SSE_STORE_UNAVAILABLE = createError<'FST_SSE_STORE_UNAVAILABLE', [string, { cause: unknown }?]>(
   'FST_SSE_STORE_UNAVAILABLE', 'fastify-sse-h2: the store could not take the event (%s); nothing was published', 503)
+
+export const FST_SSE_IOREDIS_MISSING = createError<'FST_SSE_IOREDIS_MISSING', [{ cause: unknown }?]>(
+  'FST_SSE_IOREDIS_MISSING',
+  'fastify-sse-h2: RedisStore needs ioredis, which is not installed: npm install ioredis (an optional peer ' +
+  'dependency of fastify-sse-h2)', 500)
 
 export const FST_SSE_TOO_MANY_STREAMS = createError<'FST_SSE_TOO_MANY_STREAMS', [string, number]>(
   'FST_SSE_TOO_MANY_STREAMS', 'fastify-sse-h2: too many open streams (%s: %d); try again after Retry-After', 503)

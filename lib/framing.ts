@@ -8,7 +8,8 @@ import {
   FST_SSE_INVALID_ID,
   FST_SSE_INVALID_RETRY,
   FST_SSE_INVALID_SERIALIZED,
-  FST_SSE_SERIALIZER_FAILED
+  FST_SSE_SERIALIZER_FAILED,
+  FST_SSE_UNKNOWN_EVENT_FIELD
 } from './errors'
 
 // Turns events into the text/event-stream wire format (WHATWG HTML, "Server-sent events", 9.2.5/9.2.6).
@@ -34,7 +35,8 @@ export function frameEvent (message: SseMessage, serializer: SseSerializer): str
   }
   let frame = event.id === undefined ? '' : 'id: ' + eventId(event.id) + '\n'
   frame += fieldLines(event, data === undefined ? undefined : dataText(data, serializer, event.event))
-  return frame === '' ? '' : frame + '\n'
+  // Never empty: toEvent() refuses an event with no field.
+  return frame + '\n'
 }
 
 /**
@@ -47,10 +49,24 @@ export function frameBody (event: SseEvent, serializer: SseSerializer): { body: 
   return { body: fieldLines(event, data) + '\n', data }
 }
 
-/** A message as an event object; refuses what is neither a string nor an object. */
+/**
+ * A message as an event object. Refuses what is neither a string nor an object, an object with none of the
+ * fields (it would write nothing), and an object with a field of another name: most often the data given as the
+ * event itself (`publish(request.body)` for `publish({ data: request.body })`), which no client would receive.
+ */
 export function toEvent (message: SseMessage): SseEvent {
   if (typeof message === 'string') return { data: message }
   if (typeof message !== 'object' || message === null || Array.isArray(message)) {
+    throw new FST_SSE_INVALID_EVENT(describe(message))
+  }
+  // Names compared, values read by name: this runs for every event a stream or a channel sends.
+  for (const key in message) {
+    if (key !== 'data' && key !== 'id' && key !== 'event' && key !== 'retry' && key !== 'comment') {
+      throw new FST_SSE_UNKNOWN_EVENT_FIELD(describe(key))
+    }
+  }
+  if (message.data === undefined && message.id === undefined && message.event === undefined &&
+    message.retry === undefined && message.comment === undefined) {
     throw new FST_SSE_INVALID_EVENT(describe(message))
   }
   return message

@@ -4,6 +4,7 @@ import type { EventToStore, Replay, SseStore, StoredEvent, StoredEventListener }
 import { SnapshotEvent } from './store'
 import { FST_SSE_STORE_UNAVAILABLE } from './errors'
 import { check, isWholeNumberUpTo } from './options'
+import { requireIoredis } from './ioredis'
 
 export interface RedisStoreOptions {
   /** Your ioredis client. The store duplicates it for its one blocking reader, and leaves it open on close. */
@@ -89,8 +90,7 @@ export class RedisStore implements SseStore {
       this.closeGiven = options.closeClient === true
       this.client = options.client.duplicate(own)
     } else {
-      // ioredis is an optional peer dependency: required only by those who use this store.
-      const { Redis: RedisClient } = require('ioredis') as typeof import('ioredis')
+      const { Redis: RedisClient } = requireIoredis()
       this.client = typeof options.redis === 'string' ? new RedisClient(options.redis, own) : new RedisClient({ ...options.redis, ...own })
     }
     this.client.on('error', noop)

@@ -58,10 +58,9 @@ export function createReplySse (settings: Settings, openStreams: StreamGroups, s
       }
       const headers = eventStreamHeaders(reply.getHeaders(), 'stream' in reply.raw)
       const encoding = compression === false ? undefined : chooseEncoding(reply.request.headers['accept-encoding'], compression)
-      if (encoding !== undefined) {
-        headers['content-encoding'] = encoding
-        headers.vary = headers.vary === undefined ? 'accept-encoding' : `${String(headers.vary)}, accept-encoding`
-      }
+      if (encoding !== undefined) headers['content-encoding'] = encoding
+      // Compressed or not, a route that offers compression answers by Accept-Encoding: caches must know (RFC 9110 12.5.5).
+      if (compression !== false) headers.vary = headers.vary === undefined ? 'accept-encoding' : `${String(headers.vary)}, accept-encoding`
       stream.open(reply.statusCode, headers, retry, reply.request.method === 'HEAD', encoding)
     } catch (error) {
       abandon(stream, pulled, error as Error, reply.log)

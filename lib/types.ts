@@ -5,8 +5,8 @@ import type { EventStream } from './event-stream'
 import type { SseStore } from './store'
 
 /**
- * One server-sent event. Every field is optional; an object with none of them writes nothing. `Data` is the
- * type of its data: what an event schema declares, with a type provider.
+ * One server-sent event: at least one of these fields, and no other (an object with none, or another, is refused).
+ * `Data` is the type of its data: what an event schema declares, with a type provider.
  */
 export interface SseEvent<Data = unknown> {
   /**

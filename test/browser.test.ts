@@ -12,7 +12,7 @@ import { testCertificate, type Certificate } from './helpers/server'
 import { binaryPath, missingService, mustSkip } from './helpers/services'
 import { waitUntil, within } from './helpers/wait'
 
-const skip = mustSkip(missingService('chromium', 'apt-get install chromium'))
+const skip = mustSkip(missingService('chromium'))
 
 const SCREENSHOT = resolve(__dirname, '../examples/screenshots/demo.png')
 const TICKERS = 12
@@ -93,9 +93,10 @@ interface OpenPage {
   errors: string[]
 }
 
-async function openPage (t: Teardown, browser: Browser, url: string): Promise<OpenPage> {
+async function openPage (t: Teardown, browser: Browser, url: string,
+  viewport = { width: 1280, height: 800 }): Promise<OpenPage> {
   // A context of its own: a fresh profile, with its own connections, as a second person would have.
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } })
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport })
   t.teardown(() => within(context.close(), 'the browser context to close', WAIT_MS))
   const page = await context.newPage()
   page.setDefaultTimeout(WAIT_MS)
@@ -312,5 +313,46 @@ test('the demo page in a real browser', { skip }, async (t) => {
     const png = await readFile(SCREENSHOT)
     t.equal(png.subarray(1, 4).toString(), 'PNG', `written to ${SCREENSHOT}`)
     t.same([png.readUInt32BE(16), png.readUInt32BE(20)], [1280, 800], '1280x800')
+  })
+
+  await t.test('the page reads well on a phone (390 px) and on a wide screen (1440 px), over both protocols', async (t) => {
+    const demo = await start(t)
+    for (const [protocol, url] of [['http2', demo.http2.url], ['http1', demo.http1.url]]) {
+      for (const viewport of [{ width: 390, height: 844 }, { width: 1440, height: 900 }]) {
+        const where = `${protocol}, ${viewport.width} px`
+        const { page, errors } = await openPage(t, browser, url, viewport)
+        await page.waitForFunction(() => document.getElementById('chat-state')?.textContent === 'open')
+        if (protocol === 'http2') {
+          await page.fill('#chat-form input', 'A phone holds twelve streams too: one HTTP/2 connection.')
+          await page.press('#chat-form input', 'Enter')
+          await page.waitForSelector('#messages li')
+          await waitForLiveBoard(page, 3)
+        } else {
+          // The banner, and the streams the browser could open with their first events.
+          await waitForBoard(page, (cards) => cards.some((card) => card.state === 'open') &&
+            cards.every((card) => card.state !== 'open' || card.events >= 3), null, 'the open streams to have 3 events each')
+          await page.waitForSelector('#banner', { state: 'visible' })
+        }
+        // What a person would see as broken: a page wider than the screen, or a box whose text spills out of it.
+        const layout = await page.evaluate(() => ({
+          pageWidth: document.documentElement.scrollWidth,
+          spilling: [...document.querySelectorAll<HTMLElement>('header, #banner, .ticker, .ticker *, aside, aside *, .howto-section')]
+            .filter((element) => element.scrollWidth > element.clientWidth + 1)
+            .map((element) => `${element.tagName.toLowerCase()}.${element.className}: ${element.textContent ?? ''}`),
+          outside: [...document.querySelectorAll<HTMLElement>('#drop, #chat-form button, #chat-form input, .ticker')]
+            .filter((element) => element.getBoundingClientRect().right > window.innerWidth)
+            .map((element) => element.id || element.className)
+        }))
+        t.equal(layout.pageWidth, viewport.width, `${where}: no sideways scrolling`)
+        t.same(layout.spilling, [], `${where}: no text spills out of its box`)
+        t.same(layout.outside, [], `${where}: every card, button and field is on the screen`)
+        const file = resolve(__dirname, `../examples/screenshots/demo-${protocol}-${viewport.width}.png`)
+        await mkdir(dirname(file), { recursive: true })
+        await page.screenshot({ path: file, fullPage: true })
+        const png = await readFile(file)
+        t.equal(png.readUInt32BE(16), viewport.width, `written to ${file}, ${viewport.width} px wide`)
+        t.same(errors, [], 'no script error')
+      }
+    }
   })
 })

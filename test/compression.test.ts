@@ -111,6 +111,7 @@ test('JSON events take a fraction of the bytes on the wire; no compression witho
     app.get('/feed', (request, reply) => reply.sse(Array.from({ length: 500 }, (_, i) => event(i))))
     app.get('/plain', (request, reply) => reply.sse(Array.from({ length: 500 }, (_, i) => event(i)), { compression: false }))
     app.get('/gzip-only', (request, reply) => reply.sse(['one'], { compression: ['gzip'] }))
+    app.get('/vary-origin', (request, reply) => reply.header('vary', 'origin').sse(['one']))
   }
   const server = await startServer(t, 'h2c', routes, { plugin: { compression: true } })
   const wire: Record<string, number> = {}
@@ -123,10 +124,15 @@ test('JSON events take a fraction of the bytes on the wire; no compression witho
   }
   t.ok(wire.br < wire.identity / 4, `brotli: ${wire.br} bytes for ${wire.identity}`)
   t.ok(wire.gzip < wire.identity / 3, `gzip: ${wire.gzip} bytes for ${wire.identity}`)
+  const identity = await open(t, server, '/feed')
+  t.same([identity.headers['content-encoding'], identity.headers.vary], [undefined, 'accept-encoding'],
+    'answered uncompressed, a route that compresses for others still says it varies by accept-encoding')
+  t.equal((await open(t, server, '/vary-origin', 'gzip')).headers.vary, 'origin, accept-encoding', 'after the route\'s own vary')
   const plain = await open(t, server, '/plain', 'br')
   t.equal(plain.headers['content-encoding'], undefined, 'compression: false on one route')
+  t.equal(plain.headers.vary, undefined, 'and does not vary')
   const refused = await open(t, server, '/feed', 'br;q=0, gzip;q=0, identity')
-  t.equal(refused.headers['content-encoding'], undefined, 'q=0 refuses an encoding')
+  t.same([refused.headers['content-encoding'], refused.headers.vary], [undefined, 'accept-encoding'], 'q=0 refuses an encoding')
   const wildcard = await open(t, server, '/gzip-only', '*')
   t.equal(wildcard.headers['content-encoding'], 'gzip', '* takes what the route offers')
   const brOnly = await open(t, server, '/gzip-only', 'br')

@@ -82,6 +82,12 @@ for (const protocol of PROTOCOLS) {
         yield { id: 'forged\nevent: admin', data: 'x' }
         yield 'after'
       }))
+      // The row itself where its event should be: `yield row` for `yield { data: row }`.
+      app.get('/not-an-event', (request, reply) => reply.sse(async function * () {
+        yield { data: 'before' }
+        yield { id: 2, row: 'the row itself' }
+        yield 'after'
+      }))
       // Not a generator: an async iterator whose next() rejects, as a hand-written client library's may.
       app.get('/rejects', (request, reply) => reply.sse({
         [Symbol.asyncIterator]: () => ({ next: async () => await Promise.reject(new Error('the feed rejected')) })
@@ -110,6 +116,12 @@ for (const protocol of PROTOCOLS) {
     const invalid = await server.logs.waitFor((record) => record.err?.code === 'FST_SSE_INVALID_ID', 'the invalid event')
     t.equal(invalid.level, ERROR)
 
+    const notAnEvent = await openStream(t, server, '/not-an-event')
+    await notAnEvent.waitForEnd()
+    t.same(notAnEvent.events.map((event) => event.data), ['before'], 'nothing of an object that is not an event, nothing after it')
+    const unknown = await server.logs.waitFor((record) => record.err?.code === 'FST_SSE_UNKNOWN_EVENT_FIELD', 'the unknown field')
+    t.match(unknown, { level: ERROR, reqId: /./, err: { message: /no field 'row'/ } })
+
     const rejects = await openStream(t, server, '/rejects')
     await rejects.waitForEnd()
     const rejected = await server.logs.waitFor((record) => record.err?.message === 'the feed rejected', 'the rejection')
@@ -118,7 +130,7 @@ for (const protocol of PROTOCOLS) {
     release.resolve()
     await steady.waitForEnd()
     t.same(steady.events.map((event) => event.data), ['one', 'two'], 'the other stream was untouched')
-    t.equal(server.logs.atLeast(WARN).length, 3, 'each failure was logged once, and nothing else')
+    t.equal(server.logs.atLeast(WARN).length, 4, 'each failure was logged once, and nothing else')
   })
 }
 

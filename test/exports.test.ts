@@ -1,7 +1,7 @@
 import { before, teardown, test } from 'tap'
 import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
+import { copyFile, cp, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -133,3 +133,31 @@ test('fastify-sse-h2/redis gives the Redis store to require() and import(); the 
     const esm = await import(pathToFileURL(join(layout.app, 'esm.mjs')).href) as { RedisStore: unknown }
     t.equal(esm.RedisStore, createRequire(join(layout.app, 'index.js'))('fastify-sse-h2/redis').RedisStore)
   })
+
+test('without ioredis installed, new RedisStore({ redis }) fails with a code that says to install it', async (t) => {
+  // The package alone, with its own dependencies and not ioredis, as in an app that never installed it.
+  const bare = join(layout.pkg, '..', 'without-ioredis')
+  await mkdir(join(bare, 'node_modules', '@fastify'), { recursive: true })
+  await cp(join(layout.pkg, 'dist'), join(bare, 'dist'), { recursive: true })
+  await copyFile(join(repo, 'package.json'), join(bare, 'package.json'))
+  for (const dependency of ['fastify-plugin', '@fastify/error']) {
+    await symlink(join(repo, 'node_modules', dependency), join(bare, 'node_modules', dependency), 'dir')
+  }
+  const script = [
+    "const { RedisStore } = require('./dist/redis.js')",
+    'try {',
+    "  new RedisStore({ redis: 'redis://127.0.0.1:6379' })",
+    '} catch (error) {',
+    '  console.log(JSON.stringify({ code: error.code, message: error.message, cause: error.cause.code }))',
+    '}'
+  ].join('\n')
+  const output = execFileSync(process.execPath, ['-e', script], {
+    cwd: bare, env: { ...process.env, NODE_OPTIONS: '' }
+  })
+  t.same(JSON.parse(output.toString()), {
+    code: 'FST_SSE_IOREDIS_MISSING',
+    message: 'fastify-sse-h2: RedisStore needs ioredis, which is not installed: npm install ioredis (an optional peer ' +
+      'dependency of fastify-sse-h2)',
+    cause: 'MODULE_NOT_FOUND'
+  })
+})

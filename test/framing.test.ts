@@ -88,15 +88,44 @@ test('every field is written, in one frame, and read back', async (t) => {
   t.equal(frameEvent({ id: 9, data: 'text' }, json), 'id: 9\ndata: text\n\n')
 })
 
-test('{} frames to nothing; fields without data dispatch no event', async (t) => {
-  t.equal(frameEvent({}, json), '')
-  t.equal(frameEvent({ data: undefined, id: undefined, event: undefined, retry: undefined, comment: undefined }, json),
-    '', 'undefined fields are absent fields')
+test('fields without data dispatch no event', async (t) => {
   t.equal(frameEvent({ id: '9' }, json), 'id: 9\n\n')
   t.equal(frameEvent({ comment: 'c' }, json), ': c\n\n')
+  t.equal(frameEvent({ id: '9', data: undefined }, json), 'id: 9\n\n', 'an undefined field is an absent field')
   const parsed = parse(frameEvent({ event: 'x' }, json) + frameEvent({ retry: 10 }, json) + frameEvent({ id: '9' }, json))
   t.same(parsed.events, [])
   t.same(parsed.retries, [10])
+})
+
+test('an object with none of the fields, or with a field of another name, is refused: it is not an event', async (t) => {
+  const cases: Array<[string, unknown, ErrorClass, RegExp]> = [
+    ['{}', {}, errors.FST_SSE_INVALID_EVENT, /an event must be a string or an object with data, id, event, retry or comment; got \{\}$/],
+    ['every field undefined', { data: undefined, id: undefined, event: undefined, retry: undefined, comment: undefined },
+      errors.FST_SSE_INVALID_EVENT, /; got \{ data: undefined, id: undefined/],
+    ['a Map', new Map([['data', 'x']]), errors.FST_SSE_INVALID_EVENT, /; got Map\(1\)/],
+    ['the data given as the event', { title: 'Hello' }, errors.FST_SSE_UNKNOWN_EVENT_FIELD,
+      /an event has no field 'title': its fields are data, id, event, retry and comment \(to send an object, give it as the data: \{ data: value \}\)$/],
+    ['a field of another name beside data', { data: 'x', name: 'y' }, errors.FST_SSE_UNKNOWN_EVENT_FIELD, /no field 'name'/],
+    ['a misspelt field', { data: 'x', retries: 3 }, errors.FST_SSE_UNKNOWN_EVENT_FIELD, /no field 'retries'/],
+    ['a field of another name, undefined', { data: 'x', extra: undefined }, errors.FST_SSE_UNKNOWN_EVENT_FIELD, /no field 'extra'/],
+    ['a Buffer', Buffer.from('hi'), errors.FST_SSE_UNKNOWN_EVENT_FIELD, /no field '0'/]
+  ]
+  for (const [what, event, ErrorClass, message] of cases) {
+    const error = thrownBy(() => frameEvent(event as never, json))
+    t.ok(error instanceof ErrorClass && error instanceof TypeError, `${what}: refused`)
+    t.match(error, { name: 'FastifyError', statusCode: 500, message }, what)
+  }
+  t.ok(String(thrownBy(() => frameEvent({ ['x'.repeat(1000)]: 1 } as never, json))).length < 300,
+    'the message names the field, cut short')
+  const bare = Object.assign(Object.create(null) as SseEvent, { data: 'no prototype' })
+  t.equal(frameEvent(bare, json), 'data: no prototype\n\n', 'an object without a prototype is an event too')
+  class Tick implements SseEvent {
+    event = 'tick'
+    data: number
+    constructor (n: number) { this.data = n }
+    get label (): string { return `tick ${this.data}` }
+  }
+  t.equal(frameEvent(new Tick(3), json), 'event: tick\ndata: 3\n\n', 'so is an instance: its getters are not fields')
 })
 
 test('a frame without its id line (for a store) is never empty', async (t) => {

@@ -10,7 +10,7 @@ import { within } from './helpers/wait'
 import { RedisStore, type RedisStoreOptions } from '../redis'
 import { MISSED_EVENT } from '../index'
 
-const skip = mustSkip(missingService('redis-server', 'apt-get install redis-server'))
+const skip = mustSkip(missingService('redis-server'))
 
 function routes (app: FastifyInstance): void {
   app.get('/news', (request, reply) => reply.sse(app.sse.channel('news')))

@@ -4,20 +4,28 @@
 // PORT, HTTP1_PORT and HOST change where it listens.
 const { startDemo } = require('./demo')
 
+// What a person can get wrong when starting the demo: said in one line, with no stack trace.
+function fail (message) {
+  console.error(message)
+  process.exit(1)
+}
+
 function portFrom (name, fallback) {
   const value = process.env[name]
   if (value === undefined || value === '') return fallback
   const port = Number(value)
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new Error(`${name} must be a port number (0 to 65535), not ${JSON.stringify(value)}`)
+  if (!/^\d+$/.test(value.trim()) || port > 65535) {
+    fail(`${name} must be a port number (0 to 65535), not ${JSON.stringify(value)}: e.g. ${name}=${fallback + 1000} npm run demo`)
   }
   return port
 }
 
 async function main () {
+  const port = portFrom('PORT', 8443)
+  const http1Port = portFrom('HTTP1_PORT', 8080)
   const demo = await startDemo({
-    port: portFrom('PORT', 8443),
-    http1Port: portFrom('HTTP1_PORT', 8080),
+    port,
+    http1Port,
     host: process.env.HOST || 'localhost',
     logger: { level: process.env.LOG_LEVEL || 'warn' }
   })
@@ -46,9 +54,12 @@ Ctrl+C stops the demo.
 
 main().catch((error) => {
   if (error.code === 'EADDRINUSE') {
-    console.error(`${error.message}: another program uses that port. Choose others, e.g. PORT=9443 HTTP1_PORT=9080 npm run demo`)
-  } else {
-    console.error(error)
+    fail(`${error.message}: another program uses that port. Choose others, e.g. PORT=9443 HTTP1_PORT=9080 npm run demo`)
+  } else if (error.code === 'EACCES') {
+    fail(`${error.message}: ports below 1024 need more rights. Choose others, e.g. PORT=9443 HTTP1_PORT=9080 npm run demo`)
+  } else if (error.code === 'ENOTFOUND' || error.code === 'EADDRNOTAVAIL') {
+    fail(`${error.message}: HOST must be a name or an address of this machine, e.g. HOST=localhost npm run demo`)
   }
+  console.error(error)
   process.exit(1)
 })

@@ -1,0 +1,69 @@
+// Runs one code block of README.md as a server, for test/readme.test.ts: `node readme-block.mjs <block.mjs>`.
+// The block lives in an app that depends on the package by name, and is run as it is written, as an ES module.
+// Before it runs, it is given what README examples take for granted (`app`, `sse`, `require`, and the names
+// they leave to the reader, GIVEN below); after it, `app` listens on a free port of 127.0.0.1 (h2), and one
+// JSON line on stdout says where, with the routes the block added. A block that makes its own app and listens
+// (a whole program) is run directly instead, not through this file. Plain JavaScript: nothing to compile.
+import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { pathToFileURL } from 'node:url'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+const [blockFile] = process.argv.slice(2)
+const code = readFileSync(blockFile, 'utf8')
+const require = createRequire(blockFile)
+const Fastify = require('fastify')
+const sse = require('fastify-sse-h2')
+
+/** An endless source of `{ id, data }` events, one every 100 ms, as README's `ticks()` or `prices()`. */
+async function * every100ms (name) {
+  for (let n = 0; ; n++) {
+    yield { id: String(n), data: { [name]: n } }
+    await sleep(100)
+  }
+}
+
+const ROWS = [1, 2, 3, 4, 5].map((id) => ({ id: String(id), title: `row ${id}` }))
+
+/** What README examples leave to the reader: a database, an event bus of the app, its users and their tokens. */
+const GIVEN = {
+  ticks: () => every100ms('tick'),
+  source: () => every100ms('n'),
+  prices: () => every100ms('price'),
+  tiny: () => every100ms('tiny'),
+  feedFor: (user) => every100ms(`for ${user.id}`),
+  db: {
+    // The rows after an id, then waits for new ones until the signal aborts.
+    async * rowsAfter (lastEventId, { signal }) {
+      for (const row of ROWS) if (lastEventId === undefined || Number(row.id) > Number(lastEventId)) yield row
+      await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }))
+    }
+  },
+  sessions: { find: async (id) => (id === 'session-1' ? { id: 1 } : undefined) },
+  issueShortLivedToken: async (user) => `token-of-${user.id}`,
+  verifyShortLivedToken: async (token) => (token?.startsWith('token-of-') ? { id: Number(token.slice(9)) } : undefined),
+  error: new sse.errors.FST_SSE_INVALID_ID('a string with a line feed (\\n)')
+}
+
+// What browsers speak, so that page blocks can run on it: HTTP/2 over TLS, the certificate beside the block.
+const https = { key: readFileSync('key.pem'), cert: readFileSync('cert.pem'), allowHTTP1: true }
+const app = Fastify({ http2: true, https, logger: { level: 'warn' } })
+const routes = []
+app.addHook('onRoute', (route) => {
+  for (const method of [route.method].flat()) if (method !== 'HEAD') routes.push({ method, url: route.url })
+})
+// Set by the app's authentication (README's recipes show two ways): here, user 1 until a block's own hook says.
+app.decorateRequest('user', null)
+app.addHook('onRequest', async (request) => { request.user = { id: 1 } })
+app.get('/__doctest/page', (request, reply) => reply.type('text/html; charset=utf-8').send('<!doctype html><title>doctest</title>'))
+// A block that registers the plugin (with its options) gets the app without it.
+if (!/\.register\(\s*sse\b/.test(code)) await app.register(sse)
+
+Object.assign(globalThis, GIVEN, { app, sse, Fastify, require })
+await import(pathToFileURL(blockFile).href)
+await app.listen({ port: 0, host: '127.0.0.1' })
+process.stdout.write(JSON.stringify({
+  doctest: 'listening',
+  origin: `https://127.0.0.1:${app.server.address().port}`,
+  routes: routes.filter((route) => !route.url.startsWith('/__doctest'))
+}) + '\n')

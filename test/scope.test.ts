@@ -1,0 +1,63 @@
+import { test } from 'tap'
+import Fastify from 'fastify'
+import type { AddressInfo } from 'node:net'
+import sse, { MemoryStore, type FastifySseOptions } from '../index'
+import { openStream } from './helpers/client'
+import type { TestServer } from './helpers/server'
+
+// What README says of the plugin's reach: channels belong to the registration that made them, and a route's
+// response schema does not shape its events.
+
+interface Teardown {
+  teardown: (fn: () => unknown) => void
+}
+
+/** One app, the plugin registered in two encapsulated parts of it, /a and /b: each has a channel named news. */
+async function twoRegistrations (t: Teardown, options: () => FastifySseOptions): Promise<TestServer> {
+  const app = Fastify({ http2: true })
+  t.teardown(() => app.close())
+  for (const prefix of ['/a', '/b']) {
+    await app.register(async function part (child) {
+      await child.register(sse, options())
+      child.get('/news', (request, reply) => reply.sse(child.sse.channel('news')))
+      child.post('/news', async () => ({ id: await child.sse.channel('news').publish({ data: `from ${prefix}` }) }))
+    }, { prefix })
+  }
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  return { app, protocol: 'h2c', origin: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, ca: undefined } as unknown as TestServer
+}
+
+test('channels belong to one registration of the plugin; two registrations share them only through a store', async (t) => {
+  const apart = await twoRegistrations(t, () => ({}))
+  const onA = await openStream(t, apart, '/a/news')
+  const onB = await openStream(t, apart, '/b/news')
+  await apart.app.inject({ method: 'POST', url: '/b/news' })
+  await apart.app.inject({ method: 'POST', url: '/a/news' })
+  await onA.waitForEvents(1)
+  await onB.waitForEvents(1)
+  t.same(onA.events.map((event) => event.data), ['from /a'], 'a channel of the same name in another registration is another channel')
+  t.same(onB.events.map((event) => event.data), ['from /b'])
+
+  const store = new MemoryStore()
+  const shared = await twoRegistrations(t, () => ({ store }))
+  const subscriber = await openStream(t, shared, '/a/news')
+  await shared.app.inject({ method: 'POST', url: '/b/news' })
+  await subscriber.waitForEvents(1)
+  t.same(subscriber.events.map((event) => event.data), ['from /b'], 'with one store, a publish reaches both')
+})
+
+test('a route\'s JSON response schema does not shape its event stream: only an event schema does', async (t) => {
+  const app = Fastify({ http2: true })
+  t.teardown(() => app.close())
+  await app.register(sse)
+  app.get('/prices', {
+    schema: { response: { 200: { type: 'object', properties: { price: { type: 'number' } }, additionalProperties: false } } }
+  }, (request, reply) => reply.sse([{ data: { price: 1, extra: 'kept' } }, { data: { price: 'not a number' } }]))
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const server = { app, protocol: 'h2c', origin: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` } as unknown as TestServer
+  const client = await openStream(t, server, '/prices')
+  await client.waitForEnd()
+  t.equal(client.status, 200)
+  t.same(client.events.map((event) => event.data), ['{"price":1,"extra":"kept"}', '{"price":"not a number"}'],
+    'the events as the source gave them, through the plugin\'s serializer')
+})
