@@ -12,6 +12,7 @@ import { EventStream } from './lib/event-stream'
 import { Channel, MISSED_EVENT } from './lib/channel'
 import { Channels } from './lib/channels'
 import { MemoryStore } from './lib/memory-store'
+import { SnapshotEvent } from './lib/store'
 import { StreamGroups } from './lib/stream-groups'
 import { ChannelSchemas } from './lib/channel-schemas'
 import { ClosingConnections } from './lib/closing-connections'
@@ -116,8 +117,8 @@ declare module 'fastify' {
 
 declare namespace fastifySseH2 {
   export {
-    fastifySseH2 as default, fastifySseH2, errors, EventStream, Channel, Channels, MemoryStore, MISSED_EVENT,
-    eventStreamItemSchemas
+    fastifySseH2 as default, fastifySseH2, errors, EventStream, Channel, Channels, MemoryStore, SnapshotEvent,
+    MISSED_EVENT, eventStreamItemSchemas
   }
   export type {
     FastifySseOptions, SseEvent, SseIterableSource, SseMessage, SseReplyOptions, SseSerializer, SseSource,
@@ -137,5 +138,6 @@ module.exports.EventStream = EventStream
 module.exports.Channel = Channel
 module.exports.Channels = Channels
 module.exports.MemoryStore = MemoryStore
+module.exports.SnapshotEvent = SnapshotEvent
 module.exports.MISSED_EVENT = MISSED_EVENT
 module.exports.eventStreamItemSchemas = eventStreamItemSchemas

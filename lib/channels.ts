@@ -12,6 +12,8 @@ export class Channels<TypeProvider extends FastifyTypeProvider = FastifyTypeProv
   /** The store channels keep their history in. */
   readonly store: SseStore
   private readonly byName = new Map<string, Channel>()
+  // Channels closed and replaced whose streams may still be ending (a replay, a publish on its way back).
+  private readonly replaced = new Set<Channel>()
   private readonly serializer: SseSerializer
   private readonly log: FastifyBaseLogger
   /** @internal */
@@ -36,6 +38,7 @@ export class Channels<TypeProvider extends FastifyTypeProvider = FastifyTypeProv
     let channel = this.byName.get(name)
     if (channel === undefined || channel.closed) {
       if (typeof name !== 'string' || name === '') throw new FST_SSE_INVALID_CHANNEL(describe(name))
+      if (channel !== undefined) this.keepUntilClosed(channel)
       channel = new Channel(name, this.store, this.schemas.serializerFor(options), this.log)
       this.schemas.remember(channel, options)
       this.byName.set(name, channel)
@@ -45,10 +48,15 @@ export class Channels<TypeProvider extends FastifyTypeProvider = FastifyTypeProv
     return channel
   }
 
-  /** @internal Closes every channel and the store. */
+  /** @internal Closes every channel, once its streams have ended, and then the store. */
   async close (): Promise<void> {
-    await Promise.all(Array.from(this.byName.values(), async (channel) => await channel.close()))
+    await Promise.all([...this.byName.values(), ...this.replaced].map(async (channel) => await channel.close()))
     this.byName.clear()
     await this.store.close()
+  }
+
+  private keepUntilClosed (channel: Channel): void {
+    this.replaced.add(channel)
+    channel.close().then(() => this.replaced.delete(channel), () => this.replaced.delete(channel))
   }
 }

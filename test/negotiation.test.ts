@@ -20,7 +20,7 @@ test('a negotiated route: an event stream for EventSource, JSON for the others, 
   await stream.waitForEnd()
   t.equal(stream.status, 200)
   t.match(stream.headers['content-type'], /^text\/event-stream/)
-  t.equal(stream.headers.vary, 'accept', 'caches keep the two apart')
+  t.equal(stream.headers.vary, 'accept, accept-encoding', 'caches keep the two apart, and the encodings')
   t.same(stream.events.map((event) => event.data), ['{"symbol":"A","price":1}'])
 
   for (const accept of ['application/json', '*/*', 'text/event-stream;q=0.5, application/json', 'application/*']) {

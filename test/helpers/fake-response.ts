@@ -70,8 +70,10 @@ export class FakeResponse extends Writable {
   }
 
   private takeTurn (): void {
-    const take = this.mode === 'fast' ? this.held.length : this.mode === 'slow' ? 1 : 0
-    for (const [chunk, callback] of this.held.splice(0, take)) {
+    // A fast client takes all there is, with what the stream hands over as it takes (its buffered writes).
+    const most = this.mode === 'fast' ? Infinity : this.mode === 'slow' ? 1 : 0
+    for (let taken = 0; taken < most && this.held.length > 0; taken++) {
+      const [chunk, callback] = this.held.shift() as [string | Buffer, () => void]
       this.parser.feed(chunk.toString())
       callback()
     }
