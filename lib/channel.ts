@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { EventStream } from './event-stream'
 import type { SseEvent, SseMessage, SseSerializer } from './types'
 import type { Replay, SseStore, StoredEvent } from './store'
+import type { ResumeFrom } from './cursor'
 import { Subscription } from './subscription'
 import { eventId, frameBody, toEvent } from './framing'
 import { snapshotOf } from './snapshot'
@@ -17,6 +18,9 @@ export type ChannelFilter = (event: ChannelEvent) => boolean
 export interface ChannelEvent extends SseEvent {
   id: string
 }
+
+// An id no event has (ids never hold a line feed): a replay after it is all that is retained.
+const NO_EVENT_ID = '\n'
 
 // How long close() waits for this process's own publishes to come back from a store that delivers them later.
 const CLOSE_WAIT_MS = 5000
@@ -101,28 +105,51 @@ export class Channel<Message extends SseMessage = SseMessage> {
     this.store.unlisten(this.name, this.onStored)
   }
 
-  /** @internal Subscribes an open stream; with a last event id, replays what it missed first. */
-  subscribe (stream: EventStream, lastEventId: string | undefined, filter: ChannelFilter | undefined): void {
+  /**
+   * @internal Subscribes an open stream: from now on, or first what it missed after an event id or after a position
+   * of its cursor.
+   */
+  subscribe (stream: EventStream, filter: ChannelFilter | undefined, from: ResumeFrom): void {
     if (stream.closed) return
-    // Without a last event id: the events the store hands over from now on, not those of this tick already in.
+    // Fresh: the events the store hands over from now on, not those of this tick already in.
     const subscription = new Subscription(this, stream, filter, this.livePosition)
     this.subscriptions.add(subscription)
     stream.subscriptions.push(subscription)
-    if (lastEventId === undefined) {
+    stream.cursor?.add(subscription, stream.subscriptions)
+    if (from === undefined) {
       if (this.store.head !== undefined) this.startAtHead(subscription, this.store.head)
       return
     }
-    subscription.startReplay()
+    const store = this.store
+    if ('id' in from) {
+      subscription.startReplay(undefined)
+      this.replay(subscription, () => store.readAfter(this.name, from.id), false)
+    } else if (from.position === undefined) {
+      // The channel had published nothing when the client subscribed: all it retains is new to the client.
+      subscription.startReplay(undefined)
+      this.replay(subscription, () => store.readAfter(this.name, NO_EVENT_ID), true)
+    } else {
+      const position = from.position
+      const readAfterPosition = store.readAfterPosition
+      subscription.startReplay(position)
+      // A store without readAfterPosition gives an event without an id of its own its position as id.
+      this.replay(subscription, readAfterPosition === undefined
+        ? () => store.readAfter(this.name, position)
+        : () => readAfterPosition.call(store, this.name, position), false)
+    }
+  }
+
+  private replay (subscription: Subscription, read: () => Replay | Promise<Replay>, fromStart: boolean): void {
     let replay: Replay | Promise<Replay>
     try {
-      replay = this.store.readAfter(this.name, lastEventId)
+      replay = read()
     } catch (error) {
       replay = Promise.reject(error)
     }
     if (isPromise(replay)) {
-      replay.then((result) => subscription.replayed(result), (error: unknown) => subscription.replayFailed(error))
+      replay.then((result) => subscription.replayed(result, fromStart), (error: unknown) => subscription.replayFailed(error))
     } else {
-      subscription.replayed(replay)
+      subscription.replayed(replay, fromStart)
     }
   }
 
@@ -141,7 +168,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
       subscription.startAt(position)
       return
     }
-    subscription.startReplay()
+    subscription.startReplay(subscription.position)
     position.then((at) => subscription.startAt(at), (error: unknown) => {
       // The store is away: the subscriber gets what its listeners hand over from now on, as without a head.
       this.log.debug({ err: error, channel: this.name }, 'fastify-sse-h2: the store could not say where a channel stands')

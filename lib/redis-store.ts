@@ -5,6 +5,7 @@ import { SnapshotEvent } from './store'
 import { FST_SSE_STORE_UNAVAILABLE } from './errors'
 import { check, isWholeNumberUpTo } from './options'
 import { requireIoredis } from './ioredis'
+import { comparePositions } from './position'
 
 export interface RedisStoreOptions {
   /** Your ioredis client. The store duplicates it for its one blocking reader, and leaves it open on close. */
@@ -110,13 +111,23 @@ export class RedisStore implements SseStore {
   }
 
   async readAfter (channel: string, lastEventId: string): Promise<Replay> {
-    await this.connected()
-    const key = this.key(channel)
-    const entries = await this.bounded(this.client.xrange(key, this.oldestKept(), '+'), 'XRANGE')
-    const events = entries.map(([entryId, fields]) => this.toEvent(entryId, fields))
+    const events = await this.retained(channel)
     // Entries only ever leave a stream from its oldest end: an id not among those retained is too old, or not ours.
     const at = events.findLastIndex((event) => event.id === lastEventId)
     return at === -1 ? { found: false, events } : { found: true, position: events[at].position, events: events.slice(at + 1) }
+  }
+
+  /** From the entry at `position` on, when it is retained: one short read for a resume by a stream's cursor. */
+  async readAfterPosition (channel: string, position: string): Promise<Replay> {
+    await this.connected()
+    // An entry older than historyMaxAge is not replayed, though Redis may still hold it.
+    if (this.historyMaxAge === 0 || comparePositions(position, String(Date.now() - this.historyMaxAge)) >= 0) {
+      const [first, ...after] = await this.bounded(this.client.xrange(this.key(channel), position, '+'), 'XRANGE')
+      if (first !== undefined && comparePositions(first[0], position) === 0) {
+        return { found: true, position: first[0], events: after.map(([entryId, fields]) => this.toEvent(entryId, fields)) }
+      }
+    }
+    return { found: false, events: await this.retained(channel) }
   }
 
   /**
@@ -180,6 +191,12 @@ export class RedisStore implements SseStore {
 
   private key (channel: string): string {
     return this.prefix + channel
+  }
+
+  private async retained (channel: string): Promise<StoredEvent[]> {
+    await this.connected()
+    const entries = await this.bounded(this.client.xrange(this.key(channel), this.oldestKept(), '+'), 'XRANGE')
+    return entries.map(([entryId, fields]) => this.toEvent(entryId, fields))
   }
 
   /** The first entry id still young enough to replay. */

@@ -194,7 +194,7 @@ export class World {
     this.latest[user] = connection
     if (lastEventId !== undefined) connection.expected.push(...this.replayOf(channelName, lastEventId, USERS[user]))
     const key = USERS[user]
-    channel.subscribe(stream, lastEventId, key === undefined ? undefined : (event) => (event.data as Published).to === key)
+    stream.join(channel, key === undefined ? undefined : (event) => (event.data as Published).to === key, false)
   }
 
   publish (instance: number, channelName: ChannelName, recipients: Recipient[], reuse: boolean, ownIds: boolean,
