@@ -48,20 +48,25 @@ export function isCursor (text: string): boolean {
 
 /**
  * The cursor of one stream: what the client came back with, which its subscriptions resume from, each once; and the
- * ids of what the stream writes, built from its subscriptions' positions.
+ * ids of what the stream writes, built from its subscriptions' positions. The entries of the client's cursor that no
+ * subscription has taken are written on as they came (while the salt is the client's), so that a channel the
+ * handler subscribes to later (after a lookup, a POST) still resumes after a reconnect in between.
  */
 export class StreamCursor {
   private readonly received: ReceivedCursor | undefined
-  private salt = 0
+  private salt: number
   private base: number | undefined
   // Bumped when the salt changes: the segments subscriptions keep are then stale.
   private generation = 0
+  // The entries of the client's cursor written on, made when first needed.
+  private carried: string | undefined
   // Set by prepare(): the cursor's text around the segment of the subscription whose events are written.
   private before = ''
   private after = ''
 
   constructor (lastEventId: string | undefined) {
     this.received = lastEventId === undefined ? undefined : parseCursor(lastEventId)
+    this.salt = this.received?.salt ?? 0
   }
 
   /** Whether the client came back with a cursor. */
@@ -78,12 +83,14 @@ export class StreamCursor {
     const position = received.positions.get(key)
     // Once: a channel subscribed to again later on the same stream starts from then.
     received.positions.delete(key)
+    this.carried = undefined
     return position === AMBIGUOUS ? undefined : { position }
   }
 
   /** Gives a subscription of the stream its key; when two keys meet, a salt that keeps them all apart. */
   add (subscription: Subscription, subscriptions: readonly Subscription[]): void {
     subscription.cursorKey = channelKey(subscription.channel.name, this.salt)
+    this.carried = undefined
     if (!subscriptions.some((other) => other !== subscription && other.cursorKey === subscription.cursorKey)) return
     for (let salt = 0; salt < SALTS; salt++) {
       const keys = new Set(subscriptions.map((other) => channelKey(other.channel.name, salt)))
@@ -101,7 +108,7 @@ export class StreamCursor {
    * cursor is built once, at the position of each.
    */
   prepare (subscription: Subscription, subscriptions: readonly Subscription[], position: string | undefined): void {
-    if (this.base === undefined) this.base = lowestMajor(subscriptions, position)
+    this.base ??= this.lowestMajor(subscriptions, position)
     let before = MARK + this.salt.toString(36) + this.base.toString(36)
     let after = ''
     let passed = false
@@ -115,7 +122,7 @@ export class StreamCursor {
       }
     }
     this.before = before
-    this.after = after
+    this.after = after + this.carriedEntries(subscriptions.length)
   }
 
   /** The cursor after an event of the prepared subscription at `position` (undefined: it has none). */
@@ -131,6 +138,34 @@ export class StreamCursor {
       subscription.segmentGeneration = this.generation
     }
     return subscription.segment
+  }
+
+  /** The client's entries no subscription took, as many as fit with the stream's own; none under another salt. */
+  private carriedEntries (subscriptions: number): string {
+    if (this.carried !== undefined) return this.carried
+    let text = ''
+    const received = this.received
+    if (received !== undefined && received.salt === this.salt) {
+      let room = MAX_CURSOR_CHANNELS - subscriptions
+      for (const [key, position] of received.positions) {
+        if (room-- <= 0) break
+        if (position !== AMBIGUOUS) text += this.segment(key, position)
+      }
+    }
+    this.carried = text
+    return text
+  }
+
+  private lowestMajor (subscriptions: readonly Subscription[], position: string | undefined): number {
+    let lowest = position === undefined ? Infinity : majorOf(position)
+    for (const subscription of subscriptions) {
+      const other = subscription.cursorPosition
+      if (other !== undefined) lowest = Math.min(lowest, majorOf(other))
+    }
+    for (const other of this.received?.positions.values() ?? []) {
+      if (typeof other === 'string') lowest = Math.min(lowest, majorOf(other))
+    }
+    return lowest === Infinity ? 0 : lowest
   }
 
   private segment (key: string, position: string | undefined): string {
@@ -160,15 +195,6 @@ export function channelKey (name: string, salt: number): string {
   let hash = Math.imul(0x811c9dc5 ^ salt, 0x01000193)
   for (let i = 0; i < name.length; i++) hash = Math.imul(hash ^ name.charCodeAt(i), 0x01000193)
   return ((hash >>> 0) % KEY_SPACE).toString(36).padStart(KEY_LENGTH, '0')
-}
-
-function lowestMajor (subscriptions: readonly Subscription[], position: string | undefined): number {
-  let lowest = position === undefined ? Infinity : majorOf(position)
-  for (const subscription of subscriptions) {
-    const other = subscription.cursorPosition
-    if (other !== undefined) lowest = Math.min(lowest, majorOf(other))
-  }
-  return lowest === Infinity ? 0 : lowest
 }
 
 function majorOf (position: string): number {
