@@ -133,6 +133,12 @@ test('a channel is resumed once; the entries no subscription took are written on
   cursor.prepare(b, [b], '107')
   const next = cursor.idOf(b, '107')
   t.same(resumed(next, ['a', 'b', 'c', 'd']), { a: { position: '100' }, b: { position: '107' }, c: { position: undefined }, d: { position: '90' } })
+  // Built again, with a channel subscribed later whose position is below the cursor's base.
+  const e = subscriptionAt('e', '3')
+  cursor.add(e, [b, e])
+  cursor.prepare(b, [b, e], '108')
+  cursor.prepare(b, [b, e], '108')
+  t.same(resumed(cursor.idOf(b, '108'), ['a', 'b', 'e']), { a: { position: '100' }, b: { position: '108' }, e: { position: '3' } })
   t.notOk(new StreamCursor(undefined).resumes)
   t.same(new StreamCursor('42').resumeOf('a'), undefined, 'a plain id is no cursor')
 })
