@@ -64,6 +64,7 @@ export class RedisStore implements SseStore {
   private readonly lastIds = new Map<string, string>()
   private reader: Redis | undefined
   private readerId: number | undefined
+  private wakeMissed = false
   private log: FastifyBaseLogger | undefined
   private closed = false
   private down = false
@@ -246,7 +247,11 @@ export class RedisStore implements SseStore {
     reader.on('reconnecting', () => this.markDown())
     reader.on('ready', () => {
       // Each connection has an id of its own. Asked from within 'ready', it goes out before any read is resent.
-      reader.client('ID').then((id) => { this.readerId = id as number }, noop)
+      reader.client('ID').then((id) => {
+        this.readerId = id as number
+        // Channels followed before the id was known (several at once: a stream of several channels) are read now.
+        if (this.wakeMissed) this.wakeReader().catch(noop)
+      }, noop)
       this.markUp()
     })
     // It never rejects: what fails inside is logged there.
@@ -256,6 +261,7 @@ export class RedisStore implements SseStore {
 
   private async wakeReader (): Promise<void> {
     // Not woken (Redis is away): the reader looks again within READ_BLOCK_MS anyway.
+    this.wakeMissed = this.readerId === undefined
     if (this.readerId !== undefined) await this.client.client('UNBLOCK', this.readerId).catch(noop)
   }
 

@@ -54,7 +54,7 @@ function harness (store: SseStore): { channels: Channels, open: (name: string, l
     const res = new FakeResponse()
     const stream = new EventStream(res as unknown as RawResponse, log, lastEventId, JSON.stringify, openStreams)
     stream.open(200, {}, undefined, false)
-    channels.channel(name).subscribe(stream, lastEventId, undefined)
+    channels.channel(name).subscribe(stream, undefined, lastEventId === undefined ? undefined : { id: lastEventId })
     return { res, stream }
   }
   return { channels, open, log }
