@@ -106,11 +106,10 @@ export class Channel<Message extends SseMessage = SseMessage> {
   }
 
   /**
-   * @internal Subscribes an open stream: from now on, or first what it missed after an event id or after a position
+   * @internal Subscribes an open stream (the stream's join() checks it is): from now on, or first what it missed after an event id or after a position
    * of its cursor.
    */
   subscribe (stream: EventStream, filter: ChannelFilter | undefined, from: ResumeFrom): void {
-    if (stream.closed) return
     // Fresh: the events the store hands over from now on, not those of this tick already in.
     const subscription = new Subscription(this, stream, filter, this.livePosition)
     this.subscriptions.add(subscription)

@@ -12,6 +12,8 @@ import { WARN } from './helpers/logs'
 import { RedisStore } from '../redis'
 import { MISSED_EVENT, type Channel, type EventStream } from '../index'
 import { isCursor } from '../lib/cursor'
+import { MemoryStore } from '../lib/memory-store'
+import type { SseStore } from '../lib/store'
 
 // One stream, many channels: reply.sse([...]), stream.subscribe()/unsubscribe(), and one cursor that resumes them all.
 
@@ -64,9 +66,11 @@ for (const protocol of PROTOCOLS) {
     await app.sse.channel('alerts').publish({ data: { to: 'ann', n: 0 } })
     await app.sse.channel('alerts').publish({ data: { to: 'bob', n: 1 } })
     const own = await app.sse.channel('news').publish({ id: 'own-7', data: 'news:3' })
-    void app.sse.channel('prices').publish({ data: 'prices:3' })
-    void app.sse.channel('alerts').publish({ data: { to: 'ann', n: 2 } })
+    // Not waited for: the stream is asked for its events in the tick of the publishes.
+    const last = Promise.all([app.sse.channel('prices').publish({ data: 'prices:3' }),
+      app.sse.channel('alerts').publish({ data: { to: 'ann', n: 2 } })])
     await client.waitForEvents(10)
+    await last
     t.same(of(client, 'prices'), range('prices', 0, 4))
     t.same(of(client, 'news'), range('news', 0, 4))
     t.same(client.events.filter((event) => event.data.startsWith('{')).map((event) => (JSON.parse(event.data) as Note).n), [0, 2],
@@ -110,10 +114,11 @@ test('the eventsource package reconnects with the cursor and gets exactly what e
   await publishAll(app, channels, 0, 3)
   await waitUntil(arrived, 'change', () => (received.length >= 9 ? true : undefined), '9 events')
   // Closed by the server in the tick of a publish: what came before the close goes out, the rest is owed.
-  void publishAll(app, channels, 3, 1)
+  const around = [publishAll(app, channels, 3, 1)]
   for (const stream of streams) stream.close()
-  void publishAll(app, channels, 4, 2)
+  around.push(publishAll(app, channels, 4, 2))
   await waitUntil(opened, 'open', () => (headers.length === 2 ? true : undefined), 'the reconnect')
+  await Promise.all(around)
   await publishAll(app, channels, 6, 2)
   await waitUntil(arrived, 'change', () => (received.length >= 24 ? true : undefined), `24 events (got ${received.length})`)
   for (const name of channels) t.same(of(received, name), range(name, 0, 8), `${name}: every event once, in order`)
@@ -171,6 +176,35 @@ test('a channel whose history no longer reaches the cursor gets missed, naming i
   t.same(again.events.map((event) => event.data), [...range('b', 4, 7), 'a:9', 'b:9'], 'b from all it retains, without missed')
 })
 
+test('a store without readAfterPosition is asked readAfter() with the position: right for events without ids of their own', async (t) => {
+  const inner = new MemoryStore()
+  const asked: string[] = []
+  // A store of one's own that predates streams of several channels.
+  const store: SseStore = {
+    append: (channel, event) => inner.append(channel, event),
+    readAfter: (channel, lastEventId) => {
+      asked.push(`${channel} ${lastEventId}`)
+      return inner.readAfter(channel, lastEventId)
+    },
+    listen: (channel, listener) => inner.listen(channel, listener),
+    unlisten: (channel, listener) => inner.unlisten(channel, listener),
+    close: () => inner.close()
+  }
+  const server = await startServer(t, 'h2c', (app) => {
+    app.get('/ab', (request, reply) => reply.sse([app.sse.channel('a'), app.sse.channel('b')]))
+  }, { plugin: { store } })
+  const { app } = server
+  const first = await openStream(t, server, '/ab')
+  const [a0, b0] = await publishAll(app, ['a', 'b'], 0, 1)
+  await first.waitForEvents(2)
+  first.close()
+  await publishAll(app, ['a', 'b'], 1, 2)
+  const back = await openStream(t, server, '/ab', { headers: { 'last-event-id': lastId(first) } })
+  await back.waitForEvents(4)
+  t.same(asked, [`a ${a0}`, `b ${b0}`], 'each channel asked after its position, as an id')
+  t.same([of(back, 'a'), of(back, 'b')], [range('a', 1, 3), range('b', 1, 3)], 'exactly what each published while away')
+})
+
 test('subscribe and unsubscribe on an open stream: a push handle joins and leaves rooms, and stays open', async (t) => {
   const streams = new Map<string, EventStream>()
   const server = await startServer(t, 'h2c', (app) => {
@@ -200,8 +234,9 @@ test('subscribe and unsubscribe on an open stream: a push handle joins and leave
   await ann.waitForEvents(3)
   streams.get('ann')?.send('own: a message of its own, no id')
   // Published before the leave: still delivered; after it: not.
-  void app.sse.channel('r1').publish('r1:2')
+  const beforeLeave = app.sse.channel('r1').publish('r1:2')
   await post('/me/ann/leave/r1')
+  await beforeLeave
   await publishAll(app, ['r1', 'r2'], 3, 1)
   await ann.waitForEvents(6)
   t.same(ann.events.map((event) => event.data), ['r1:0', 'r1:1', 'r2:1', 'own: a message of its own, no id', 'r1:2', 'r2:3'])
