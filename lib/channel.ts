@@ -106,8 +106,8 @@ export class Channel<Message extends SseMessage = SseMessage> {
   }
 
   /**
-   * @internal Subscribes an open stream (the stream's join() checks it is): from now on, or first what it missed after an event id or after a position
-   * of its cursor.
+   * @internal Subscribes an open stream (the stream's join() made sure it is): from now on, or first what it missed
+   * after an event id or after a position of its cursor.
    */
   subscribe (stream: EventStream, filter: ChannelFilter | undefined, from: ResumeFrom): void {
     // Fresh: the events the store hands over from now on, not those of this tick already in.
