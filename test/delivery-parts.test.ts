@@ -222,7 +222,7 @@ test('a filter that throws while its stream catches up before an own send(): tha
     const res = new FakeResponse()
     const stream = new EventStream(res as unknown as RawResponse, log, undefined, JSON.stringify, openStreams)
     stream.open(200, {}, undefined, false)
-    news.subscribe(stream, undefined, filter)
+    news.subscribe(stream, filter, undefined)
     return { res, stream }
   }
   const broken = streamWith((event) => { if (event.data === 'bad') throw new Error('broken filter'); return true })
