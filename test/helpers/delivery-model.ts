@@ -159,6 +159,7 @@ export class World {
   readonly connections: Connection[] = []
   readonly latest: Array<Connection | undefined> = USERS.map(() => undefined)
   readonly settling: Array<Promise<unknown>> = []
+  readonly publishing: Array<Promise<unknown>> = []
   // One message object for every publish that reuses it, as an app with a row buffer would.
   readonly reused: { data: { to: Recipient, n: number, pad?: string }, id?: string } = { data: { to: 'ann', n: -1 } }
   appClosed = false
@@ -280,14 +281,16 @@ export class World {
       if (big) message.data.pad = BIG
       else delete message.data.pad
       this.published.get(channelName)?.push(record)
-      this.settling.push(channel.publish(message).then((id) => {
+      const publishing = channel.publish(message).then((id) => {
         record.id = id
         record.resolved = true
       }, (error: Error) => {
         // A publish still on its way when the app closes may fail: it was not published, and nobody is owed it.
         if (!this.appClosed) throw error
         record.failed = true
-      }))
+      })
+      this.publishing.push(publishing)
+      this.settling.push(publishing)
       for (const connection of this.connections) {
         if (connection.accepting && connection.subscribed(channelName)?.channel === channel && this.passes(connection.user, to)) {
           connection.expected.push(`n${n}`)
@@ -337,7 +340,7 @@ export class World {
     if (!this.appClosed) {
       // Every publish resolved, and delivered to every instance: the close then owes every connection all of them.
       await within(Promise.all(this.settling), 'every publish to resolve', 5000)
-      await this.untilDelivered()
+      await this.settle()
       this.closeApp()
     }
     await within(Promise.all(this.settling), 'the app and its channels to close', 8000).catch((error: Error) => {
@@ -543,14 +546,15 @@ export class World {
    * Publishes a last event on each instance to each channel that open connections there are subscribed to, and waits
    * until each of those channels is handed it: every event that will ever reach them came before it.
    */
-  private async untilDelivered (): Promise<void> {
-    const open = this.connections.filter((connection) => connection.accepting).flatMap((connection) =>
+  async settle (): Promise<void> {
+    // A stream that ended (dropped as slow) has let go of its channels: they may no longer be handed anything.
+    const open = this.connections.filter((connection) => connection.accepting && !connection.stream.hasEnded).flatMap((connection) =>
       connection.joined.filter((joined) => !joined.left && !joined.channel.closed).map((joined) => ({ instance: connection.instance, joined })))
     const targets = new Map<string, { instance: number, name: ChannelName }>()
     for (const { instance, joined } of open) targets.set(`${instance} ${joined.name}`, { instance, name: joined.name })
     const before = this.nextN
     for (const { instance, name } of targets.values()) this.publish(instance, name, ['ann'], false, false, false)
-    await within(Promise.all(this.settling), 'the last publishes to resolve', 5000)
+    await within(Promise.all(this.publishing), 'the last publishes to resolve', 5000)
     const deadline = Date.now() + 5000
     for (const { instance, joined } of open) {
       const last = (this.published.get(joined.name) as Published[])
@@ -760,6 +764,19 @@ export class CloseApp implements Command {
   toString (): string { return 'app.close()' }
 }
 
+/**
+ * Lets the store catch up: a last publish to each channel with open connections, waited for until each is handed it
+ * (with Redis, a client then has events, and a cursor, to resume with).
+ */
+export class Settle implements Command {
+  check (): boolean { return true }
+  async run (_model: object, world: World): Promise<void> {
+    if (!world.appClosed) await world.settle()
+  }
+
+  toString (): string { return 'settle()' }
+}
+
 export class Wait implements Command {
   constructor (readonly turns: number) {}
   check (): boolean { return true }
@@ -788,7 +805,7 @@ const leave = fc.tuple(user, channelName).map(([u, c]) => new Leave(u, c))
 // Repeated entries weigh more: most steps subscribe, publish, send and let time pass; few close things.
 export const commands = fc.commands([
   subscribe, subscribe, subscribe, resume, resume, resume, publish, publish, publish, publish, publish, send, send, send,
-  setMode, setMode, setMode, wait, wait, wait, join, join, leave,
+  setMode, setMode, setMode, wait, wait, wait, join, join, leave, fc.constant(new Settle()),
   user.map((u) => new Disconnect(u)),
   user.map((u) => new CloseStream(u)),
   fc.tuple(instance, channelName).map(([i, c]) => new CloseChannel(i, c)),
