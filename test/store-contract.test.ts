@@ -26,6 +26,23 @@ test('MemoryStore keeps the store contract', async (t) => {
   }
 })
 
+test('a store without readAfterPosition (which is optional) keeps the contract', async (t) => {
+  for (const check of storeContract) {
+    let shared: MemoryStore | undefined
+    await t.test(check.name, async () => {
+      await check.run({
+        channelName,
+        makeStore: (historySize) => {
+          shared ??= new MemoryStore({ historySize, historyMaxAge: 0 })
+          const { readAfterPosition, ...view } = sharedView(shared)
+          return view
+        }
+      })
+      shared = undefined
+    })
+  }
+})
+
 test('RedisStore keeps the store contract', { skip: mustSkip(missingService('redis-server', 'apt-get install redis-server')) }, async (t) => {
   const redis = await startRedis(t)
   for (const check of storeContract) {
@@ -40,6 +57,7 @@ function sharedView (store: MemoryStore): SseStore {
   return {
     append: (channel, event) => store.append(channel, event),
     readAfter: (channel, lastEventId) => store.readAfter(channel, lastEventId),
+    readAfterPosition: (channel, position) => store.readAfterPosition(channel, position),
     listen: (channel, listener) => store.listen(channel, listener),
     unlisten: (channel, listener) => store.unlisten(channel, listener),
     close: () => {}
