@@ -372,6 +372,50 @@ test('what cannot be subscribed is refused with a coded error; other streams go 
   t.equal(app.sse.channel('a').subscribers, 0, 'a closed stream subscribes to nothing')
 })
 
+test('a list that names a channel twice subscribes once, with the last filter; a store whose head() answers at once', async (t) => {
+  const inner = new MemoryStore()
+  // A store that can say where a channel stands at once, as one over a database might.
+  const store: SseStore = {
+    append: (channel, event) => inner.append(channel, event),
+    readAfter: (channel, lastEventId) => inner.readAfter(channel, lastEventId),
+    head: (channel) => inner.readAfter(channel, '\n').events.at(-1)?.position,
+    listen: (channel, listener) => inner.listen(channel, listener),
+    unlisten: (channel, listener) => inner.unlisten(channel, listener),
+    close: () => inner.close()
+  }
+  const server = await startServer(t, 'h2c', (app) => {
+    const a = app.sse.channel('a')
+    app.get('/twice', (request, reply) => reply.sse([a, app.sse.channel('b'), { channel: a, filter: (event) => event.data !== 'a:0' }]))
+  }, { plugin: { store } })
+  const { app } = server
+  await publishAll(app, ['a', 'b'], 100, 1)
+  const client = await openStream(t, server, '/twice')
+  t.equal(app.sse.channel('a').subscribers, 1, 'one subscription to a')
+  await publishAll(app, ['a', 'b'], 0, 2)
+  await client.waitForEvents(3)
+  t.same([of(client, 'a'), of(client, 'b')], [['a:1'], ['b:0', 'b:1']], 'from the head on, a through its last filter')
+  t.same(server.logs.atLeast(WARN), [])
+})
+
+test('a pulled source whose stream subscribes to a channel: its events then take no id either', async (t) => {
+  const server = await startServer(t, 'h2c', (app) => {
+    app.get('/pulled', (request, reply) => {
+      const stream: EventStream = reply.sse(async function * () {
+        yield { id: 'mine-1', data: 'before: an id of its own' }
+        // Pulled after reply.sse() returned.
+        stream.subscribe(app.sse.channel('a'))
+        yield { data: 'after: no id' }
+        yield { id: 'mine-2', data: 'after, with an id' }
+      })
+      return stream
+    })
+  })
+  const client = await openStream(t, server, '/pulled')
+  await client.waitForEnd()
+  t.same(client.events.map((event) => [event.id, event.data]), [['mine-1', 'before: an id of its own'], [undefined, 'after: no id']])
+  t.ok(server.logs.records.some((record) => record.err?.code === 'FST_SSE_CURSOR_ID'), 'the source failed with FST_SSE_CURSOR_ID')
+})
+
 test('hostile cursors: ignored, or resumed as far as they read; nothing else is stopped', async (t) => {
   const server = await startServer(t, 'h2c', (app) => {
     app.get('/ab', (request, reply) => reply.sse([app.sse.channel('a'), app.sse.channel('b')]))
