@@ -143,7 +143,8 @@ async function fastifyFloor (options) {
  */
 async function ours ({ heartbeatInterval }, { schema = false } = {}) {
   const Fastify = require('fastify')
-  const sse = require('..')
+  // FASTIFY_SSE_H2_BUILD=DIR loads another build (a copy of dist/), to compare two (bench/cost.js).
+  const sse = require(process.env.FASTIFY_SSE_H2_BUILD ? require('node:path').resolve(process.env.FASTIFY_SSE_H2_BUILD) : '..')
   const app = Fastify({ http2: true })
   await app.register(sse, { heartbeatInterval })
   const channel = app.sse.channel('bench')
