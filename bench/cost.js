@@ -8,7 +8,7 @@
 // The client runs in the server's process, or with --apart in a child process of its own, so that callgrind (which
 // does not follow children) counts the server alone. Run it at two counts: the difference is the cost of the events
 // without that of starting. FASTIFY_SSE_H2_BUILD=DIR has fastify-sse-h2 loaded from another build (a copy of dist/,
-// say), to compare two. It fails if an event is lost or comes out of order.
+// say), to compare two. --cpu prints the CPU time this process used. It fails if an event is lost or comes out of order.
 
 const { fork } = require('node:child_process')
 const { StringDecoder } = require('node:string_decoder')
@@ -84,6 +84,10 @@ async function server (scenario, args) {
     result = await client(started.port, scenario, sizes, publish)
   }
   await started.close()
+  if (args.includes('--cpu')) {
+    const { user, system } = process.cpuUsage()
+    console.log(`${target} ${scenario}: this process used ${Math.round((user + system) / 1000)} ms of CPU`)
+  }
   if (result.received !== expected || result.disorder !== 0) {
     throw new Error(`${target}: ${result.received} of ${expected} events arrived, ${result.disorder} out of order`)
   }
