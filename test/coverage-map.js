@@ -9,7 +9,9 @@ const { readdirSync } = require('node:fs')
 const { join } = require('node:path')
 
 /** The service, and the files that only the suites needing it reach. */
-const REACHED_ONLY_WITH = { 'redis-server': ['lib/redis-store.ts', 'lib/ioredis.ts'] }
+const REACHED_ONLY_WITH = {
+  'redis-server': ['lib/redis-store.ts', 'lib/redis-connection.ts', 'lib/redis-reader.ts', 'lib/redis-replays.ts', 'lib/ioredis.ts']
+}
 
 function installed (binary) {
   try {
