@@ -101,7 +101,7 @@ export class SseClient extends EventEmitter {
  * An HTTP/2 session to the server, destroyed when the test ends. `windowSize` sets the flow-control windows
  * of the session and of its streams (Node's default is 64 KiB; browsers use several MiB).
  */
-export async function connectSession (t: Teardown, server: TestServer,
+export async function connectSession (t: Teardown, server: Pick<TestServer, 'origin' | 'ca'>,
   { windowSize }: { windowSize?: number } = {}): Promise<ClientHttp2Session> {
   const settings = windowSize === undefined ? undefined : { initialWindowSize: windowSize }
   const session = http2.connect(server.origin, { ca: server.ca, settings })
@@ -118,7 +118,7 @@ export async function connectSession (t: Teardown, server: TestServer,
 }
 
 /** Opens `path` as an event stream and resolves once the response headers are in. */
-export async function openStream (t: Teardown, server: TestServer, path: string,
+export async function openStream (t: Teardown, server: Pick<TestServer, 'protocol' | 'origin' | 'ca'>, path: string,
   options: StreamOptions = {}): Promise<SseClient> {
   const client = new SseClient()
   const headers = { accept: 'text/event-stream', ...options.headers }
