@@ -25,7 +25,11 @@ export class StoreConnection {
     this.timeout = timeout
     client.on('error', noop)
     client.on('ready', () => { this.lost = false })
-    client.on('close', () => { this.lost = true })
+    client.on('close', () => {
+      // A connection attempt that failed fails the commands waiting for it, at once.
+      this.lost = true
+      this.stopWaiting?.(new Error('the Redis connection closed'))
+    })
   }
 
   get ready (): boolean {
@@ -94,9 +98,12 @@ export class StoreConnection {
       timer = setTimeout(() => {
         late = true
         if (!sent) {
-          // Redis accepted no connection in time: the next commands fail at once, until it does.
+          // Redis accepted no connection in time: this command and the others waiting fail, and the next at once,
+          // until it does.
           this.lost = true
-          reject(unavailable(`no connection to Redis within ${this.timeout} ms`))
+          const reason = `no connection to Redis within ${this.timeout} ms`
+          this.stopWaiting?.(new Error(reason))
+          reject(unavailable(reason))
           return
         }
         this.stalled++

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
 import { once } from 'node:events'
-import { within } from './wait'
+import { DEFAULT_TIMEOUT_MS, within } from './wait'
 
 /** A real redis-server on a free port of 127.0.0.1, no persistence; stop() and start() again for outages. */
 export class RedisServer {
@@ -55,4 +55,16 @@ export async function startRedis (t: { teardown: (fn: () => unknown) => void }):
   await redis.start()
   t.teardown(() => redis.stop())
   return redis
+}
+
+/**
+ * Resolves once `check()` holds, looking again every 20 ms; rejects after `timeoutMs`. For what no event tells: the
+ * state of Redis, or of a store in another part of the app.
+ */
+export async function eventually (check: () => boolean | Promise<boolean>, what: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!await check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
 }
