@@ -4,25 +4,30 @@ import type { StoreConnection } from './redis-connection'
 import type { RedisKeys } from './redis-keys'
 import type { Entry, ScriptedClient } from './redis-scripts'
 import { entryEvent } from './redis-entry'
+import { comparePositions } from './position'
 
 // Entries a replay reads with each command: a long replay is several short commands, not one long one.
 export const REPLAY_PAGE = 256
-// Replays read at once, per process: a reconnect storm waits its turn instead of starving Redis's other clients.
+// Reads of replays at once, per process: a reconnect storm waits its turn instead of starving Redis's other clients.
 export const REPLAY_CONCURRENCY = 8
+
+interface Waiter {
+  resolve: (replay: Replay) => void
+  reject: (error: unknown) => void
+}
 
 interface ReplayBatch {
   readonly channel: string
-  readonly lastEventId: string
-  readonly replay: Promise<Replay>
-  start: () => void
+  // Who waits for the replay after each last event id.
+  readonly asked: Map<string, Waiter[]>
 }
 
 /**
  * The replays of one process, read on a connection of their own (publishes never wait behind them), a few at a
- * time, in the order they were asked for. Each costs what the client missed: it starts from the client's position,
- * found by the read script, and reads on in pages. Identical replays asked before the read is sent (the same
- * channel, the same last event id: a storm of clients that had all seen the same event) share that one read; one
- * asked later gets a read of its own, which sees the events stored meanwhile.
+ * time, in the order they were asked for. Each costs what was missed: the read script finds where each client
+ * stands, and the read starts after it, in pages. The replays of a channel asked before its read is sent (a storm of
+ * clients coming back to this instance) share that one read, from the oldest of their positions: each gets what
+ * follows its own. One asked later gets a read of its own, which sees the events stored meanwhile.
  */
 export class ReplayReads {
   private readonly connection: () => StoreConnection
@@ -31,7 +36,7 @@ export class ReplayReads {
   private readonly unavailable: (reason: string, cause?: unknown) => Error
   private readonly timedOut: () => Error
   private readonly queue: ReplayBatch[] = []
-  // Batches not sent yet, by channel and last event id.
+  // Batches not sent yet, by channel.
   private readonly queued = new Map<string, ReplayBatch>()
   private reading = 0
 
@@ -45,39 +50,60 @@ export class ReplayReads {
   }
 
   read (channel: string, lastEventId: string): Promise<Replay> {
-    const name = channel + '\n' + lastEventId
-    const queued = this.queued.get(name)
-    if (queued !== undefined) return queued.replay
-    let start!: () => void
-    const started = new Promise<void>((resolve) => { start = resolve })
-    const batch: ReplayBatch = { channel, lastEventId, replay: started.then(async () => await this.readAll(channel, lastEventId)), start }
-    this.queue.push(batch)
-    this.queued.set(name, batch)
-    this.next()
-    return batch.replay
+    let batch = this.queued.get(channel)
+    if (batch === undefined) {
+      batch = { channel, asked: new Map() }
+      this.queue.push(batch)
+      this.queued.set(channel, batch)
+      queueMicrotask(() => this.next())
+    }
+    let waiting = batch.asked.get(lastEventId)
+    if (waiting === undefined) {
+      waiting = []
+      batch.asked.set(lastEventId, waiting)
+    }
+    const asked = waiting
+    return new Promise<Replay>((resolve, reject) => { asked.push({ resolve, reject }) })
   }
 
   private next (): void {
     while (this.reading < REPLAY_CONCURRENCY && this.queue.length > 0) {
       const batch = this.queue.shift() as ReplayBatch
-      // From now on, the same replay asked again is read again.
-      this.queued.delete(batch.channel + '\n' + batch.lastEventId)
+      // From now on, a replay of this channel is read again.
+      this.queued.delete(batch.channel)
       this.reading++
-      const done = (): void => {
+      this.readBatch(batch).finally(() => {
         this.reading--
         this.next()
-      }
-      batch.replay.then(done, done)
-      batch.start()
+      }).catch(noop)
     }
   }
 
-  private async readAll (channel: string, lastEventId: string): Promise<Replay> {
+  private async readBatch ({ channel, asked }: ReplayBatch): Promise<void> {
+    const lastEventIds = [...asked.keys()]
+    let read: { events: StoredEvent[], positions: string[] }
+    try {
+      read = await this.readAfter(channel, lastEventIds)
+    } catch (error) {
+      for (const waiting of asked.values()) for (const { reject } of waiting) reject(error)
+      return
+    }
+    const { events, positions } = read
+    lastEventIds.forEach((lastEventId, i) => {
+      const position = positions[i]
+      const replay: Replay = position === ''
+        ? { found: false, events }
+        : { found: true, position, events: events.slice(firstAfter(events, position)) }
+      for (const { resolve } of asked.get(lastEventId) as Waiter[]) resolve(replay)
+    })
+  }
+
+  private async readAfter (channel: string, lastEventIds: string[]): Promise<{ events: StoredEvent[], positions: string[] }> {
     const connection = this.connection()
     const client = connection.client as Redis & ScriptedClient
     const stream = this.keys.stream(channel)
-    const [position, first] = await connection.send(async () => await client.sseReadAfter(stream, this.keys.ownIds(channel),
-      lastEventId, REPLAY_PAGE, this.historyMaxAge), this.unavailable, this.timedOut)
+    const [first, ...positions] = await connection.send(async () => await client.sseReadAfter(stream, this.keys.ownIds(channel),
+      REPLAY_PAGE, this.historyMaxAge, ...lastEventIds), this.unavailable, this.timedOut)
     const events: StoredEvent[] = []
     let page = first
     for (;;) {
@@ -87,6 +113,20 @@ export class ReplayReads {
       page = await connection.send(async () => await client.xrange(stream, after, '+', 'COUNT', REPLAY_PAGE) as Entry[],
         this.unavailable, this.timedOut)
     }
-    return position === '' ? { found: false, events } : { found: true, position, events }
+    return { events, positions }
   }
 }
+
+/** The index of the first event after `position`, in events ordered by position. */
+function firstAfter (events: readonly StoredEvent[], position: string): number {
+  let low = 0
+  let high = events.length
+  while (low < high) {
+    const middle = (low + high) >>> 1
+    if (comparePositions(events[middle].position, position) <= 0) low = middle + 1
+    else high = middle
+  }
+  return low
+}
+
+function noop (): void {}

@@ -32,13 +32,13 @@ return id
 `
 
 /**
- * Where a last event id stands, and the first page after it: KEYS stream, own ids; ARGV last event id, page size,
- * historyMaxAge. The id is an own id (the newest event with it), or an entry id of an event without one (exactly
- * as it was sent: `07-1` is not `7-1`); an event older than historyMaxAge by Redis's clock is no longer retained.
- * Returns { position or '', entries after it (or the oldest retained ones when not found) }.
+ * Where last event ids stand, and the first page after the oldest of them: KEYS stream, own ids; ARGV page size,
+ * historyMaxAge, the last event ids. An id is an own id (the newest event with it), or an entry id of an event
+ * without one (exactly as it was sent: `07-1` is not `7-1`); an event older than historyMaxAge by Redis's clock is no
+ * longer retained. Returns { the page, then each id's position or '' }; the page starts after the oldest position, or
+ * at the oldest event retained when an id is not found.
  */
 const READ_AFTER = `
-local last = ARGV[1]
 local function ownIdOf (entry)
   local fields = entry[2]
   for i = 1, #fields, 2 do if fields[i] == 'i' then return fields[i + 1] end end
@@ -54,30 +54,39 @@ local function after (a, b)
   if am ~= bm then return am > bm end
   return as > bs
 end
-local position = ''
-local ms = redis.call('ZSCORE', KEYS[2], last)
-if ms then
-  local entries = redis.call('XREVRANGE', KEYS[1], ms .. '-18446744073709551615', ms .. '-0')
-  for _, entry in ipairs(entries) do
-    if ownIdOf(entry) == last then position = entry[1]; break end
-  end
-end
-if string.match(last, '^%d+%-%d+$') then
-  local found = redis.pcall('XRANGE', KEYS[1], last, last)
-  if type(found) == 'table' and found[1] ~= nil and found[1][1] == last and ownIdOf(found[1]) == nil and
-    (position == '' or after(last, position)) then position = last end
-end
 local oldest = '-'
-local age = tonumber(ARGV[3])
+local age = tonumber(ARGV[2])
 if age > 0 then
   local time = redis.call('TIME')
   oldest = string.format('%.0f', tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) - age) .. '-0'
-  if position ~= '' and after(oldest, position) then position = '' end
 end
-if position ~= '' then
-  return { position, redis.call('XRANGE', KEYS[1], '(' .. position, '+', 'COUNT', ARGV[2]) }
+local positions = {}
+local from = nil
+local all = false
+for k = 3, #ARGV do
+  local last = ARGV[k]
+  local position = ''
+  local ms = redis.call('ZSCORE', KEYS[2], last)
+  if ms then
+    local entries = redis.call('XREVRANGE', KEYS[1], ms .. '-18446744073709551615', ms .. '-0')
+    for _, entry in ipairs(entries) do
+      if ownIdOf(entry) == last then position = entry[1]; break end
+    end
+  end
+  if string.match(last, '^%d+%-%d+$') then
+    local found = redis.pcall('XRANGE', KEYS[1], last, last)
+    if type(found) == 'table' and found[1] ~= nil and found[1][1] == last and ownIdOf(found[1]) == nil and
+      (position == '' or after(last, position)) then position = last end
+  end
+  if position ~= '' and oldest ~= '-' and after(oldest, position) then position = '' end
+  if position == '' then all = true elseif from == nil or after(from, position) then from = position end
+  positions[#positions + 1] = position
 end
-return { '', redis.call('XRANGE', KEYS[1], oldest, '+', 'COUNT', ARGV[2]) }
+local page
+if all then page = redis.call('XRANGE', KEYS[1], oldest, '+', 'COUNT', ARGV[1])
+else page = redis.call('XRANGE', KEYS[1], '(' .. from, '+', 'COUNT', ARGV[1]) end
+table.insert(positions, 1, page)
+return positions
 `
 
 export type Entry = [id: string, fields: string[]]
@@ -85,8 +94,8 @@ export type Entry = [id: string, fields: string[]]
 export interface ScriptedClient {
   sseAppend: (stream: string, ownIds: string, historySize: number, historyMaxAge: number, ownId: string,
     ...fields: string[]) => Promise<string>
-  sseReadAfter: (stream: string, ownIds: string, lastEventId: string, count: number, historyMaxAge: number) =>
-  Promise<[position: string, entries: Entry[]]>
+  sseReadAfter: (stream: string, ownIds: string, count: number, historyMaxAge: number, ...lastEventIds: string[]) =>
+  Promise<[entries: Entry[], ...positions: string[]]>
 }
 
 /** The client, with the store's scripts as commands (EVALSHA, and EVAL the first time a Redis does not have them). */

@@ -16,6 +16,8 @@ export interface StreamOptions {
   /** HTTP/2 only: open the stream on this session instead of a new one. */
   session?: ClientHttp2Session
   method?: string
+  /** How long to wait for the response headers. */
+  timeoutMs?: number
 }
 
 /**
@@ -134,7 +136,7 @@ export async function openStream (t: Teardown, server: Pick<TestServer, 'protoco
       (resolve, reject) => {
         request.once('response', resolve)
         request.once('error', reject)
-      }), `the response headers of ${path}`)
+      }), `the response headers of ${path}`, options.timeoutMs)
     client.status = Number(responseHeaders[':status'])
     client.headers = responseHeaders as IncomingHttpHeaders
     return client
@@ -151,7 +153,7 @@ export async function openStream (t: Teardown, server: Pick<TestServer, 'protoco
     request.once('response', resolve)
     request.once('error', reject)
     request.end()
-  }), `the response headers of ${path}`)
+  }), `the response headers of ${path}`, options.timeoutMs)
   client.status = response.statusCode ?? 0
   client.headers = response.headers
   client.attach(response, () => request.destroy())
