@@ -151,6 +151,8 @@ export class Channel<Message extends SseMessage = SseMessage> {
    */
   private startAtHead (subscription: Subscription, head: (channel: string) => string | undefined | Promise<string | undefined>,
     answer: ((error?: unknown) => void) | undefined): void {
+    // Where the channel stands now: what a subscriber is owed when the store cannot say.
+    const live = this.livePosition
     let position: string | undefined | Promise<string | undefined>
     try {
       position = head.call(this.store, this.name)
@@ -173,7 +175,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
       }
       // The store is away: the subscriber gets what its listeners hand over from now on, as without a head.
       this.log.debug({ err: error, channel: this.name }, 'fastify-sse-h2: the store could not say where a channel stands')
-      subscription.startAt(this.livePosition)
+      subscription.startAt(live)
     })
   }
 
