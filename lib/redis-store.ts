@@ -311,8 +311,13 @@ function duplicate (client: RedisClient, name: string, waits: boolean): RedisCli
   const own = ownOptions(name, waits)
   if (!client.isCluster) return (client as Redis).duplicate(own)
   const cluster = client as Cluster
+  // A Cluster without its offline queue refuses a command for a node whose connection is still being made, and sends
+  // it again later to another node, behind the commands after it: publishes of one channel would be stored out of
+  // order. Its node connections queue until connected (ioredis always gives them an offline queue, and no reconnect:
+  // a lost node's commands fail and go to the node that serves the slot now); the store's connection still fails
+  // commands at once while the Cluster is away.
   return cluster.duplicate([], {
-    enableOfflineQueue: own.enableOfflineQueue,
+    enableOfflineQueue: true,
     redisOptions: { ...cluster.options.redisOptions, connectionName: name, autoResendUnfulfilledCommands: own.autoResendUnfulfilledCommands }
   })
 }

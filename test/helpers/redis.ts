@@ -6,10 +6,17 @@ import { DEFAULT_TIMEOUT_MS, within } from './wait'
 /** A real redis-server on a free port of 127.0.0.1, no persistence; stop() and start() again for outages. */
 export class RedisServer {
   readonly port: number
+  private readonly args: readonly string[]
   private process: ChildProcess | undefined
 
-  constructor (port: number) {
+  /** `args`: more of redis-server's options (a cluster node's). */
+  constructor (port: number, args: readonly string[] = []) {
     this.port = port
+    this.args = args
+  }
+
+  get running (): boolean {
+    return this.process !== undefined
   }
 
   get url (): string {
@@ -18,7 +25,7 @@ export class RedisServer {
 
   async start (): Promise<void> {
     const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '',
-      '--appendonly', 'no', '--protected-mode', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] })
+      '--appendonly', 'no', '--protected-mode', 'no', ...this.args], { stdio: ['ignore', 'pipe', 'inherit'] })
     this.process = child
     let output = ''
     await within(new Promise<void>((resolve, reject) => {
@@ -31,16 +38,17 @@ export class RedisServer {
     child.stdout?.resume()
   }
 
-  async stop (): Promise<void> {
+  /** SIGTERM: Redis closes its connections and exits; SIGKILL: a crash, as a failover test wants. */
+  async stop (signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
     const child = this.process
     if (child === undefined || child.exitCode !== null) return
     this.process = undefined
-    child.kill('SIGTERM')
+    child.kill(signal)
     await within(once(child, 'exit'), 'redis-server to stop')
   }
 }
 
-async function freePort (): Promise<number> {
+export async function freePort (): Promise<number> {
   const server = createServer()
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
