@@ -12,6 +12,7 @@ import { entryFields } from './redis-entry'
 import { withScripts, type ScriptedClient } from './redis-scripts'
 import { ChannelReader, type Follow } from './redis-reader'
 import { ReplayReads } from './redis-replays'
+import { comparePositions } from './position'
 
 export interface RedisStoreOptions {
   /**
@@ -73,6 +74,8 @@ interface FollowedChannel extends Follow {
   markStarted: () => void
   /** The read of where it starts, sent in this tick: a subscriber of the same tick starts there too. */
   freshStart: Promise<string | undefined> | undefined
+  /** Where its following began, once known ('0-0': an empty stream). */
+  startedFrom: string | undefined
 }
 
 /**
@@ -153,14 +156,22 @@ export class RedisStore implements SseStore {
   }
 
   /**
-   * The newest entry of the channel's stream, asked on the connection publishes use, after where its following
-   * starts: every entry after it is read.
+   * The newest entry of the channel's stream, asked at once on the connection publishes use: a publish this process
+   * makes after it comes after it. While where the channel's following begins is not known yet, it answers once it
+   * is: the reader reads every entry after it.
    */
   head (channel: string): Promise<string | undefined> {
     const follow = this.follows.get(channel)
     if (follow?.freshStart !== undefined) return follow.freshStart
-    if (follow === undefined || follow.position !== undefined) return this.readHead(channel)
-    return this.afterStart(follow).then(async () => await this.readHead(channel))
+    const newest = this.readHead(channel)
+    if (follow === undefined || follow.position !== undefined) return newest
+    return Promise.all([newest, this.afterStart(follow)]).then(([position]) => {
+      const from = follow.startedFrom
+      // Asked before this head, following begins no later than it; only after a failed first ask, retried since, can it
+      // begin later, and the subscriber then starts there: what came between is not read.
+      /* c8 ignore next */
+      return from !== undefined && comparePositions(from, position ?? '0-0') > 0 ? from : position
+    })
   }
 
   listen (channel: string, listener: StoredEventListener): void {
@@ -205,7 +216,8 @@ export class RedisStore implements SseStore {
       retryAt: 0,
       started,
       markStarted,
-      freshStart: undefined
+      freshStart: undefined,
+      startedFrom: undefined
     }
   }
 
@@ -220,6 +232,7 @@ export class RedisStore implements SseStore {
     head.then((newest) => {
       if (this.follows.get(follow.channel) !== follow) return
       follow.position = newest ?? '0-0'
+      follow.startedFrom = follow.position
       follow.markStarted()
       this.readers.get(follow.group)?.started(follow)
     }, () => {
