@@ -1,4 +1,4 @@
-import { test } from 'tap'
+import { t as root, test } from 'tap'
 import { openStream, type SseClient } from './helpers/client'
 import { startCluster } from './helpers/redis-cluster'
 import { startInstance } from './helpers/redis-instances'
@@ -6,6 +6,9 @@ import { missingService, mustSkip } from './helpers/services'
 import { waitUntil } from './helpers/wait'
 import { RedisKeys, shardTags, slotOf } from '../lib/redis-keys'
 import { MISSED_EVENT } from '../index'
+
+// A cluster and two instance processes to start: on a loaded 2-core machine this file may take longer than tap's 120 s.
+root.setTimeout(300_000)
 
 // A real Redis Cluster of three primaries, started by the test, and two instances in processes of their own, each
 // with its own ioredis Cluster client: channels whose shards live on different nodes deliver and resume across them.

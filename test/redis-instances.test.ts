@@ -1,4 +1,4 @@
-import { test } from 'tap'
+import { t as root, test } from 'tap'
 import { EventEmitter } from 'node:events'
 import { EventSource, type FetchLike } from 'eventsource'
 import { openStream, type SseClient } from './helpers/client'
@@ -7,6 +7,9 @@ import { startInstance } from './helpers/redis-instances'
 import { missingService, mustSkip } from './helpers/services'
 import { waitUntil } from './helpers/wait'
 import { MISSED_EVENT } from '../index'
+
+// Instance processes to start, a few times: on a loaded 2-core machine this file may take longer than tap's 120 s.
+root.setTimeout(300_000)
 
 // Several instances are several processes, each with its own connections to one real redis-server, and nothing is
 // published to warm them up: what a client is owed is what was published after its stream opened, or after its id.

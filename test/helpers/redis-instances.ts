@@ -76,8 +76,12 @@ export async function startInstance (t: Teardown, config: InstanceConfig): Promi
   const instance = within(new Promise<InstanceProcess>((resolve, reject) => {
     child.once('message', (message: { type: string, origin: string }) => resolve(new InstanceProcess(child, message.origin, config.protocol)))
     child.once('exit', (code) => reject(new Error(`the instance process exited (${String(code)})`)))
-  }), 'an instance process to listen', 30_000)
-  const started = await instance
+  }), 'an instance process to listen', 60_000)
+  // One that never listened is killed: left running, it would hold the test runner's output open.
+  const started = await instance.catch((error: unknown) => {
+    child.kill('SIGKILL')
+    throw error
+  })
   t.teardown(async () => await started.close())
   return started
 }
