@@ -32,10 +32,6 @@ export class StoreConnection {
     })
   }
 
-  get ready (): boolean {
-    return this.client.status === 'ready' && !this.lost
-  }
-
   /**
    * Sends `command` when the connection is ready: at once, in this call, when it is. Rejects with `unavailable(reason)`
    * while Redis is away, and with `timedOut()` when it does not answer in time (the command may still be applied).

@@ -81,9 +81,4 @@ export class RedisKeys {
   wake (shard: number, reader: string): string {
     return this.prefix + 'wake{' + this.tags[shard] + '}' + reader
   }
-
-  /** The channel a stream key is for. */
-  channelOf (streamKey: string): string {
-    return streamKey.slice(streamKey.indexOf('}', this.prefix.length) + 1)
-  }
 }

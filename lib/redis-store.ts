@@ -102,6 +102,8 @@ export class RedisStore implements SseStore {
   private closed = false
   private down = false
   private everReady = false
+  // The failure of a command other than a publish that Redis did not answer in time.
+  private readonly timedOut = (): Error => new Error(`Redis did not answer within commandTimeout (${this.commandTimeout} ms)`)
 
   constructor (options: RedisStoreOptions = {}) {
     const prefix = options.prefix ?? 'sse:'
@@ -132,7 +134,7 @@ export class RedisStore implements SseStore {
     client.on('ready', () => this.markUp())
     client.on('close', () => this.markDown())
     this.replays = new ReplayReads(() => this.replayReads(), this.keys, this.historyMaxAge, readFailed,
-      () => new Error(`Redis did not answer within commandTimeout (${this.commandTimeout} ms)`))
+      this.timedOut)
   }
 
   attach (log: FastifyBaseLogger): void {
@@ -261,7 +263,7 @@ export class RedisStore implements SseStore {
   private readHead (channel: string): Promise<string | undefined> {
     const client = this.commands.client as Redis
     return this.commands.send(async () => await client.xrevrange(this.keys.stream(channel), '+', '-', 'COUNT', 1), readFailed,
-      () => new Error(`Redis did not answer within commandTimeout (${this.commandTimeout} ms)`)).then((entries) => entries[0]?.[0])
+      this.timedOut).then((entries) => entries[0]?.[0])
   }
 
   private readerOf (group: number): ChannelReader {
@@ -279,7 +281,7 @@ export class RedisStore implements SseStore {
     this.readers.delete(group)
     reader.stop()
     const client = this.commands.client as Redis
-    if (!this.closed) this.commands.send(async () => await client.del(reader.wakeKey), readFailed, noError).catch(noop)
+    if (!this.closed) this.commands.send(async () => await client.del(reader.wakeKey), readFailed, this.timedOut).catch(noop)
   }
 
   /** Wakes a reader blocked in a read that does not have a channel added since: it reads it at once. */
@@ -287,7 +289,7 @@ export class RedisStore implements SseStore {
     const client = this.commands.client as Redis
     // While Redis is away, it fails: the reader looks again at its channels once its read is answered.
     this.commands.send(async () => await Promise.all([client.xadd(reader.wakeKey, 'MAXLEN', 1, '*', 'w', '1'),
-      client.pexpire(reader.wakeKey, WAKE_TTL_MS)]), readFailed, noError).catch(noop)
+      client.pexpire(reader.wakeKey, WAKE_TTL_MS)]), readFailed, this.timedOut).catch(noop)
   }
 
   private replayReads (): StoreConnection {
@@ -341,10 +343,6 @@ function publishFailed (reason: string, cause?: unknown): Error {
 
 function readFailed (reason: string): Error {
   return new Error(reason)
-}
-
-function noError (): Error {
-  return new Error('timed out')
 }
 
 function noop (): void {}
