@@ -45,6 +45,9 @@ export class Channel<Message extends SseMessage = SseMessage> {
   private waitTimer: NodeJS.Timeout | undefined
   private ended = false
   private closing: Promise<void> | undefined
+  // The store hands this channel its events only while it has subscribers (listening counts the times it began).
+  private listening = false
+  private listenings = 0
   private readonly onStored = (event: StoredEvent): void => this.receive(event)
 
   /** @internal */
@@ -53,7 +56,6 @@ export class Channel<Message extends SseMessage = SseMessage> {
     this.store = store
     this.serializer = serializer
     this.log = log
-    store.listen(name, this.onStored)
   }
 
   /** How many streams are subscribed. */
@@ -74,7 +76,10 @@ export class Channel<Message extends SseMessage = SseMessage> {
     const event = toEvent(message)
     const id = event.id === undefined ? undefined : eventId(event.id)
     const { body, data } = frameBody(event, this.serializer)
+    const listenedBefore = this.listening ? this.listenings : -1
     const stored = await this.store.append(this.name, { id, body, snapshot: snapshotOf(event, data, this.serializer) })
+    // Closing streams wait for it only if the store hands it back: it was listening before the event was taken.
+    if (listenedBefore !== this.listenings || !this.listening) return stored.id
     if (this.publishedPosition === undefined || comparePositions(stored.position, this.publishedPosition) > 0) {
       this.publishedPosition = stored.position
     }
@@ -98,18 +103,28 @@ export class Channel<Message extends SseMessage = SseMessage> {
     await Promise.all(streams.filter((stream) => !stream.hasEnded).map(async (stream) => await new Promise((resolve) => {
       stream.signal.addEventListener('abort', resolve, { once: true })
     })))
-    this.store.unlisten(this.name, this.onStored)
+    this.stopListening()
   }
 
-  /** @internal Subscribes an open stream; with a last event id, replays what it missed first. */
-  subscribe (stream: EventStream, lastEventId: string | undefined, filter: ChannelFilter | undefined): void {
-    if (stream.closed) return
+  /**
+   * @internal Subscribes a stream; with a last event id, replays what it missed first. `answer`, when given, is
+   * called once the store has said where the subscriber starts, before anything is written for it (at once when
+   * the store answers at once), or with the error if it could not: so that a stream is answered only then.
+   */
+  subscribe (stream: EventStream, lastEventId: string | undefined, filter: ChannelFilter | undefined,
+    answer?: (error?: unknown) => void): void {
+    if (stream.closed) {
+      answer?.()
+      return
+    }
+    if (this.subscriptions.size === 0) this.startListening()
     // Without a last event id: the events the store hands over from now on, not those of this tick already in.
     const subscription = new Subscription(this, stream, filter, this.livePosition)
     this.subscriptions.add(subscription)
     stream.subscriptions.push(subscription)
     if (lastEventId === undefined) {
-      if (this.store.head !== undefined) this.startAtHead(subscription, this.store.head)
+      if (this.store.head !== undefined) this.startAtHead(subscription, this.store.head, answer)
+      else answer?.()
       return
     }
     subscription.startReplay()
@@ -120,8 +135,12 @@ export class Channel<Message extends SseMessage = SseMessage> {
       replay = Promise.reject(error)
     }
     if (isPromise(replay)) {
-      replay.then((result) => subscription.replayed(result), (error: unknown) => subscription.replayFailed(error))
+      replay.then((result) => {
+        answer?.()
+        subscription.replayed(result)
+      }, (error: unknown) => answer === undefined ? subscription.replayFailed(error) : answer(error))
     } else {
+      answer?.()
       subscription.replayed(replay)
     }
   }
@@ -130,7 +149,8 @@ export class Channel<Message extends SseMessage = SseMessage> {
    * A store that delivers later than it appends: the subscriber is owed the events after the newest one stored now,
    * which its listeners may not have had yet. Until the store says which, live events wait in the subscription.
    */
-  private startAtHead (subscription: Subscription, head: (channel: string) => string | undefined | Promise<string | undefined>): void {
+  private startAtHead (subscription: Subscription, head: (channel: string) => string | undefined | Promise<string | undefined>,
+    answer: ((error?: unknown) => void) | undefined): void {
     // Where the channel stands now: what a subscriber is owed when the store cannot say.
     const live = this.livePosition
     let position: string | undefined | Promise<string | undefined>
@@ -140,11 +160,19 @@ export class Channel<Message extends SseMessage = SseMessage> {
       position = Promise.reject(error)
     }
     if (!isPromise(position)) {
+      answer?.()
       subscription.startAt(position)
       return
     }
     subscription.startReplay()
-    position.then((at) => subscription.startAt(at), (error: unknown) => {
+    position.then((at) => {
+      answer?.()
+      subscription.startAt(at)
+    }, (error: unknown) => {
+      if (answer !== undefined) {
+        answer(error)
+        return
+      }
       // The store is away: the subscriber gets what its listeners hand over from now on, as without a head.
       this.log.debug({ err: error, channel: this.name }, 'fastify-sse-h2: the store could not say where a channel stands')
       subscription.startAt(live)
@@ -153,7 +181,21 @@ export class Channel<Message extends SseMessage = SseMessage> {
 
   /** @internal The stream let go of it. */
   unsubscribe (subscription: Subscription): void {
-    this.subscriptions.delete(subscription)
+    if (this.subscriptions.delete(subscription) && this.subscriptions.size === 0) this.stopListening()
+  }
+
+  // A channel without subscribers in this process costs the store nothing: it need not read it (Redis).
+  private startListening (): void {
+    this.listening = true
+    this.listenings++
+    this.store.listen(this.name, this.onStored)
+  }
+
+  private stopListening (): void {
+    if (!this.listening) return
+    this.listening = false
+    this.publishedPosition = undefined
+    this.store.unlisten(this.name, this.onStored)
   }
 
   /** @internal Before the stream's own write: writes what this tick holds for the subscription, ahead of it. */

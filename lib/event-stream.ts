@@ -76,6 +76,8 @@ export class EventStream<Message extends SseMessage = SseMessage> {
   private needsDrain = false
   private drainListened = false
   private ended = false
+  // Until the headers are written (a channel stream waits for its store to say where it starts), frames wait.
+  private opened = false
   private drainWait: DrainWait | undefined
   // Characters handed to the sink, in all.
   private written = 0
@@ -192,6 +194,7 @@ export class EventStream<Message extends SseMessage = SseMessage> {
       res.writeHead(statusCode, headers)
       ;(res as ServerResponse).flushHeaders()
     }
+    this.opened = true
     if (headOnly) {
       this.end(new FST_SSE_STREAM_ENDED())
       return
@@ -206,6 +209,7 @@ export class EventStream<Message extends SseMessage = SseMessage> {
     }
     this.openStreams.add(this)
     if (retry !== undefined) this.queue(frameRetry(retry), false, false)
+    else if (this.pending !== '') this.flush()
   }
 
   /** @internal The stream will never open: aborts its signal so that a source already made lets go. */
@@ -233,7 +237,7 @@ export class EventStream<Message extends SseMessage = SseMessage> {
   /** @internal Writes what is pending, unless the client is behind. */
   flush (): void {
     this.flushScheduled = false
-    if (this.needsDrain || this.pending === '' || this.ended) return
+    if (this.needsDrain || this.pending === '' || this.ended || !this.opened) return
     const chunk = this.pending
     this.pending = ''
     this.writeOut(chunk)

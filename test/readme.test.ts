@@ -1,5 +1,5 @@
 /// <reference lib="dom" />
-import { teardown, test, type Test } from 'tap'
+import { t as root, teardown, test, type Test } from 'tap'
 import { spawn, execFileSync } from 'node:child_process'
 import { once } from 'node:events'
 import http2 from 'node:http2'
@@ -15,6 +15,9 @@ import { startRedis } from './helpers/redis'
 import { binaryPath, missingService, mustSkip } from './helpers/services'
 import { within } from './helpers/wait'
 import { errors } from '../index'
+
+// Every block of the README runs, each its own server: on a loaded 2-core machine, longer than tap's 120 s.
+root.setTimeout(300_000)
 
 // Every js and ts code block of README.md, run as it is written. How a block is run:
 // - js, by default: server code for an `app`. It runs as an ES module in an app that depends on the package by

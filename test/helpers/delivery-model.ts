@@ -373,13 +373,14 @@ export class World {
     return undefined
   }
 
-  /** Waits until every open connection's channel has been handed every event published to it. */
   /**
    * Publishes a last event on each instance to each channel that has open connections there, and waits until each
-   * of those channels is handed it: every event that will ever reach them came before it.
+   * of those channels is handed it: every event that will ever reach them came before it. A stream the server ended
+   * (a slow client dropped) is not subscribed any more: its channel may no longer listen to the store.
    */
   private async untilDelivered (): Promise<void> {
-    const open = this.connections.filter((connection) => connection.accepting && !connection.channel.closed)
+    const open = this.connections.filter((connection) => connection.accepting && !connection.channel.closed &&
+      !connection.stream.hasEnded)
     const targets = new Map<string, { instance: number, channelName: ChannelName }>()
     for (const { instance, channelName } of open) targets.set(`${instance} ${channelName}`, { instance, channelName })
     const before = this.nextN
