@@ -210,7 +210,12 @@ function parseAlone (events = 2_000_000, size = 64) {
   return best
 }
 
-if (process.argv[2] === 'parse') {
+// bench/cost.js counts events with the same parser, in the server's process.
+module.exports = { Counter, connect }
+
+if (require.main !== module) {
+  // required: nothing to run
+} else if (process.argv[2] === 'parse') {
   const perSecond = parseAlone()
   if (process.send) process.send({ result: { perSecond } })
   else console.log(`parser alone: ${Math.round(perSecond).toLocaleString('en-US')} events/s`)

@@ -56,7 +56,17 @@ function table ({ results, scenarios, targets }) {
   }
   for (const [name, cells] of Object.entries(results)) {
     rows.push([name, scenarios[name].unit, ...targets.map((target) => cellText(cells[target]))])
-    if (name === 'idle') extra('idle (heap)', 'bytes/stream', cells, 'heap')
+    if (name === 'idle') {
+      extra('idle (heap)', 'bytes/stream', cells, 'heap')
+      // What a plugin adds to a stream, over what Fastify itself costs one that is held open.
+      const floor = cells['fastify-floor']
+      if (floor?.median !== undefined) {
+        rows.push(['idle: over fastify-floor', 'bytes/stream (RSS)', ...targets.map((target) => {
+          const cell = cells[target]
+          return cell?.median === undefined || target === 'raw' ? 'n/a' : format(cell.median - floor.median)
+        })])
+      }
+    }
     if (name === 'churn') {
       extra('churn: heap after', 'KiB', cells, 'heapAfter', 1 / 1024)
       extra('churn: RSS after', 'KiB', cells, 'rssAfter', 1 / 1024)
@@ -75,7 +85,7 @@ function terminal (rows) {
   return rows.map((row) => row.map((text, column) => String(text).padEnd(widths[column])).join('  ')).join('\n')
 }
 
-const COLORS = { raw: '#888888', 'fastify-sse-h2': '#1f77b4', 'fastify-sse-h2+schema': '#9467bd', '@fastify/sse': '#ff7f0e', 'fastify-sse-v2': '#2ca02c', 'better-sse': '#d62728' }
+const COLORS = { raw: '#888888', 'fastify-floor': '#bcbd22', 'fastify-sse-h2': '#1f77b4', 'fastify-sse-h2+schema': '#9467bd', '@fastify/sse': '#ff7f0e', 'fastify-sse-v2': '#2ca02c', 'better-sse': '#d62728' }
 
 function escape (text) {
   return String(text).replace(/&/g, '&amp;').replace(/</g, '&lt;')

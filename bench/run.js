@@ -4,8 +4,8 @@
 // Figures are medians; each is also given as a ratio to the raw node:http2 server of the same run.
 //   --runs N          rounds (default 5)
 //   --quick           smaller sizes, one round: a smoke run
-//   --only a,b        scenarios (pull, fanout, idle, heartbeat, churn, pull-json, fanout-json)
-//   --targets a,b     targets (raw, fastify-sse-h2, fastify-sse-h2+schema, @fastify/sse, fastify-sse-v2, better-sse)
+//   --only a,b        scenarios (pull, fanout, fanout-4, idle, heartbeat, churn, pull-json, fanout-json)
+//   --targets a,b     targets (raw, fastify-floor, fastify-sse-h2, fastify-sse-h2+schema, @fastify/sse, fastify-sse-v2, better-sse)
 //   --profile         servers run with --cpu-prof; profiles go to bench/results/profiles/ (open them in Chrome DevTools)
 
 const { fork } = require('node:child_process')
@@ -42,6 +42,14 @@ const SCENARIOS = {
     higherIsBetter: true,
     heartbeat: 0,
     client: { subscribers: quick ? 500 : 2000, connections: 20, count: quick ? 50 : 500, size: 64 }
+  },
+  'fanout-4': {
+    what: `fan-out over 4 connections: ${quick ? 500 : '2,000'} subscribers, ${quick ? 50 : 500} events of 64 bytes published as fast as the API allows`,
+    unit: 'deliveries/s',
+    higherIsBetter: true,
+    heartbeat: 0,
+    runs: 'fanout',
+    client: { subscribers: quick ? 500 : 2000, connections: 4, count: quick ? 50 : 500, size: 64 }
   },
   idle: {
     what: `idle memory: ${quick ? '2,000' : '10,000'} open streams over 10 connections, no heartbeat; (after GC, open) minus (after GC, before) per stream`,
@@ -252,9 +260,9 @@ async function parserAlone () {
   }
 }
 
-// The JSON scenarios compare serializers: JSON.stringify (raw, fastify-sse-h2) and an event schema
+// The JSON scenarios compare serializers: JSON.stringify (raw, fastify-floor, fastify-sse-h2) and an event schema
 // (fastify-sse-h2+schema, which runs only them).
-const JSON_TARGETS = ['raw', 'fastify-sse-h2', 'fastify-sse-h2+schema']
+const JSON_TARGETS = ['raw', 'fastify-floor', 'fastify-sse-h2', 'fastify-sse-h2+schema']
 
 function skipped (scenarioName, targetName) {
   if (scenarioName.endsWith('-json')) return !JSON_TARGETS.includes(targetName)

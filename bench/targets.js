@@ -4,7 +4,7 @@
 //   GET /pull?count=N&size=S  a stream of N events of S bytes of data, made lazily, as fast as the client takes them
 //   GET /sub                  a subscriber of the fan-out; `publish(count, size)` sends to every subscriber
 //   GET /idle                 an open stream that sends nothing but heartbeats (when they are on)
-// and raw and fastify-sse-h2 (with and without an event schema) two more, whose event data is an object, `quote(i)`:
+// and raw, fastify-floor and fastify-sse-h2 (with and without an event schema) two more, whose event data is an object, `quote(i)`:
 //   GET /pull-json?count=N    as /pull
 //   GET /sub-json             as /sub; `publish(count, size, true)` sends to these subscribers
 // Every event's data starts with its sequence number, so the client can check order and loss.
@@ -47,31 +47,14 @@ async function listenFastify (app) {
   return app.server.address().port
 }
 
-/** A hand-written node:http2 server: one stream.write() per preformatted frame. The ceiling. */
-async function raw ({ heartbeatInterval }) {
-  const server = http2.createServer()
+/**
+ * The streams of a hand-written server, written to as node:http2 allows: `respond()`, one `stream.write()` per
+ * preformatted frame (waiting for 'drain' when it says so), one `setInterval` for every stream's heartbeat. Shared
+ * by `raw` and `fastify-floor`, which differ only in who hands them the stream.
+ */
+function handWritten ({ heartbeatInterval }) {
   const subscribers = new Set()
   const idle = new Set()
-  server.on('stream', (stream, headers) => {
-    stream.on('error', () => {})
-    stream.respond({ ':status': 200, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' })
-    const path = headers[':path']
-    if (path.startsWith('/pull')) {
-      const { count, size } = query(path)
-      const json = path.startsWith('/pull-json')
-      ;(async () => {
-        for (let i = 0; i < count && !stream.destroyed; i++) {
-          const data = json ? JSON.stringify(quote(i)) : payload(i, size)
-          if (!stream.write('id: ' + i + '\ndata: ' + data + '\n\n')) await once(stream, 'drain')
-        }
-        stream.end()
-      })().catch(() => {})
-    } else {
-      const set = path === '/sub' || path === '/sub-json' ? subscribers : idle
-      set.add(stream)
-      stream.on('close', () => set.delete(stream))
-    }
-  })
   let timer
   if (heartbeatInterval > 0) {
     timer = setInterval(() => {
@@ -79,10 +62,26 @@ async function raw ({ heartbeatInterval }) {
       for (const stream of subscribers) stream.write(':\n\n')
     }, heartbeatInterval)
   }
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
   return {
-    port: server.address().port,
+    serve (stream, path) {
+      stream.on('error', () => {})
+      stream.respond({ ':status': 200, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' })
+      if (path.startsWith('/pull')) {
+        const { count, size } = query(path)
+        const json = path.startsWith('/pull-json')
+        ;(async () => {
+          for (let i = 0; i < count && !stream.destroyed; i++) {
+            const data = json ? JSON.stringify(quote(i)) : payload(i, size)
+            if (!stream.write('id: ' + i + '\ndata: ' + data + '\n\n')) await once(stream, 'drain')
+          }
+          stream.end()
+        })().catch(() => {})
+      } else {
+        const set = path === '/sub' || path === '/sub-json' ? subscribers : idle
+        set.add(stream)
+        stream.on('close', () => set.delete(stream))
+      }
+    },
     subscribers: () => subscribers.size,
     publish: async (count, size, json) => {
       for (let i = 0; i < count; i++) {
@@ -90,10 +89,50 @@ async function raw ({ heartbeatInterval }) {
         for (const stream of subscribers) stream.write(frame)
       }
     },
-    close: async () => {
+    close () {
       clearInterval(timer)
       for (const stream of [...subscribers, ...idle]) stream.close()
+    }
+  }
+}
+
+/** A hand-written node:http2 server: the ceiling. */
+async function raw (options) {
+  const streams = handWritten(options)
+  const server = http2.createServer()
+  server.on('stream', (stream, headers) => streams.serve(stream, headers[':path']))
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return {
+    port: server.address().port,
+    subscribers: streams.subscribers,
+    publish: streams.publish,
+    close: async () => {
+      streams.close()
       server.close()
+    }
+  }
+}
+
+/**
+ * A bare Fastify route that hijacks the reply and writes the raw HTTP/2 stream as `raw` does: the floor of any
+ * Fastify plugin (Fastify's request, reply and routing, and Node's compatibility layer under them, for every stream).
+ */
+async function fastifyFloor (options) {
+  const Fastify = require('fastify')
+  const streams = handWritten(options)
+  const app = Fastify({ http2: true })
+  app.get('/*', (request, reply) => {
+    reply.hijack()
+    streams.serve(reply.raw.stream, request.url)
+  })
+  return {
+    port: await listenFastify(app),
+    subscribers: streams.subscribers,
+    publish: streams.publish,
+    close: async () => {
+      streams.close()
+      await app.close()
     }
   }
 }
@@ -104,7 +143,8 @@ async function raw ({ heartbeatInterval }) {
  */
 async function ours ({ heartbeatInterval }, { schema = false } = {}) {
   const Fastify = require('fastify')
-  const sse = require('..')
+  // FASTIFY_SSE_H2_BUILD=DIR loads another build (a copy of dist/), to compare two (bench/cost.js).
+  const sse = require(process.env.FASTIFY_SSE_H2_BUILD ? require('node:path').resolve(process.env.FASTIFY_SSE_H2_BUILD) : '..')
   const app = Fastify({ http2: true })
   await app.register(sse, { heartbeatInterval })
   const channel = app.sse.channel('bench')
@@ -129,7 +169,12 @@ async function ours ({ heartbeatInterval }, { schema = false } = {}) {
   }
 }
 
-/** @fastify/sse: routes opt in with { sse: ... }; reply.sse.send(); one heartbeat timer per stream. */
+/**
+ * @fastify/sse: routes opt in with { sse: ... }; one heartbeat timer per stream. Fan-out as its README writes every
+ * send, `await reply.sse.send(message)`, in turn for each subscriber: a send that finds the stream's buffer full
+ * waits for 'drain' with two listeners of its own, so sends not awaited pile up listeners by the hundred on every
+ * stream (MaxListenersExceededWarning), each 'drain' then costing as many removals: several times slower.
+ */
 async function fastifySse ({ heartbeatInterval }) {
   const Fastify = require('fastify')
   const app = Fastify({ http2: true })
@@ -152,12 +197,10 @@ async function fastifySse ({ heartbeatInterval }) {
     port: await listenFastify(app),
     subscribers: () => subscribers.size,
     publish: async (count, size) => {
-      const sends = []
-      for (let i = 0; i < count; i++) {
-        const message = { id: String(i), data: payload(i, size) }
-        for (const reply of subscribers) sends.push(reply.sse.send(message))
-      }
-      await Promise.all(sends)
+      const messages = Array.from({ length: count }, (_, i) => ({ id: String(i), data: payload(i, size) }))
+      await Promise.all(Array.from(subscribers, async (reply) => {
+        for (const message of messages) await reply.sse.send(message)
+      }))
     },
     close: () => app.close()
   }
@@ -194,9 +237,14 @@ async function fastifySseV2 () {
   }
 }
 
-/** better-sse: framework-free sessions on node:http2's compatibility API; channels broadcast. */
+/**
+ * better-sse: framework-free sessions on node:http2's compatibility API, registered with a channel. Events published
+ * together go as its batching guide shows for many events to every session of a channel: written once into an event
+ * buffer (`createEventBuffer()`), handed to each session with `session.batch(buffer)`, one write a session.
+ * `channel.broadcast()` event by event formats and writes every event for every session, about 20x slower here.
+ */
 async function betterSse ({ heartbeatInterval }) {
-  const { createSession, createChannel } = require('better-sse')
+  const { createSession, createChannel, createEventBuffer } = require('better-sse')
   const channel = createChannel()
   const options = { keepAlive: heartbeatInterval > 0 ? heartbeatInterval : null, retry: null }
   const server = http2.createServer(async (req, res) => {
@@ -215,7 +263,9 @@ async function betterSse ({ heartbeatInterval }) {
     port: server.address().port,
     subscribers: () => channel.sessionCount,
     publish: async (count, size) => {
-      for (let i = 0; i < count; i++) channel.broadcast(payload(i, size), 'message', { eventId: String(i) })
+      const buffer = createEventBuffer()
+      for (let i = 0; i < count; i++) buffer.push(payload(i, size), 'message', String(i))
+      for (const session of channel.activeSessions) session.batch(buffer)
     },
     close: async () => { server.close() }
   }
@@ -226,6 +276,7 @@ module.exports = {
   quote,
   targets: {
     raw,
+    'fastify-floor': fastifyFloor,
     'fastify-sse-h2': ours,
     'fastify-sse-h2+schema': (options) => ours(options, { schema: true }),
     '@fastify/sse': fastifySse,

@@ -49,6 +49,9 @@ export class Channel<Message extends SseMessage = SseMessage> {
   private waitTimer: NodeJS.Timeout | undefined
   private ended = false
   private closing: Promise<void> | undefined
+  // The store hands this channel its events only while it has subscribers (listening counts the times it began).
+  private listening = false
+  private listenings = 0
   private readonly onStored = (event: StoredEvent): void => this.receive(event)
 
   /** @internal */
@@ -57,7 +60,6 @@ export class Channel<Message extends SseMessage = SseMessage> {
     this.store = store
     this.serializer = serializer
     this.log = log
-    store.listen(name, this.onStored)
   }
 
   /** How many streams are subscribed. */
@@ -78,7 +80,10 @@ export class Channel<Message extends SseMessage = SseMessage> {
     const event = toEvent(message)
     const id = event.id === undefined ? undefined : eventId(event.id)
     const { body, data } = frameBody(event, this.serializer)
+    const listenedBefore = this.listening ? this.listenings : -1
     const stored = await this.store.append(this.name, { id, body, snapshot: snapshotOf(event, data, this.serializer) })
+    // Closing streams wait for it only if the store hands it back: it was listening before the event was taken.
+    if (listenedBefore !== this.listenings || !this.listening) return stored.id
     if (this.publishedPosition === undefined || comparePositions(stored.position, this.publishedPosition) > 0) {
       this.publishedPosition = stored.position
     }
@@ -102,31 +107,36 @@ export class Channel<Message extends SseMessage = SseMessage> {
     await Promise.all(streams.filter((stream) => !stream.hasEnded).map(async (stream) => await new Promise((resolve) => {
       stream.signal.addEventListener('abort', resolve, { once: true })
     })))
-    this.store.unlisten(this.name, this.onStored)
+    this.stopListening()
   }
 
   /**
-   * @internal Subscribes an open stream (the stream's join() made sure it is): from now on, or first what it missed
-   * after an event id or after a position of its cursor.
+   * @internal Subscribes an open stream (the stream's join() made sure it is): from now on, or first what it missed after an event id or after a position of
+   * its cursor. `answer`, when given, is called once the store has said where the subscriber starts, before anything
+   * is written for it (at once when the store answers at once), or with the error if it could not: so that a stream
+   * is answered only then.
    */
-  subscribe (stream: EventStream, filter: ChannelFilter | undefined, from: ResumeFrom): void {
+  subscribe (stream: EventStream, filter: ChannelFilter | undefined, from: ResumeFrom,
+    answer?: (error?: unknown) => void): void {
+    if (this.subscriptions.size === 0) this.startListening()
     // Fresh: the events the store hands over from now on, not those of this tick already in.
     const subscription = new Subscription(this, stream, filter, this.livePosition)
     this.subscriptions.add(subscription)
     stream.subscriptions.push(subscription)
     stream.cursor?.add(subscription, stream.subscriptions)
     if (from === undefined) {
-      if (this.store.head !== undefined) this.startAtHead(subscription, this.store.head)
+      if (this.store.head !== undefined) this.startAtHead(subscription, this.store.head, answer)
+      else answer?.()
       return
     }
     const store = this.store
     if ('id' in from) {
       subscription.startReplay(undefined)
-      this.replay(subscription, () => store.readAfter(this.name, from.id), false)
+      this.replay(subscription, () => store.readAfter(this.name, from.id), false, answer)
     } else if (from.position === undefined) {
       // The channel had published nothing when the client subscribed: all it retains is new to the client.
       subscription.startReplay(undefined)
-      this.replay(subscription, () => store.readAfter(this.name, NO_EVENT_ID), true)
+      this.replay(subscription, () => store.readAfter(this.name, NO_EVENT_ID), true, answer)
     } else {
       const position = from.position
       const readAfterPosition = store.readAfterPosition
@@ -134,11 +144,12 @@ export class Channel<Message extends SseMessage = SseMessage> {
       // A store without readAfterPosition gives an event without an id of its own its position as id.
       this.replay(subscription, readAfterPosition === undefined
         ? () => store.readAfter(this.name, position)
-        : () => readAfterPosition.call(store, this.name, position), false)
+        : () => readAfterPosition.call(store, this.name, position), false, answer)
     }
   }
 
-  private replay (subscription: Subscription, read: () => Replay | Promise<Replay>, fromStart: boolean): void {
+  private replay (subscription: Subscription, read: () => Replay | Promise<Replay>, fromStart: boolean,
+    answer: ((error?: unknown) => void) | undefined): void {
     let replay: Replay | Promise<Replay>
     try {
       replay = read()
@@ -146,8 +157,12 @@ export class Channel<Message extends SseMessage = SseMessage> {
       replay = Promise.reject(error)
     }
     if (isPromise(replay)) {
-      replay.then((result) => subscription.replayed(result, fromStart), (error: unknown) => subscription.replayFailed(error))
+      replay.then((result) => {
+        answer?.()
+        subscription.replayed(result, fromStart)
+      }, (error: unknown) => answer === undefined ? subscription.replayFailed(error) : answer(error))
     } else {
+      answer?.()
       subscription.replayed(replay, fromStart)
     }
   }
@@ -156,7 +171,8 @@ export class Channel<Message extends SseMessage = SseMessage> {
    * A store that delivers later than it appends: the subscriber is owed the events after the newest one stored now,
    * which its listeners may not have had yet. Until the store says which, live events wait in the subscription.
    */
-  private startAtHead (subscription: Subscription, head: (channel: string) => string | undefined | Promise<string | undefined>): void {
+  private startAtHead (subscription: Subscription, head: (channel: string) => string | undefined | Promise<string | undefined>,
+    answer: ((error?: unknown) => void) | undefined): void {
     // Where the channel stands now: what a subscriber is owed when the store cannot say.
     const live = this.livePosition
     let position: string | undefined | Promise<string | undefined>
@@ -166,11 +182,19 @@ export class Channel<Message extends SseMessage = SseMessage> {
       position = Promise.reject(error)
     }
     if (!isPromise(position)) {
+      answer?.()
       subscription.startAt(position)
       return
     }
     subscription.startReplay(subscription.position)
-    position.then((at) => subscription.startAt(at), (error: unknown) => {
+    position.then((at) => {
+      answer?.()
+      subscription.startAt(at)
+    }, (error: unknown) => {
+      if (answer !== undefined) {
+        answer(error)
+        return
+      }
       // The store is away: the subscriber gets what its listeners hand over from now on, as without a head.
       this.log.debug({ err: error, channel: this.name }, 'fastify-sse-h2: the store could not say where a channel stands')
       subscription.startAt(live)
@@ -179,7 +203,21 @@ export class Channel<Message extends SseMessage = SseMessage> {
 
   /** @internal The stream let go of it. */
   unsubscribe (subscription: Subscription): void {
-    this.subscriptions.delete(subscription)
+    if (this.subscriptions.delete(subscription) && this.subscriptions.size === 0) this.stopListening()
+  }
+
+  // A channel without subscribers in this process costs the store nothing: it need not read it (Redis).
+  private startListening (): void {
+    this.listening = true
+    this.listenings++
+    this.store.listen(this.name, this.onStored)
+  }
+
+  private stopListening (): void {
+    if (!this.listening) return
+    this.listening = false
+    this.publishedPosition = undefined
+    this.store.unlisten(this.name, this.onStored)
   }
 
   /** @internal Before the stream's own write: writes what this tick holds for the subscription, ahead of it. */

@@ -77,6 +77,16 @@ export const FST_SSE_FROZEN_CLIENT = createError<'FST_SSE_FROZEN_CLIENT', [numbe
 export const FST_SSE_STORE_UNAVAILABLE = createError<'FST_SSE_STORE_UNAVAILABLE', [string, { cause: unknown }?]>(
   'FST_SSE_STORE_UNAVAILABLE', 'fastify-sse-h2: the store could not take the event (%s); nothing was published', 503)
 
+export const FST_SSE_STORE_TIMEOUT = createError<'FST_SSE_STORE_TIMEOUT', [number, { cause: unknown }?]>(
+  'FST_SSE_STORE_TIMEOUT',
+  'fastify-sse-h2: the store did not answer within commandTimeout (%d ms): the event may have been published, and ' +
+  'may still reach subscribers (a retry may send it twice: give events ids of your own)', 504)
+
+export const FST_SSE_CHANNEL_UNAVAILABLE = createError<'FST_SSE_CHANNEL_UNAVAILABLE', [string, string, { cause: unknown }?]>(
+  'FST_SSE_CHANNEL_UNAVAILABLE',
+  'fastify-sse-h2: a stream of channel %s was refused, as its store could not say where the stream starts (%s); try ' +
+  'again after Retry-After', 503)
+
 export const FST_SSE_IOREDIS_MISSING = createError<'FST_SSE_IOREDIS_MISSING', [{ cause: unknown }?]>(
   'FST_SSE_IOREDIS_MISSING',
   'fastify-sse-h2: RedisStore needs ioredis, which is not installed: npm install ioredis (an optional peer ' +

@@ -84,6 +84,8 @@ export class EventStream<Message extends SseMessage = SseMessage> {
   private needsDrain = false
   private drainListened = false
   private ended = false
+  // Until the headers are written (a channel stream waits for its store to say where it starts), frames wait.
+  private opened = false
   private drainWait: DrainWait | undefined
   // Characters handed to the sink, in all.
   private written = 0
@@ -197,13 +199,14 @@ export class EventStream<Message extends SseMessage = SseMessage> {
 
   /**
    * @internal Subscribes to a channel, resumed by the stream's last event id. `several`: the stream carries several
-   * channels (a list, or subscribe()), and writes its cursor as the id of its events.
+   * channels (a list, or subscribe()), and writes its cursor as the id of its events. `answer`: as Channel's
+   * subscribe() (at once when there is nothing to subscribe).
    */
-  join (channel: Channel, filter: ChannelFilter | undefined, several: boolean): void {
-    if (this.closed) return
+  join (channel: Channel, filter: ChannelFilter | undefined, several: boolean, answer?: (error?: unknown) => void): void {
     const subscribed = this.subscriptions.find((subscription) => subscription.channel === channel)
-    if (subscribed !== undefined) {
-      subscribed.filter = filter
+    if (this.closed || subscribed !== undefined) {
+      if (subscribed !== undefined) subscribed.filter = filter
+      answer?.()
       return
     }
     if (channel.closed) throw new FST_SSE_CHANNEL_CLOSED(channel.name)
@@ -222,7 +225,7 @@ export class EventStream<Message extends SseMessage = SseMessage> {
     const cursor = this.cursor
     channel.subscribe(this, filter, cursor !== undefined
       ? cursor.resumeOf(channel.name)
-      : this.lastEventId === undefined ? undefined : { id: this.lastEventId })
+      : this.lastEventId === undefined ? undefined : { id: this.lastEventId }, answer)
   }
 
   /**
@@ -258,6 +261,7 @@ export class EventStream<Message extends SseMessage = SseMessage> {
       res.writeHead(statusCode, headers)
       ;(res as ServerResponse).flushHeaders()
     }
+    this.opened = true
     if (headOnly) {
       this.end(new FST_SSE_STREAM_ENDED())
       return
@@ -272,6 +276,7 @@ export class EventStream<Message extends SseMessage = SseMessage> {
     }
     this.openStreams.add(this)
     if (retry !== undefined) this.queue(frameRetry(retry), false, false)
+    else if (this.pending !== '') this.flush()
   }
 
   /** @internal The stream will never open: aborts its signal so that a source already made lets go. */
@@ -300,7 +305,7 @@ export class EventStream<Message extends SseMessage = SseMessage> {
   /** @internal Writes what is pending, unless the client is behind. */
   flush (): void {
     this.flushScheduled = false
-    if (this.needsDrain || this.pending === '' || this.ended) return
+    if (this.needsDrain || this.pending === '' || this.ended || !this.opened) return
     const chunk = this.pending
     this.pending = ''
     this.writeOut(chunk)

@@ -1,34 +1,52 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { Redis, RedisOptions } from 'ioredis'
+import type { Cluster, Redis, RedisOptions } from 'ioredis'
+import { randomUUID } from 'node:crypto'
 import type { EventToStore, Replay, SseStore, StoredEvent, StoredEventListener } from './store'
 import { SnapshotEvent } from './store'
-import { FST_SSE_STORE_UNAVAILABLE } from './errors'
+import { FST_SSE_STORE_TIMEOUT, FST_SSE_STORE_UNAVAILABLE } from './errors'
 import { check, isWholeNumberUpTo } from './options'
 import { requireIoredis } from './ioredis'
+import { StoreConnection, type RedisClient } from './redis-connection'
+import { RedisKeys } from './redis-keys'
+import { entryFields } from './redis-entry'
+import { withScripts, type ScriptedClient } from './redis-scripts'
+import { ChannelReader, type Follow } from './redis-reader'
+import { ReplayReads } from './redis-replays'
 import { comparePositions } from './position'
 
 export interface RedisStoreOptions {
-  /** Your ioredis client. The store duplicates it for its one blocking reader, and leaves it open on close. */
-  client?: Redis
-  /** Or the options (or URL) of a client for the store to make, and to close with the app. */
+  /**
+   * Your ioredis client, a `Redis` or a `Cluster`. The store makes its own connections from it (`duplicate()`), and
+   * leaves it open on close.
+   */
+  client?: Redis | Cluster
+  /** Or the options (or URL) of a client of one Redis for the store to make, and to close with the app. */
   redis?: RedisOptions | string
   /**
-   * Prefix of the keys: each channel is the Redis stream `<prefix><channel>`.
+   * Prefix of the keys: each channel is the Redis stream `<prefix>{<shard tag>}<channel>`.
    * @default 'sse:'
    */
   prefix?: string
+  /**
+   * Hash tags channels are spread over: on a Redis Cluster, each process reads the channels it follows with one
+   * connection per shard that holds some. Every instance must use the same number (it is part of the keys).
+   * @default 16
+   */
+  shards?: number
   /**
    * Events each channel keeps for replay, about (Redis trims streams by whole nodes: `MAXLEN ~`).
    * @default 1000
    */
   historySize?: number
   /**
-   * Milliseconds an event stays available for replay. `0`: no age limit.
+   * Milliseconds an event stays available for replay, by Redis's clock; a channel's keys expire that long after its
+   * last event. `0`: no age limit, and keys that stay.
    * @default 300000 (5 minutes)
    */
   historyMaxAge?: number
   /**
-   * Milliseconds a publish may wait for Redis before it fails with FST_SSE_STORE_UNAVAILABLE.
+   * Milliseconds a command may wait for Redis: a publish then fails with FST_SSE_STORE_TIMEOUT, a new stream is
+   * refused with FST_SSE_CHANNEL_UNAVAILABLE.
    * @default 2000
    */
   commandTimeout?: number
@@ -39,302 +57,297 @@ export interface RedisStoreOptions {
   closeClient?: boolean
 }
 
-// A stream followed, whose starting point is not known yet.
-const NOT_YET = ''
-// How long the reader blocks before it looks again at its channels: new channels wake it at once.
-const READ_BLOCK_MS = 5000
+// How long to wait before asking again where a channel stands, when Redis could not say.
+const START_RETRY_MS = 500
+// The names the store's connections have in CLIENT LIST.
+const COMMANDS = 'fastify-sse-h2'
+const REPLAYS = 'fastify-sse-h2:replay'
+const READER = 'fastify-sse-h2:reader'
+// A reader's wake stream outlives a process that ended without closing by this long, at most.
+const WAKE_TTL_MS = 60 * 60_000
+
+/** A followed channel, as the store keeps it. */
+interface FollowedChannel extends Follow {
+  readonly group: number
+  /** Resolved once `position` is known. */
+  readonly started: Promise<void>
+  markStarted: () => void
+  /** The read of where it starts, sent in this tick: a subscriber of the same tick starts there too. */
+  freshStart: Promise<string | undefined> | undefined
+  /** Where its following began, once known ('0-0': an empty stream). */
+  startedFrom: string | undefined
+}
 
 /**
- * Channels over Redis Streams, for several instances behind a load balancer: a publish on any instance
- * reaches the subscribers of all of them, and a client that reconnects to another instance replays from
- * its Last-Event-ID. Ids are the Redis stream entry ids (or the publisher's own). One blocking reader
- * connection per process reads every channel it has subscribers for.
+ * Channels over Redis Streams, for several instances behind a load balancer: a publish on any instance reaches the
+ * subscribers of all of them, and a client that reconnects to another instance replays from its Last-Event-ID. Ids are
+ * the Redis stream entry ids (or the publisher's own). A process reads only the channels it has subscribers for, with
+ * one blocking reader (one per shard on a Redis Cluster); replays go on a connection of their own.
  */
 export class RedisStore implements SseStore {
-  // The store's command connection; the reader is a second one. Both are the store's to close.
-  private readonly client: Redis
-  private readonly given: Redis | undefined
+  private readonly commands: StoreConnection
+  private replayConnection: StoreConnection | undefined
+  private readonly replays: ReplayReads
+  private readonly given: RedisClient | undefined
   private readonly closeGiven: boolean = false
-  private readonly prefix: string
+  private readonly cluster: boolean
+  private readonly keys: RedisKeys
   private readonly historySize: number
   private readonly historyMaxAge: number
   private readonly commandTimeout: number
-  private readonly listeners = new Map<string, Set<StoredEventListener>>()
-  // The last entry delivered, per stream key: where the reader goes on from, also after an outage.
-  private readonly lastIds = new Map<string, string>()
-  private reader: Redis | undefined
-  private readerId: number | undefined
-  private wakeMissed = false
+  private readonly follows = new Map<string, FollowedChannel>()
+  // By group: every channel in group 0 on one Redis; a group per shard on a Redis Cluster.
+  private readonly readers = new Map<number, ChannelReader>()
   private log: FastifyBaseLogger | undefined
   private closed = false
   private down = false
-  private readFailing = false
-  private wake: (() => void) | undefined
-  private ready: Promise<void> | undefined
-  private stopWaiting: (() => void) | undefined
+  private everReady = false
+  // The failure of a command other than a publish that Redis did not answer in time.
+  private readonly timedOut = (): Error => new Error(`Redis did not answer within commandTimeout (${this.commandTimeout} ms)`)
 
   constructor (options: RedisStoreOptions = {}) {
-    this.prefix = options.prefix ?? 'sse:'
+    const prefix = options.prefix ?? 'sse:'
+    const shards = options.shards ?? 16
     this.historySize = options.historySize ?? 1000
     this.historyMaxAge = options.historyMaxAge ?? 300_000
     this.commandTimeout = options.commandTimeout ?? 2000
-    check('prefix', typeof this.prefix === 'string', 'a string', this.prefix)
+    check('prefix', typeof prefix === 'string', 'a string', prefix)
+    check('shards', isWholeNumberUpTo(shards, 1, 1024), 'a whole number from 1 to 1024', shards)
     check('historySize', isWholeNumberUpTo(this.historySize, 1), 'a whole number, 1 or more', this.historySize)
     check('historyMaxAge', isWholeNumberUpTo(this.historyMaxAge, 0), 'a whole number of milliseconds, 0 or more', this.historyMaxAge)
     check('commandTimeout', isWholeNumberUpTo(this.commandTimeout, 1), 'a whole number of milliseconds, 1 or more', this.commandTimeout)
     check('client', (options.client === undefined) !== (options.redis === undefined), 'given, or redis given, not both',
       options.client === undefined ? 'neither' : 'both')
-    // The store's own connections, made from yours or from options: commands fail at once while Redis is
-    // away (no offline queue, no resend), so that a publish that fails is not sent later behind the caller's back.
-    const own: RedisOptions = { enableOfflineQueue: false, autoResendUnfulfilledCommands: false, connectionName: 'fastify-sse-h2' }
+    this.keys = new RedisKeys(prefix, shards)
+    let client: RedisClient
     if (options.client !== undefined) {
       this.given = options.client
       this.closeGiven = options.closeClient === true
-      this.client = options.client.duplicate(own)
+      client = duplicate(options.client, COMMANDS, false)
     } else {
       const { Redis: RedisClient } = requireIoredis()
-      this.client = typeof options.redis === 'string' ? new RedisClient(options.redis, own) : new RedisClient({ ...options.redis, ...own })
+      const own = ownOptions(COMMANDS, false)
+      client = typeof options.redis === 'string' ? new RedisClient(options.redis, own) : new RedisClient({ ...options.redis, ...own })
     }
-    this.client.on('error', noop)
+    this.cluster = client.isCluster
+    this.commands = new StoreConnection(withScripts(client), this.commandTimeout)
+    client.on('ready', () => this.markUp())
+    client.on('close', () => this.markDown())
+    this.replays = new ReplayReads(() => this.replayReads(), this.keys, this.historyMaxAge, readFailed,
+      this.timedOut)
   }
 
   attach (log: FastifyBaseLogger): void {
     this.log = log
   }
 
-  async append (channel: string, { id, body, snapshot }: EventToStore): Promise<StoredEvent> {
-    await this.connected()
-    const fields = ['b', body, 'e', snapshot]
-    if (id !== undefined) fields.push('i', id)
-    const entryId = await this.bounded(
-      this.client.xadd(this.key(channel), 'MAXLEN', '~', this.historySize, '*', ...fields), 'XADD') as string
-    return new SnapshotEvent(id ?? entryId, entryId, body, snapshot)
+  append (channel: string, event: EventToStore): Promise<StoredEvent> {
+    const client = this.commands.client as RedisClient & ScriptedClient
+    const ownId = event.id ?? ''
+    return this.commands.send(async () => await client.sseAppend(this.keys.stream(channel), this.keys.ownIds(channel),
+      this.historySize, this.historyMaxAge, ownId, ...entryFields(event)), publishFailed,
+    () => new FST_SSE_STORE_TIMEOUT(this.commandTimeout)).then((entryId) =>
+      new SnapshotEvent(event.id ?? entryId, entryId, event.body, event.snapshot))
   }
 
-  async readAfter (channel: string, lastEventId: string): Promise<Replay> {
-    const events = await this.retained(channel)
-    // Entries only ever leave a stream from its oldest end: an id not among those retained is too old, or not ours.
-    const at = events.findLastIndex((event) => event.id === lastEventId)
-    return at === -1 ? { found: false, events } : { found: true, position: events[at].position, events: events.slice(at + 1) }
+  readAfter (channel: string, lastEventId: string): Promise<Replay> {
+    const follow = this.follows.get(channel)
+    // A replay of a channel followed from now reads on from no earlier than where following began: nothing between.
+    if (follow === undefined || follow.position !== undefined) return this.replays.read(channel, lastEventId)
+    return this.afterStart(follow).then(async () => await this.replays.read(channel, lastEventId))
   }
 
-  /** From the entry at `position` on, when it is retained: one short read for a resume by a stream's cursor. */
-  async readAfterPosition (channel: string, position: string): Promise<Replay> {
-    await this.connected()
-    // An entry older than historyMaxAge is not replayed, though Redis may still hold it.
-    if (this.historyMaxAge === 0 || comparePositions(position, String(Date.now() - this.historyMaxAge)) >= 0) {
-      const [first, ...after] = await this.bounded(this.client.xrange(this.key(channel), position, '+'), 'XRANGE')
-      if (first !== undefined && comparePositions(first[0], position) === 0) {
-        return { found: true, position: first[0], events: after.map(([entryId, fields]) => this.toEvent(entryId, fields)) }
-      }
-    }
-    return { found: false, events: await this.retained(channel) }
+  /** As readAfter(), after the event at `position` (a stream's cursor holds positions: `<ms>-0` as `<ms>`). */
+  readAfterPosition (channel: string, position: string): Promise<Replay> {
+    return this.readAfter(channel, '\n' + (position.includes('-') ? position : `${position}-0`))
   }
 
   /**
-   * The newest entry of the channel's stream. Asked on the command connection after the TIME its following starts
-   * from: every entry after it is read.
+   * The newest entry of the channel's stream, asked at once on the connection publishes use: a publish this process
+   * makes after it comes after it. While where the channel's following begins is not known yet, it answers once it
+   * is: the reader reads every entry after it.
    */
-  async head (channel: string): Promise<string | undefined> {
-    await this.connected()
-    const [newest] = await this.bounded(this.client.xrevrange(this.key(channel), '+', '-', 'COUNT', 1), 'XREVRANGE')
-    return newest?.[0]
+  head (channel: string): Promise<string | undefined> {
+    const follow = this.follows.get(channel)
+    if (follow?.freshStart !== undefined) return follow.freshStart
+    const newest = this.readHead(channel)
+    if (follow === undefined || follow.position !== undefined) return newest
+    return Promise.all([newest, this.afterStart(follow)]).then(([position]) => {
+      const from = follow.startedFrom
+      // Asked before this head, following begins no later than it; only after a failed first ask, retried since, can it
+      // begin later, and the subscriber then starts there: what came between is not read.
+      /* c8 ignore next */
+      return from !== undefined && comparePositions(from, position ?? '0-0') > 0 ? from : position
+    })
   }
 
   listen (channel: string, listener: StoredEventListener): void {
-    let set = this.listeners.get(channel)
-    if (set === undefined) {
-      set = new Set()
-      this.listeners.set(channel, set)
+    let follow = this.follows.get(channel)
+    if (follow === undefined) {
+      follow = this.follow(channel)
+      this.follows.set(channel, follow)
+      this.readerOf(follow.group).add(follow)
+      this.startFollowing(follow)
     }
-    // A channel nobody listened to any more is followed again from now, not from where it was left.
-    if (set.size === 0) this.follow(channel)
-    set.add(listener)
+    follow.listeners.add(listener)
   }
 
   unlisten (channel: string, listener: StoredEventListener): void {
-    // The set stays, empty: the reader stops reading the channel, and an answer already on its way finds no one.
-    this.listeners.get(channel)?.delete(listener)
+    const follow = this.follows.get(channel)
+    if (follow === undefined || !follow.listeners.delete(listener) || follow.listeners.size > 0) return
+    // No one left here: the channel is no longer read, and nothing of it is kept.
+    this.follows.delete(channel)
+    follow.markStarted()
+    const reader = this.readers.get(follow.group) as ChannelReader
+    reader.remove(follow)
+    if (reader.empty) this.stopReader(follow.group, reader)
   }
 
   async close (): Promise<void> {
     this.closed = true
-    this.wake?.()
-    this.stopWaiting?.()
-    // Not waited for: a read queued for Redis to come back never settles once its connection is dropped.
-    this.reader?.disconnect()
-    await this.closeConnection(this.client)
-    if (this.given !== undefined && this.closeGiven) await this.closeConnection(this.given)
+    for (const [group, reader] of this.readers) this.stopReader(group, reader)
+    for (const follow of this.follows.values()) follow.markStarted()
+    await Promise.all([this.commands.close(), this.replayConnection?.close()])
+    if (this.given !== undefined && this.closeGiven) await new StoreConnection(this.given, this.commandTimeout).close()
+  }
+
+  private follow (channel: string): FollowedChannel {
+    let markStarted!: () => void
+    const started = new Promise<void>((resolve) => { markStarted = resolve })
+    return {
+      channel,
+      key: this.keys.stream(channel),
+      group: this.cluster ? this.keys.shardOf(channel) : 0,
+      listeners: new Set(),
+      position: undefined,
+      retryAt: 0,
+      started,
+      markStarted,
+      freshStart: undefined,
+      startedFrom: undefined
+    }
   }
 
   /**
-   * Waits for the client's first connection, within commandTimeout. A client that lost its connection fails at
-   * once: ioredis would queue the command until Redis returns, and a publish must fail, not hang.
+   * Follows a channel from its newest entry, asked on the connection publishes use: a publish of this process made
+   * after listen() is read. Asked again while Redis cannot say.
    */
-  private async connected (): Promise<void> {
-    if (this.closed) throw new FST_SSE_STORE_UNAVAILABLE('the store is closed')
-    const status = this.client.status
-    if (status === 'ready') return
-    if (status !== 'wait' && status !== 'connecting' && status !== 'connect') {
-      throw new FST_SSE_STORE_UNAVAILABLE(`the Redis connection is ${status}`)
+  private startFollowing (follow: FollowedChannel): void {
+    const head = this.readHead(follow.channel)
+    follow.freshStart = head
+    queueMicrotask(() => { follow.freshStart = undefined })
+    head.then((newest) => {
+      if (this.follows.get(follow.channel) !== follow) return
+      follow.position = newest ?? '0-0'
+      follow.startedFrom = follow.position
+      follow.markStarted()
+      this.readers.get(follow.group)?.started(follow)
+    }, () => {
+      if (this.follows.get(follow.channel) === follow && !this.closed) setTimeout(() => this.retryFollowing(follow), START_RETRY_MS)
+    })
+  }
+
+  private retryFollowing (follow: FollowedChannel): void {
+    if (this.follows.get(follow.channel) === follow && !this.closed) this.startFollowing(follow)
+  }
+
+  /** Waits, within commandTimeout, until the store knows where a channel's following starts. */
+  private async afterStart (follow: FollowedChannel): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`Redis could not say where channel ${follow.channel} stands within ` +
+        `${this.commandTimeout} ms`)), this.commandTimeout)
+    })
+    try {
+      await Promise.race([follow.started, timeout])
+    } finally {
+      clearTimeout(timer)
     }
-    if (status === 'wait') this.client.connect().catch(noop)
-    // One listener however many commands wait for the connection; close() lets them all go at once.
-    this.ready ??= new Promise<void>((resolve, reject) => {
-      this.client.once('ready', () => {
-        this.ready = undefined
-        resolve()
-      })
-      this.stopWaiting = () => reject(new Error('the store was closed'))
-    })
-    await this.bounded(this.ready, 'connecting')
   }
 
-  private key (channel: string): string {
-    return this.prefix + channel
+  private readHead (channel: string): Promise<string | undefined> {
+    const client = this.commands.client as Redis
+    return this.commands.send(async () => await client.xrevrange(this.keys.stream(channel), '+', '-', 'COUNT', 1), readFailed,
+      this.timedOut).then((entries) => entries[0]?.[0])
   }
 
-  private async retained (channel: string): Promise<StoredEvent[]> {
-    await this.connected()
-    const entries = await this.bounded(this.client.xrange(this.key(channel), this.oldestKept(), '+'), 'XRANGE')
-    return entries.map(([entryId, fields]) => this.toEvent(entryId, fields))
-  }
-
-  /** The first entry id still young enough to replay. */
-  private oldestKept (): string {
-    return this.historyMaxAge > 0 ? `${Date.now() - this.historyMaxAge}-0` : '-'
-  }
-
-  private toEvent (entryId: string, fields: string[]): StoredEvent {
-    let body = ''
-    let snapshot = '{}'
-    let id = entryId
-    for (let i = 0; i < fields.length; i += 2) {
-      if (fields[i] === 'b') body = fields[i + 1]
-      else if (fields[i] === 'e') snapshot = fields[i + 1]
-      else if (fields[i] === 'i') id = fields[i + 1]
+  private readerOf (group: number): ChannelReader {
+    let reader = this.readers.get(group)
+    if (reader === undefined) {
+      const connection = duplicate(this.commands.client, READER, true)
+      reader = new ChannelReader(connection, this.keys.wake(group % this.keys.shards, randomUUID()), (woken) => this.wake(woken),
+        () => this.log)
+      this.readers.set(group, reader)
     }
-    return new SnapshotEvent(id, entryId, body, snapshot)
-  }
-
-  /**
-   * Starts delivering a channel's entries from now, by Redis's own clock (TIME): an entry added after that,
-   * from any process, has a later id. The reader is woken to add the stream.
-   */
-  private follow (channel: string): void {
-    const key = this.key(channel)
-    this.lastIds.set(key, NOT_YET)
-    const reader = this.ensureReader()
-    // Asked on the connection publishes use: it is answered before any publish made after it. While Redis is
-    // away that connection fails at once; the reader's waits for Redis to return, and no publish is taken before.
-    this.connected().then(async () => await this.client.time()).catch(async () => await reader.time()).then(async ([seconds, micros]) => {
-      const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
-      // From the millisecond before: a few entries older than the subscription, rather than one lost.
-      if (this.lastIds.get(key) === NOT_YET) this.lastIds.set(key, `${now - 1}-0`)
-      this.wake?.()
-      await this.wakeReader()
-    }).catch(noop) // The reader's TIME fails only once the store is closed.
-  }
-
-  private ensureReader (): Redis {
-    if (this.reader !== undefined) return this.reader
-    // A connection of its own: XREAD BLOCK holds it. It waits out outages, queueing its reads.
-    const reader = this.client.duplicate({
-      connectionName: 'fastify-sse-h2:reader', maxRetriesPerRequest: null, enableOfflineQueue: true, autoResendUnfulfilledCommands: true
-    })
-    this.reader = reader
-    reader.on('error', noop)
-    reader.on('reconnecting', () => this.markDown())
-    reader.on('ready', () => {
-      // Each connection has an id of its own. Asked from within 'ready', it goes out before any read is resent.
-      reader.client('ID').then((id) => {
-        this.readerId = id as number
-        // Channels followed before the id was known (several at once: a stream of several channels) are read now.
-        if (this.wakeMissed) this.wakeReader().catch(noop)
-      }, noop)
-      this.markUp()
-    })
-    // It never rejects: what fails inside is logged there.
-    this.readLoop(reader).catch(noop)
     return reader
   }
 
-  private async wakeReader (): Promise<void> {
-    // Not woken (Redis is away): the reader looks again within READ_BLOCK_MS anyway.
-    this.wakeMissed = this.readerId === undefined
-    if (this.readerId !== undefined) await this.client.client('UNBLOCK', this.readerId).catch(noop)
+  private stopReader (group: number, reader: ChannelReader): void {
+    this.readers.delete(group)
+    reader.stop()
+    const client = this.commands.client as Redis
+    if (!this.closed) this.commands.send(async () => await client.del(reader.wakeKey), readFailed, this.timedOut).catch(noop)
   }
 
-  private async readLoop (reader: Redis): Promise<void> {
-    while (!this.closed) {
-      const keys: string[] = []
-      for (const [channel, listeners] of this.listeners) {
-        const key = this.key(channel)
-        if (listeners.size > 0 && this.lastIds.get(key) !== NOT_YET) keys.push(key)
-      }
-      if (keys.length === 0) {
-        await new Promise<void>((resolve) => { this.wake = resolve })
-        continue
-      }
-      try {
-        const result = await reader.xread('BLOCK', READ_BLOCK_MS, 'STREAMS', ...keys,
-          ...keys.map((key) => this.lastIds.get(key) as string))
-        for (const [key, entries] of result ?? []) this.deliver(key, entries)
-      } catch (error) {
-        // Not an outage (the reader waits those out): Redis refused the read, a key of the prefix that is not a
-        // stream for one. Said once, then tried again, for the key may be fixed.
-        if (this.closed) return
-        if (!this.readFailing) this.log?.error({ err: error }, 'fastify-sse-h2: reading channels from Redis failed')
-        this.readFailing = true
-        await new Promise((resolve) => setTimeout(resolve, 200))
-        continue
-      }
-      this.readFailing = false
-    }
+  /** Wakes a reader blocked in a read that does not have a channel added since: it reads it at once. */
+  private wake (reader: ChannelReader): void {
+    const client = this.commands.client as Redis
+    // While Redis is away, it fails: the reader looks again at its channels once its read is answered.
+    this.commands.send(async () => await Promise.all([client.xadd(reader.wakeKey, 'MAXLEN', 1, '*', 'w', '1'),
+      client.pexpire(reader.wakeKey, WAKE_TTL_MS)]), readFailed, this.timedOut).catch(noop)
   }
 
-  private deliver (key: string, entries: Array<[string, string[]]>): void {
-    const listeners = this.listeners.get(key.slice(this.prefix.length)) as Set<StoredEventListener>
-    for (const [entryId, fields] of entries) {
-      this.lastIds.set(key, entryId)
-      const event = this.toEvent(entryId, fields)
-      for (const listener of listeners) listener(event)
-    }
+  private replayReads (): StoreConnection {
+    this.replayConnection ??= new StoreConnection(withScripts(duplicate(this.commands.client, REPLAYS, false)), this.commandTimeout)
+    return this.replayConnection
   }
 
   private markDown (): void {
-    if (this.down) return
+    if (this.down || !this.everReady || this.closed) return
     this.down = true
     this.log?.warn('fastify-sse-h2: Redis is unreachable; streams stay open and channels deliver again when it returns')
   }
 
   private markUp (): void {
+    this.everReady = true
     if (!this.down) return
     this.down = false
     this.log?.info('fastify-sse-h2: Redis is back; channels deliver again')
   }
+}
 
-  /** Quits (pending commands are answered first) if Redis answers within commandTimeout; else drops the connection. */
-  private async closeConnection (client: Redis): Promise<void> {
-    if (client.status === 'ready') await this.bounded(client.quit(), 'QUIT').catch(noop)
-    client.disconnect()
-  }
+/** The store's options for a connection of its own. */
+function ownOptions (name: string, waits: boolean): RedisOptions {
+  // A reader waits out outages, queueing its read, which ioredis sends again once Redis is back. Other connections
+  // fail their commands at once while Redis is away (no offline queue, no resend), so that a publish that failed is
+  // not sent later behind the caller's back.
+  return waits
+    ? { connectionName: name, maxRetriesPerRequest: null, enableOfflineQueue: true, autoResendUnfulfilledCommands: true }
+    : { connectionName: name, enableOfflineQueue: false, autoResendUnfulfilledCommands: false }
+}
 
-  /** A command that fails after commandTimeout instead of waiting for Redis to come back. */
-  private async bounded<T> (command: Promise<T>, name: string): Promise<T> {
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new FST_SSE_STORE_UNAVAILABLE(`${name} took longer than ${this.commandTimeout} ms`)), this.commandTimeout)
-    })
-    const failed = command.catch((error: Error) => {
-      throw new FST_SSE_STORE_UNAVAILABLE(error.message, { cause: error })
-    })
-    try {
-      return await Promise.race([failed, timeout])
-    } finally {
-      clearTimeout(timer)
-    }
-  }
+/** A connection of the store's own, made from a client: one Redis, or a Cluster (whose node connections get the name). */
+function duplicate (client: RedisClient, name: string, waits: boolean): RedisClient {
+  const own = ownOptions(name, waits)
+  if (!client.isCluster) return (client as Redis).duplicate(own)
+  const cluster = client as Cluster
+  // A Cluster without its offline queue refuses a command for a node whose connection is still being made, and sends
+  // it again later to another node, behind the commands after it: publishes of one channel would be stored out of
+  // order. Its node connections queue until connected (ioredis always gives them an offline queue, and no reconnect:
+  // a lost node's commands fail and go to the node that serves the slot now); the store's connection still fails
+  // commands at once while the Cluster is away.
+  return cluster.duplicate([], {
+    enableOfflineQueue: true,
+    redisOptions: { ...cluster.options.redisOptions, connectionName: name, autoResendUnfulfilledCommands: own.autoResendUnfulfilledCommands }
+  })
+}
+
+function publishFailed (reason: string, cause?: unknown): Error {
+  return new FST_SSE_STORE_UNAVAILABLE(reason, { cause })
+}
+
+function readFailed (reason: string): Error {
+  return new Error(reason)
 }
 
 function noop (): void {}

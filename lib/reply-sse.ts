@@ -17,8 +17,9 @@ import { refuseStream } from './refusal'
 import { drawRetryAfter } from './shutdown-retry'
 import {
   FST_SSE_ALREADY_SENT, FST_SSE_CHANNEL_CLOSED, FST_SSE_INVALID_OPTION, FST_SSE_SCHEMA_MISMATCH,
-  FST_SSE_SERVER_CLOSING
+  FST_SSE_SERVER_CLOSING, FST_SSE_CHANNEL_UNAVAILABLE
 } from './errors'
+import { describe } from './framing'
 
 export type ReplySse = (this: FastifyReply, source?: SseSource, options?: SseReplyOptions) => EventStream
 
@@ -69,21 +70,62 @@ export function createReplySse (settings: Settings, openStreams: StreamGroups, s
       if (encoding !== undefined) headers['content-encoding'] = encoding
       // Compressed or not, a route that offers compression answers by Accept-Encoding: caches must know (RFC 9110 12.5.5).
       if (compression !== false) headers.vary = headers.vary === undefined ? 'accept-encoding' : `${String(headers.vary)}, accept-encoding`
-      stream.open(reply.statusCode, headers, retry, reply.request.method === 'HEAD', encoding)
+      const open = (): void => {
+        stream.open(reply.statusCode, headers, retry, reply.request.method === 'HEAD', encoding)
+        reply.hijack()
+      }
+      if (channels === undefined || reply.request.method === 'HEAD') {
+        open()
+      } else {
+        // Answered once the store has said where the subscriber starts, on every channel: a client that saw its stream
+        // open, and then had an event published, is owed it. At once with the memory store: a bad header is then the
+        // handler's error. A list is a stream of several channels, even of one: its ids are cursors.
+        const several = !(source instanceof Channel)
+        let answering = true
+        let waiting = channels.length
+        for (const { channel, filter } of channels) {
+          stream.join(channel, filter, several, (error) => {
+            if (waiting === 0) return
+            waiting = error === undefined ? waiting - 1 : 0
+            if (answering && waiting === 0 && error === undefined) open()
+            else if (waiting === 0) answerLater(reply, stream, open, error === undefined ? undefined : unavailable(channel, error), openStreams, connections, settings)
+          })
+        }
+        answering = false
+      }
     } catch (error) {
       abandon(stream, pulled, error as Error, reply.log)
       throw error
-    }
-    reply.hijack()
-    if (channels !== undefined) {
-      // A list is a stream of several channels, even of one: its ids are cursors.
-      const several = !(source instanceof Channel)
-      for (const { channel, filter } of channels) stream.join(channel, filter, several)
     }
     // pump() never rejects: a failing source is logged and its stream closed.
     if (pulled !== undefined) pump(stream, pulled, reply.log)
     return stream
   }
+}
+
+/**
+ * Opens a channel stream whose store answered after the handler ran, through the reply. A store that could not say
+ * where the subscriber starts, or a server that began closing meanwhile, has it refused with a 503 and a Retry-After
+ * drawn from shutdownRetry, so that refused clients come back spread out.
+ */
+function answerLater (reply: FastifyReply, stream: EventStream, open: () => void, error: FastifyError | undefined,
+  openStreams: StreamGroups, connections: ClosingConnections, settings: Settings): void {
+  const refusal = error ?? (openStreams.closing ? new FST_SSE_SERVER_CLOSING() : undefined)
+  if (refusal !== undefined) {
+    stream.abandon(refusal)
+    refuse(reply, refusal, openStreams, connections, settings)
+    return
+  }
+  try {
+    open()
+  } catch (failure) {
+    stream.abandon(failure as Error)
+    reply.send(failure)
+  }
+}
+
+function unavailable (channel: Channel, error: unknown): FastifyError {
+  return new FST_SSE_CHANNEL_UNAVAILABLE(channel.name, (error as Error)?.message ?? describe(error), { cause: error })
 }
 
 /** Why no stream may open on this reply now, or undefined if one may. */
@@ -106,6 +148,8 @@ function refuse (reply: FastifyReply, reason: FastifyError, openStreams: StreamG
     if (!('stream' in reply.raw)) reply.header('connection', 'close')
     refuseStream(reply, reason, drawRetryAfter(settings.shutdownRetry))
     connections.add(reply.raw)
+  } else if (reason instanceof FST_SSE_CHANNEL_UNAVAILABLE) {
+    refuseStream(reply, reason, drawRetryAfter(settings.shutdownRetry))
   } else {
     const limits = openStreams.limits as StreamLimits
     limits.noteRefusal(reply.log)

@@ -1,4 +1,6 @@
 import { test } from 'tap'
+import http2 from 'node:http2'
+import { once } from 'node:events'
 import type { FastifyInstance } from 'fastify'
 import { startServer, type Protocol, type TestServer } from './helpers/server'
 import { connectSession, openStream, type SseClient } from './helpers/client'
@@ -308,23 +310,25 @@ test('a client that takes nothing for writeTimeout is dropped', async (t) => {
   t.ok((warning.waitedMs as number) >= 200)
 })
 
-test('a replay that fails is logged and closes only that stream', async (t) => {
+test('a replay that fails refuses only that stream: 503, Retry-After, FST_SSE_CHANNEL_UNAVAILABLE', async (t) => {
   let calls = 0
   const broken = storeWith((): Promise<Replay> => {
     if (++calls === 1) throw new Error('store unreachable')
     return Promise.reject(new Error('store timed out'))
   })
-  const server = await startServer(t, 'h2c', newsRoute, { plugin: { store: broken } })
+  const server = await startServer(t, 'h2c', newsRoute, { plugin: { store: broken, shutdownRetry: { min: 2000, max: 2000 } } })
   const fresh = await openStream(t, server, '/news')
   for (const message of ['store unreachable', 'store timed out']) {
     const resuming = await openStream(t, server, '/news', { headers: { 'last-event-id': '1' } })
     await resuming.waitForEnd()
-    const logged = await server.logs.waitFor((record) => record.err?.message === message, message)
-    t.match(logged, { level: 50, channel: 'news', msg: /replay of a channel failed/ })
+    t.equal(resuming.status, 503)
+    t.equal(resuming.headers['retry-after'], '2', 'Retry-After drawn from shutdownRetry')
+    t.match(JSON.parse(resuming.text), { code: 'FST_SSE_CHANNEL_UNAVAILABLE', message: new RegExp(`channel news .*\\(${message}\\)`) })
   }
   await server.app.sse.channel('news').publish('still live')
   await fresh.waitForEvents(1)
   t.equal(fresh.events[0].data, 'still live')
+  t.equal(server.app.sse.channel('news').subscribers, 1, 'the refused streams hold nothing')
 })
 
 test('store options are checked when the plugin registers', async (t) => {
@@ -364,12 +368,17 @@ test('a subscriber that leaves while its replay is read gets nothing written, an
     app.get('/news', (request, reply) => { handle.resolve(reply.sse(app.sse.channel('news'))) })
   }, { plugin: { store: slow } })
   const id = await server.app.sse.channel('news').publish('missed')
-  const client = await openStream(t, server, '/news', { headers: { 'last-event-id': id } })
+  // The stream is answered once its replay is read: the client leaves before.
+  const session = await connectSession(t, server)
+  const request = session.request({ ':path': '/news', accept: 'text/event-stream', 'last-event-id': id })
+  request.on('error', () => {})
   const stream = await handle.promise
   t.equal(stream.send('its own, while the replay is read'), true)
-  client.close()
-  await within(new Promise((resolve) => stream.signal.addEventListener('abort', resolve)), 'the server to see it leave')
+  request.close(http2.constants.NGHTTP2_CANCEL)
+  await within(once(request, 'close'), 'the client to leave')
   release.resolve()
+  await within(new Promise((resolve) => stream.signal.addEventListener('abort', resolve)), 'the server to see it gone')
+  t.match(stream.signal.reason, { code: 'FST_SSE_CLIENT_CLOSED' })
   await server.app.sse.channel('news').publish('after')
   t.equal(server.app.sse.channel('news').subscribers, 0)
   t.same(server.logs.atLeast(WARN), [])

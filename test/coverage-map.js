@@ -9,7 +9,12 @@ const { readdirSync } = require('node:fs')
 const { join } = require('node:path')
 
 /** The service, and the files that only the suites needing it reach. */
-const REACHED_ONLY_WITH = { 'redis-server': ['lib/redis-store.ts', 'lib/ioredis.ts'] }
+const REACHED_ONLY_WITH = {
+  'redis-server': ['lib/redis-store.ts', 'lib/redis-connection.ts', 'lib/redis-reader.ts', 'lib/redis-replays.ts', 'lib/ioredis.ts',
+    'lib/redis-keys.ts', 'lib/redis-entry.ts', 'lib/redis-scripts.ts'],
+  // The Redis Cluster suite (test/redis-cluster.test.ts) makes its cluster with it: the store's Cluster branches.
+  'redis-cli': ['lib/redis-store.ts']
+}
 
 function installed (binary) {
   try {

@@ -13,7 +13,7 @@ import { RedisStore } from '../redis'
 import { MISSED_EVENT, type Channel, type EventStream } from '../index'
 import { isCursor } from '../lib/cursor'
 import { MemoryStore } from '../lib/memory-store'
-import type { SseStore } from '../lib/store'
+import type { Replay, SseStore } from '../lib/store'
 
 // One stream, many channels: reply.sse([...]), stream.subscribe()/unsubscribe(), and one cursor that resumes them all.
 
@@ -203,6 +203,60 @@ test('a store without readAfterPosition is asked readAfter() with the position: 
   await back.waitForEvents(4)
   t.same(asked, [`a ${a0}`, `b ${b0}`], 'each channel asked after its position, as an id')
   t.same([of(back, 'a'), of(back, 'b')], [range('a', 1, 3), range('b', 1, 3)], 'exactly what each published while away')
+})
+
+test('a stream of several channels is answered once each store said where it starts; one that cannot refuses it', async (t) => {
+  const inner = new MemoryStore()
+  // Each resume by position waits until the test answers it: with the replay, or with a failure.
+  const asked = new EventEmitter()
+  const pending = new Map<string, { answer: () => void, fail: (error: Error) => void }>()
+  const store: SseStore = {
+    append: (channel, event) => inner.append(channel, event),
+    readAfter: (channel, lastEventId) => inner.readAfter(channel, lastEventId),
+    readAfterPosition: async (channel, position) => await new Promise<Replay>((resolve, reject) => {
+      pending.set(channel, { answer: () => resolve(inner.readAfterPosition(channel, position)), fail: reject })
+      asked.emit('asked')
+    }),
+    listen: (channel, listener) => inner.listen(channel, listener),
+    unlisten: (channel, listener) => inner.unlisten(channel, listener),
+    close: () => inner.close()
+  }
+  const server = await startServer(t, 'h2c', (app) => {
+    app.get('/ab', (request, reply) => reply.sse([app.sse.channel('a'), app.sse.channel('b')]))
+  }, { plugin: { store } })
+  const { app } = server
+  const first = await openStream(t, server, '/ab')
+  await publishAll(app, ['a', 'b'], 0, 1)
+  await first.waitForEvents(2)
+  first.close()
+  await publishAll(app, ['a', 'b'], 1, 1)
+  const both = async (): Promise<boolean> => await waitUntil(asked, 'asked', () => (pending.size === 2 ? true : undefined), 'both replays asked')
+
+  const opening = openStream(t, server, '/ab', { headers: { 'last-event-id': lastId(first) } })
+  await both()
+  pending.get('b')?.answer()
+  let answered = false
+  const opened = opening.then((client) => { answered = true; return client })
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(answered, false, 'one channel answered: not yet')
+  pending.get('a')?.answer()
+  const back = await opened
+  t.equal(back.status, 200, 'both answered: the stream opens')
+  await back.waitForEvents(2)
+  t.same([of(back, 'a'), of(back, 'b')], [['a:1'], ['b:1']])
+  back.close()
+
+  pending.clear()
+  const refused = openStream(t, server, '/ab', { headers: { 'last-event-id': lastId(first) } })
+  await both()
+  pending.get('b')?.fail(new Error('store away'))
+  const client = await refused
+  await client.waitForEnd()
+  t.equal(client.status, 503)
+  t.match(JSON.parse(client.text), { code: 'FST_SSE_CHANNEL_UNAVAILABLE', message: /channel b .*\(store away\)/ })
+  pending.get('a')?.answer()
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(app.sse.channel('a').subscribers + app.sse.channel('b').subscribers, 0, 'the refused stream holds nothing')
 })
 
 test('subscribe and unsubscribe on an open stream: a push handle joins and leaves rooms, and stays open', async (t) => {

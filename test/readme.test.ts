@@ -16,7 +16,7 @@ import { binaryPath, missingService, mustSkip } from './helpers/services'
 import { within } from './helpers/wait'
 import { errors } from '../index'
 
-// Every block runs in a process of its own: on a loaded 2-core machine this file may take longer than tap's 120 s.
+// Every block of the README runs, each its own server: on a loaded 2-core machine, longer than tap's 120 s.
 root.setTimeout(300_000)
 
 // Every js and ts code block of README.md, run as it is written. How a block is run:

@@ -16,6 +16,8 @@ export interface StreamOptions {
   /** HTTP/2 only: open the stream on this session instead of a new one. */
   session?: ClientHttp2Session
   method?: string
+  /** How long to wait for the response headers. */
+  timeoutMs?: number
 }
 
 /**
@@ -101,7 +103,7 @@ export class SseClient extends EventEmitter {
  * An HTTP/2 session to the server, destroyed when the test ends. `windowSize` sets the flow-control windows
  * of the session and of its streams (Node's default is 64 KiB; browsers use several MiB).
  */
-export async function connectSession (t: Teardown, server: TestServer,
+export async function connectSession (t: Teardown, server: Pick<TestServer, 'origin' | 'ca'>,
   { windowSize }: { windowSize?: number } = {}): Promise<ClientHttp2Session> {
   const settings = windowSize === undefined ? undefined : { initialWindowSize: windowSize }
   const session = http2.connect(server.origin, { ca: server.ca, settings })
@@ -118,7 +120,7 @@ export async function connectSession (t: Teardown, server: TestServer,
 }
 
 /** Opens `path` as an event stream and resolves once the response headers are in. */
-export async function openStream (t: Teardown, server: TestServer, path: string,
+export async function openStream (t: Teardown, server: Pick<TestServer, 'protocol' | 'origin' | 'ca'>, path: string,
   options: StreamOptions = {}): Promise<SseClient> {
   const client = new SseClient()
   const headers = { accept: 'text/event-stream', ...options.headers }
@@ -134,7 +136,7 @@ export async function openStream (t: Teardown, server: TestServer, path: string,
       (resolve, reject) => {
         request.once('response', resolve)
         request.once('error', reject)
-      }), `the response headers of ${path}`)
+      }), `the response headers of ${path}`, options.timeoutMs)
     client.status = Number(responseHeaders[':status'])
     client.headers = responseHeaders as IncomingHttpHeaders
     return client
@@ -151,7 +153,7 @@ export async function openStream (t: Teardown, server: TestServer, path: string,
     request.once('response', resolve)
     request.once('error', reject)
     request.end()
-  }), `the response headers of ${path}`)
+  }), `the response headers of ${path}`, options.timeoutMs)
   client.status = response.statusCode ?? 0
   client.headers = response.headers
   client.attach(response, () => request.destroy())

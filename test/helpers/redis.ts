@@ -1,15 +1,22 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
 import { once } from 'node:events'
-import { within } from './wait'
+import { DEFAULT_TIMEOUT_MS, within } from './wait'
 
 /** A real redis-server on a free port of 127.0.0.1, no persistence; stop() and start() again for outages. */
 export class RedisServer {
   readonly port: number
+  private readonly args: readonly string[]
   private process: ChildProcess | undefined
 
-  constructor (port: number) {
+  /** `args`: more of redis-server's options (a cluster node's). */
+  constructor (port: number, args: readonly string[] = []) {
     this.port = port
+    this.args = args
+  }
+
+  get running (): boolean {
+    return this.process !== undefined
   }
 
   get url (): string {
@@ -18,7 +25,7 @@ export class RedisServer {
 
   async start (): Promise<void> {
     const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '',
-      '--appendonly', 'no', '--protected-mode', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] })
+      '--appendonly', 'no', '--protected-mode', 'no', ...this.args], { stdio: ['ignore', 'pipe', 'inherit'] })
     this.process = child
     let output = ''
     await within(new Promise<void>((resolve, reject) => {
@@ -31,16 +38,17 @@ export class RedisServer {
     child.stdout?.resume()
   }
 
-  async stop (): Promise<void> {
+  /** SIGTERM: Redis closes its connections and exits; SIGKILL: a crash, as a failover test wants. */
+  async stop (signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
     const child = this.process
     if (child === undefined || child.exitCode !== null) return
     this.process = undefined
-    child.kill('SIGTERM')
+    child.kill(signal)
     await within(once(child, 'exit'), 'redis-server to stop')
   }
 }
 
-async function freePort (): Promise<number> {
+export async function freePort (): Promise<number> {
   const server = createServer()
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
@@ -55,4 +63,16 @@ export async function startRedis (t: { teardown: (fn: () => unknown) => void }):
   await redis.start()
   t.teardown(() => redis.stop())
   return redis
+}
+
+/**
+ * Resolves once `check()` holds, looking again every 20 ms; rejects after `timeoutMs`. For what no event tells: the
+ * state of Redis, or of a store in another part of the app.
+ */
+export async function eventually (check: () => boolean | Promise<boolean>, what: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!await check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
 }
