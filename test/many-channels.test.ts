@@ -41,6 +41,21 @@ function publishAll (app: FastifyInstance, channels: string[], from: number, cou
   return Promise.all(published)
 }
 
+/**
+ * A store of one's own over a memory store: its five methods, without the optional ones (a store that predates
+ * readAfterPosition), and `own` in place of or beside them.
+ */
+function storeOver (inner: MemoryStore, own: Partial<SseStore>): SseStore {
+  return {
+    append: (channel, event) => inner.append(channel, event),
+    readAfter: (channel, lastEventId) => inner.readAfter(channel, lastEventId),
+    listen: (channel, listener) => inner.listen(channel, listener),
+    unlisten: (channel, listener) => inner.unlisten(channel, listener),
+    close: () => inner.close(),
+    ...own
+  }
+}
+
 function range (channel: string, from: number, to: number): string[] {
   return Array.from({ length: to - from }, (_, i) => `${channel}:${from + i}`)
 }
@@ -180,16 +195,12 @@ test('a store without readAfterPosition is asked readAfter() with the position: 
   const inner = new MemoryStore()
   const asked: string[] = []
   // A store of one's own that predates streams of several channels.
-  const store: SseStore = {
-    append: (channel, event) => inner.append(channel, event),
+  const store = storeOver(inner, {
     readAfter: (channel, lastEventId) => {
       asked.push(`${channel} ${lastEventId}`)
       return inner.readAfter(channel, lastEventId)
-    },
-    listen: (channel, listener) => inner.listen(channel, listener),
-    unlisten: (channel, listener) => inner.unlisten(channel, listener),
-    close: () => inner.close()
-  }
+    }
+  })
   const server = await startServer(t, 'h2c', (app) => {
     app.get('/ab', (request, reply) => reply.sse([app.sse.channel('a'), app.sse.channel('b')]))
   }, { plugin: { store } })
@@ -210,17 +221,12 @@ test('a stream of several channels is answered once each store said where it sta
   // Each resume by position waits until the test answers it: with the replay, or with a failure.
   const asked = new EventEmitter()
   const pending = new Map<string, { answer: () => void, fail: (error: Error) => void }>()
-  const store: SseStore = {
-    append: (channel, event) => inner.append(channel, event),
-    readAfter: (channel, lastEventId) => inner.readAfter(channel, lastEventId),
+  const store = storeOver(inner, {
     readAfterPosition: async (channel, position) => await new Promise<Replay>((resolve, reject) => {
       pending.set(channel, { answer: () => resolve(inner.readAfterPosition(channel, position)), fail: reject })
       asked.emit('asked')
-    }),
-    listen: (channel, listener) => inner.listen(channel, listener),
-    unlisten: (channel, listener) => inner.unlisten(channel, listener),
-    close: () => inner.close()
-  }
+    })
+  })
   const server = await startServer(t, 'h2c', (app) => {
     app.get('/ab', (request, reply) => reply.sse([app.sse.channel('a'), app.sse.channel('b')]))
   }, { plugin: { store } })
@@ -429,14 +435,7 @@ test('what cannot be subscribed is refused with a coded error; other streams go 
 test('a list that names a channel twice subscribes once, with the last filter; a store whose head() answers at once', async (t) => {
   const inner = new MemoryStore()
   // A store that can say where a channel stands at once, as one over a database might.
-  const store: SseStore = {
-    append: (channel, event) => inner.append(channel, event),
-    readAfter: (channel, lastEventId) => inner.readAfter(channel, lastEventId),
-    head: (channel) => inner.readAfter(channel, '\n').events.at(-1)?.position,
-    listen: (channel, listener) => inner.listen(channel, listener),
-    unlisten: (channel, listener) => inner.unlisten(channel, listener),
-    close: () => inner.close()
-  }
+  const store = storeOver(inner, { head: (channel) => inner.readAfter(channel, '\n').events.at(-1)?.position })
   const server = await startServer(t, 'h2c', (app) => {
     const a = app.sse.channel('a')
     app.get('/twice', (request, reply) => reply.sse([a, app.sse.channel('b'), { channel: a, filter: (event) => event.data !== 'a:0' }]))
