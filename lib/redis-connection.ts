@@ -125,4 +125,4 @@ function quitFailed (): Error {
   return new Error('QUIT failed')
 }
 
-function noop (): void {}
+export function noop (): void {}

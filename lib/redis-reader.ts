@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { StoredEventListener } from './store'
-import type { RedisClient } from './redis-connection'
+import { noop, type RedisClient } from './redis-connection'
 import type { Entry } from './redis-scripts'
 import { entryEvent } from './redis-entry'
 
@@ -59,9 +59,9 @@ export class ChannelReader {
     return this.follows.size === 0
   }
 
+  /** A channel newly followed: read once started() says from where. */
   add (follow: Follow): void {
     this.follows.set(follow.key, follow)
-    if (follow.position !== undefined) this.requestWake()
   }
 
   /** The channel's position is known: it is read from the next read on. */
@@ -154,6 +154,8 @@ export class ChannelReader {
       if (wasFailing) this.log()?.info({ channel: follow.channel }, 'fastify-sse-h2: a channel can be read from Redis again')
       return false
     } catch (error) {
+      // The connection was lost during the probe: the next read goes through the reconnection, and probes again.
+      /* c8 ignore next */
       if ((error as Error).name !== 'ReplyError') return false
       follow.retryAt = Date.now() + FAILED_RETRY_MS
       if (!wasFailing) {
@@ -172,5 +174,3 @@ function deliver (follow: Follow, entries: readonly Entry[]): void {
     for (const listener of follow.listeners) listener(event)
   }
 }
-
-function noop (): void {}

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { Replay, StoredEvent } from './store'
-import type { StoreConnection } from './redis-connection'
+import { noop, type StoreConnection } from './redis-connection'
 import type { RedisKeys } from './redis-keys'
 import type { Entry, ScriptedClient } from './redis-scripts'
 import { entryEvent } from './redis-entry'
@@ -128,5 +128,3 @@ function firstAfter (events: readonly StoredEvent[], position: string): number {
   }
   return low
 }
-
-function noop (): void {}

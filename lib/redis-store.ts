@@ -6,7 +6,7 @@ import { SnapshotEvent } from './store'
 import { FST_SSE_STORE_TIMEOUT, FST_SSE_STORE_UNAVAILABLE } from './errors'
 import { check, isWholeNumberUpTo } from './options'
 import { requireIoredis } from './ioredis'
-import { StoreConnection, type RedisClient } from './redis-connection'
+import { StoreConnection, noop, type RedisClient } from './redis-connection'
 import { RedisKeys } from './redis-keys'
 import { entryFields } from './redis-entry'
 import { withScripts, type ScriptedClient } from './redis-scripts'
@@ -349,5 +349,3 @@ function publishFailed (reason: string, cause?: unknown): Error {
 function readFailed (reason: string): Error {
   return new Error(reason)
 }
-
-function noop (): void {}

@@ -259,3 +259,32 @@ test('a compressed stream whose client stops reading: what the compressor holds 
   t.equal(openStreams.size, 0, 'its slot is free')
   t.match(log.records, [{ level: 'warn', msg: /fell behind/ }])
 })
+
+test('a subscriber whose client leaves while head() is on its way gets nothing, and its channel goes on', async (t) => {
+  let answer!: (position: string | undefined) => void
+  const { channels, open, log } = harness(withHead(async () => await new Promise((resolve) => { answer = resolve })))
+  const news = channels.channel('news')
+  const before = await news.publish('before')
+  const { res } = open('news')
+  await news.publish('meanwhile')
+  res.disconnect()
+  await once(res, 'close')
+  answer(before)
+  await within(new Promise((resolve) => setImmediate(resolve)), 'a turn')
+  t.same(res.events, [])
+  t.equal(news.subscribers, 0)
+  t.same(log.records, [])
+})
+
+test('a stream closed before it subscribes is answered at once and not subscribed', async (t) => {
+  const { channels } = harness(new MemoryStore())
+  const res = new FakeResponse()
+  const stream = new EventStream(res as unknown as RawResponse, recordingLogger(), undefined, JSON.stringify, new OpenStreams(0, 1024, 0))
+  stream.open(200, {}, undefined, false)
+  stream.close()
+  const news = channels.channel('news')
+  const answers: unknown[] = []
+  news.subscribe(stream, undefined, undefined, (error) => answers.push(error))
+  t.same(answers, [undefined])
+  t.equal(news.subscribers, 0)
+})

@@ -100,3 +100,15 @@ test('Redis that stops answering: a publish times out with its own error, saying
   await client.waitForEvents(3)
   t.same(client.events.map((event) => event.data), ['before', 'during', 'after'], 'once Redis answers, publishes are taken again')
 })
+
+test('a store closed while Redis does not answer lets go of its connections within commandTimeout', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  const admin = new Redis(redis.url)
+  t.teardown(() => admin.disconnect())
+  const store = new RedisStore({ redis: redis.url, commandTimeout: 300 })
+  await store.append('news', { id: undefined, body: 'data: before\n\n', snapshot: '{"data":"before"}' })
+  await admin.client('PAUSE', 3000, 'ALL')
+  const closing = await timed(async () => { await store.close() })
+  t.equal(closing.code, undefined, 'close() resolves')
+  t.ok(closing.ms < 2500, `within commandTimeout and a margin, not once Redis answers (${Math.round(closing.ms)} ms)`)
+})

@@ -250,3 +250,21 @@ test('a RedisStore closed refuses what comes after at once, with a coded error',
   await t.rejects(within(Promise.resolve(store.append('news', { id: undefined, body: 'data: after\n', snapshot: '{"data":"after"}' })), 'the refusal'),
     { code: 'FST_SSE_STORE_UNAVAILABLE', message: /the store is closed/ })
 })
+
+test('a channel route whose header Node refuses, answered once Redis said where it starts: an error response, not a hang', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  // A name Node's http2 refuses (an unknown pseudo-header), and a value its http refuses.
+  const bad = { h2c: [':bad', 'x'], http1: ['x-bad', 'a\nb'] } as const
+  for (const protocol of ['h2c', 'http1'] as const) {
+    const server = await startServer(t, protocol, (app) => {
+      app.get('/news', (request, reply) => reply.header(bad[protocol][0], bad[protocol][1]).sse(app.sse.channel('news')))
+      app.get('/fine', (request, reply) => reply.sse(app.sse.channel('news')))
+    }, { plugin: { store: new RedisStore({ redis: redis.url }) } })
+    const refused = await openStream(t, server, '/news')
+    t.equal(refused.status, 500, `${protocol}: the error handler answered`)
+    const fine = await openStream(t, server, '/fine')
+    await server.app.sse.channel('news').publish('still served')
+    await fine.waitForEvents(1)
+    t.same(datas(fine), ['still served'])
+  }
+})
