@@ -263,6 +263,16 @@ test('a stream of several channels is answered once each store said where it sta
   pending.get('a')?.answer()
   await new Promise((resolve) => setImmediate(resolve))
   t.equal(app.sse.channel('a').subscribers + app.sse.channel('b').subscribers, 0, 'the refused stream holds nothing')
+
+  // A store that fails with what is not an Error.
+  pending.clear()
+  const oddly = openStream(t, server, '/ab', { headers: { 'last-event-id': lastId(first) } })
+  await both()
+  pending.get('a')?.fail('no connection' as unknown as Error)
+  const odd = await oddly
+  await odd.waitForEnd()
+  t.match({ status: odd.status, body: JSON.parse(odd.text) }, { status: 503, body: { code: 'FST_SSE_CHANNEL_UNAVAILABLE', message: /channel a .*no connection/ } })
+  pending.get('b')?.answer()
 })
 
 test('subscribe and unsubscribe on an open stream: a push handle joins and leaves rooms, and stays open', async (t) => {
@@ -450,6 +460,31 @@ test('a list that names a channel twice subscribes once, with the last filter; a
   t.same(server.logs.atLeast(WARN), [])
 })
 
+test('events that arrive while head() is on its way and that the filter skips: nothing written, the next ones are', async (t) => {
+  const inner = new MemoryStore()
+  const asked = new EventEmitter()
+  let answer: ((position: string | undefined) => void) | undefined
+  const store = storeOver(inner, {
+    head: async () => await new Promise((resolve) => {
+      answer = resolve
+      asked.emit('asked')
+    })
+  })
+  const server = await startServer(t, 'h2c', (app) => {
+    app.get('/a', (request, reply) => reply.sse([{ channel: app.sse.channel('a'), filter: (event) => event.data !== 'a:skipped' }]))
+  }, { plugin: { store } })
+  const { app } = server
+  const opening = openStream(t, server, '/a')
+  await waitUntil(asked, 'asked', () => (answer === undefined ? undefined : true), 'head() asked')
+  // Handed to the subscription while it waits for head(): held back, then skipped by its filter.
+  await app.sse.channel('a').publish('a:skipped')
+  answer?.(undefined)
+  const client = await opening
+  await app.sse.channel('a').publish('a:1')
+  await client.waitForEvents(1)
+  t.same(client.events.map((event) => event.data), ['a:1'])
+})
+
 test('a pulled source whose stream subscribes to a channel: its events then take no id either', async (t) => {
   const server = await startServer(t, 'h2c', (app) => {
     app.get('/pulled', (request, reply) => {
@@ -500,6 +535,7 @@ test('redis store: a cursor from one instance resumes every channel on another',
     const channels = ['x', 'y', 'z']
     const instance = async (protocol: Protocol): Promise<TestServer> => await startServer(t, protocol, (app) => {
       app.get('/xyz', (request, reply) => reply.sse(channels.map((name) => app.sse.channel(name))))
+      app.get('/x', (request, reply) => reply.sse([app.sse.channel('x')]))
     }, { plugin: { store: new RedisStore({ redis: redis.url, prefix: 'many:' }) } })
     const a = await instance('h2c')
     const b = await instance('http1')
@@ -517,4 +553,16 @@ test('redis store: a cursor from one instance resumes every channel on another',
     await onB.waitForEvents(9)
     for (const name of channels) t.same(of(onB, name), range(name, 3, 6), `${name}: what it missed, from both instances, then live`)
     t.same(onB.events.filter((event) => event.event === MISSED_EVENT), [], 'nothing missed')
+    // Left by its only subscriber, a channel is no longer read; the others are.
+    const { app } = b
+    const left = await openStream(t, b, '/xyz')
+    await publishAll(a.app, channels, 6, 1)
+    await left.waitForEvents(3)
+    onB.close()
+    left.close()
+    const only = await openStream(t, b, '/x')
+    await publishAll(a.app, ['x'], 7, 1)
+    await only.waitForEvents(1)
+    t.same(of(only, 'x'), ['x:7'])
+    t.equal(app.sse.channel('y').subscribers, 0)
   })
