@@ -14,6 +14,7 @@ import { Channels } from './lib/channels'
 import { MemoryStore } from './lib/memory-store'
 import { SnapshotEvent } from './lib/store'
 import { StreamGroups } from './lib/stream-groups'
+import { Stats } from './lib/stats'
 import { ChannelSchemas } from './lib/channel-schemas'
 import { ClosingConnections } from './lib/closing-connections'
 import { ServerSessions } from './lib/server-sessions'
@@ -29,12 +30,13 @@ import * as errors from './lib/errors'
 async function fastifySseH2 (fastify: FastifyInstance, options: FastifySseOptions): Promise<void> {
   const settings = resolveOptions(options)
   claimContext(fastify)
-  const openStreams = new StreamGroups(settings, settings.limits)
+  const stats = new Stats()
+  const openStreams = new StreamGroups(settings, settings.limits, stats)
   const sessions = new ServerSessions()
   if (fastify.initialConfig.http2 === true) sessions.watch(fastify.server)
   const connections = new ClosingConnections(sessions)
   const schemas = new ChannelSchemas(fastify, settings.serializer)
-  const channels = new Channels(settings.store, settings.serializer, fastify.log, schemas)
+  const channels = new Channels(settings.store, settings.serializer, fastify.log, schemas, stats)
 
   fastify.decorate('sse', channels)
   fastify.decorateReply('sse', createReplySse(settings, openStreams, schemas, connections))

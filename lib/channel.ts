@@ -7,6 +7,7 @@ import { eventId, frameBody, toEvent } from './framing'
 import { snapshotOf } from './snapshot'
 import { comparePositions } from './position'
 import { FST_SSE_CHANNEL_CLOSED } from './errors'
+import { publishChannelPublish } from './diagnostics'
 
 export { MISSED_EVENT } from './subscription'
 
@@ -78,6 +79,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
     if (this.publishedPosition === undefined || comparePositions(stored.position, this.publishedPosition) > 0) {
       this.publishedPosition = stored.position
     }
+    publishChannelPublish(this.name, stored.id, message)
     return stored.id
   }
 

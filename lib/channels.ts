@@ -2,6 +2,7 @@ import type { FastifyBaseLogger, FastifyTypeProvider, FastifyTypeProviderDefault
 import type { SseChannelOptions, SseMessageOf, SseSerializer } from './types'
 import type { SseStore } from './store'
 import type { ChannelSchemas } from './channel-schemas'
+import type { Stats, SseStats } from './stats'
 import { Channel } from './channel'
 import { FST_SSE_INVALID_CHANNEL } from './errors'
 import { describe } from './framing'
@@ -18,14 +19,24 @@ export class Channels<TypeProvider extends FastifyTypeProvider = FastifyTypeProv
   private readonly log: FastifyBaseLogger
   /** @internal */
   readonly schemas: ChannelSchemas
+  private readonly counters: Stats
 
   /** @internal */
-  constructor (store: SseStore, serializer: SseSerializer, log: FastifyBaseLogger, schemas: ChannelSchemas) {
+  constructor (store: SseStore, serializer: SseSerializer, log: FastifyBaseLogger, schemas: ChannelSchemas, counters: Stats) {
     this.store = store
     this.serializer = serializer
     this.log = log
     this.schemas = schemas
+    this.counters = counters
     store.attach?.(log)
+  }
+
+  /**
+   * What this plugin instance has done since it registered, and what is open now: streams (opened, open, closed by
+   * reason, refused), events and bytes sent, channels and their subscribers, replays. A new plain object each call.
+   */
+  stats (): SseStats {
+    return this.counters.snapshot(this.byName.values())
   }
 
   /**

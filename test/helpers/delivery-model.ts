@@ -9,6 +9,7 @@ import type { ClosingConnections } from '../../lib/closing-connections'
 import { ChannelSchemas } from '../../lib/channel-schemas'
 import type { FastifyInstance } from 'fastify'
 import { Channels } from '../../lib/channels'
+import { Stats } from '../../lib/stats'
 import { MISSED_EVENT } from '../../lib/subscription'
 import { comparePositions } from '../../lib/position'
 import { FakeResponse, recordingLogger, type LoggedRecord, type ReadMode } from './fake-response'
@@ -142,7 +143,12 @@ export class World {
     this.options = options
     this.instances = stores.map((store) => {
       const positioned = this.recordingPositions(store)
-      return { store, openStreams: new OpenStreams(0, options.maxBufferedBytes, 0), channels: new Channels(positioned, JSON.stringify, this.log, noSchemas) }
+      const stats = new Stats()
+      return {
+        store,
+        openStreams: new OpenStreams(0, options.maxBufferedBytes, 0, stats),
+        channels: new Channels(positioned, JSON.stringify, this.log, noSchemas, stats)
+      }
     })
   }
 
