@@ -8,6 +8,11 @@ import type {
 import type { ChannelEvent, ChannelFilter } from './lib/channel'
 import type { EventToStore, Replay, SseStore, StoredEvent, StoredEventListener } from './lib/store'
 import type { MemoryStoreOptions } from './lib/memory-store'
+import type { SseStats, SseProtocolStats } from './lib/stats'
+import type {
+  SseCloseCode, SseRefusalCode, SseReplayOutcome, StreamOpenMessage, StreamCloseMessage, StreamDropMessage,
+  StreamRefuseMessage, ChannelPublishMessage, ChannelReplayMessage
+} from './lib/diagnostics'
 import { EventStream } from './lib/event-stream'
 import { Channel, MISSED_EVENT } from './lib/channel'
 import { Channels } from './lib/channels'
@@ -126,7 +131,9 @@ declare namespace fastifySseH2 {
     FastifySseOptions, SseEvent, SseIterableSource, SseMessage, SseReplyOptions, SseSerializer, SseSource,
     SseSourceContext, ChannelEvent, ChannelFilter, SseStore, StoredEvent, EventToStore, Replay, StoredEventListener,
     MemoryStoreOptions, SseEncoding, SseLimits, SseShutdownRetry, SseRouteOptions, SseChannelOptions, SseMessageOf,
-    SseEventFields, RouteSseMessage, RouteEventStream
+    SseEventFields, RouteSseMessage, RouteEventStream, SseStats, SseProtocolStats, SseCloseCode, SseRefusalCode,
+    SseReplayOutcome, StreamOpenMessage, StreamCloseMessage, StreamDropMessage, StreamRefuseMessage, ChannelPublishMessage,
+    ChannelReplayMessage
   }
 }
 

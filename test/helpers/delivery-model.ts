@@ -327,6 +327,7 @@ export class World {
         if (record?.id !== event.id) problems.push(`${label}: event n${n} came with id ${String(event.id)}, publish() gave ${String(record?.id)}`)
       }
     }
+    problems.push(...this.finalStatsProblems())
     const unexpected = this.logs.filter((record) => record.level === 'error' || !record.msg.includes('fell behind'))
     if (unexpected.length > 0) problems.push(`logged: ${JSON.stringify(unexpected.map((record) => record.msg))}`)
     return problems
@@ -377,6 +378,57 @@ export class World {
     const late = due.find((record) => owed.indexOf(record) > last)
     if (late !== undefined) return `n${late.n}, published before its close, is missing: ${show()}`
     return undefined
+  }
+
+  /**
+   * What app.sse.stats() says at any step: the streams of each instance not ended yet are open, and those of a channel
+   * not closed are its subscribers.
+   */
+  statsProblems (): string[] {
+    return this.instances.flatMap(({ channels }, instance) => {
+      const stats = channels.stats()
+      const connections = this.connections.filter((connection) => connection.instance === instance && !connection.stream.hasEnded)
+      const subscribed = connections.filter((connection) => !connection.channel.closed)
+      const problems: string[] = []
+      if (stats.streams.open !== connections.length) problems.push(`${stats.streams.open} open, ${connections.length} not ended`)
+      if (stats.channels.subscribers !== subscribed.length) {
+        problems.push(`${stats.channels.subscribers} subscribers, ${subscribed.length} streams of open channels`)
+      }
+      return problems.map((problem) => `instance ${instance}: stats say ${problem}`)
+    })
+  }
+
+  /**
+   * What app.sse.stats() says once every connection is over: each stream opened and closed for the reason its signal
+   * gives; the events and bytes sent are those the clients took, when every client read all (the server ended every
+   * stream), and at least those otherwise; replays by outcome, at most one for each resume.
+   */
+  finalStatsProblems (): string[] {
+    return this.instances.flatMap(({ channels }, instance) => {
+      const stats = channels.stats()
+      const connections = this.connections.filter((connection) => connection.instance === instance)
+      const problems: string[] = []
+      const closed: Record<string, number> = { ...stats.streams.closed }
+      for (const connection of connections) closed[(connection.stream.signal.reason as { code: string }).code]--
+      if (Object.values(closed).some((n) => n !== 0)) problems.push(`closed by code off by ${JSON.stringify(closed)}`)
+      if (stats.streams.opened !== connections.length || stats.streams.open !== 0) {
+        problems.push(`${stats.streams.opened} opened of ${connections.length}, ${stats.streams.open} open`)
+      }
+      const complete = connections.every((connection) => !connection.disconnected &&
+        ['FST_SSE_STREAM_ENDED', 'FST_SSE_SERVER_CLOSING'].includes((connection.stream.signal.reason as { code: string }).code))
+      const events = connections.reduce((sum, connection) => sum + connection.res.events.length, 0)
+      const bytes = connections.reduce((sum, connection) => sum + connection.res.takenBytes, 0)
+      if (complete ? stats.events.sent !== events : stats.events.sent < events) problems.push(`${stats.events.sent} events sent, ${events} received`)
+      if (complete ? stats.bytes.sent !== bytes : stats.bytes.sent < bytes) problems.push(`${stats.bytes.sent} bytes sent, ${bytes} taken`)
+      const resumes = connections.filter((connection) => connection.lastEventId !== undefined)
+      const missed = resumes.filter((connection) => connection.received()[0] === 'missed').length
+      const { resumed, missed: missedReplays, failed } = stats.replays
+      if (resumed + missedReplays + failed > resumes.length || missedReplays < missed) {
+        problems.push(`replays ${JSON.stringify(stats.replays)} for ${resumes.length} resumes, ${missed} of them missed`)
+      }
+      if (stats.channels.count !== 0 || stats.channels.subscribers !== 0) problems.push(`channels left ${JSON.stringify(stats.channels)}`)
+      return problems.map((problem) => `instance ${instance}: stats say ${problem}`)
+    })
   }
 
   /** Waits until every open connection's channel has been handed every event published to it. */
@@ -575,10 +627,23 @@ export const commands = fc.commands([
   fc.constant(new CloseApp())
 ], { maxCommands: 60, size: '+1' })
 
+/** A command, then a check of what the stats say, once it has run. */
+class StatsChecked implements Command {
+  constructor (readonly command: Command) {}
+  check (): boolean { return true }
+  async run (model: object, world: World): Promise<void> {
+    await this.command.run(model, world)
+    const problems = world.statsProblems()
+    if (problems.length > 0) throw new Error(`after ${String(this.command)}: ${problems.join('; ')}`)
+  }
+
+  toString (): string { return String(this.command) }
+}
+
 function * counted (steps: Iterable<Command>, world: World): Iterable<Command> {
   for (const step of steps) {
     world.step++
-    yield step
+    yield new StatsChecked(step)
   }
 }
 
