@@ -18,6 +18,9 @@ export interface InjectSSEOptions {
   payload?: InjectOptions['payload']
 }
 
+/** Any Fastify app: over HTTP/2 or HTTP/1.1, with TLS or not (inject needs none of its server). */
+export type InjectableApp = Pick<FastifyInstance, 'inject'>
+
 /** One event as a client receives it: `id` and `event` only when the event had them. */
 export interface InjectedEvent {
   data: string
@@ -113,7 +116,7 @@ export class InjectedStream implements AsyncIterableIterator<InjectedEvent> {
  * Opens a stream of the app with `app.inject()`: no port, no network, on an app that is only `ready()` (or not even:
  * inject makes it ready), and on routes that never end. Resolves once the response's headers are sent.
  */
-export async function injectSSE (app: FastifyInstance, options: InjectSSEOptions): Promise<InjectedStream> {
+export async function injectSSE (app: InjectableApp, options: InjectSSEOptions): Promise<InjectedStream> {
   const { url, method = 'GET', headers, lastEventId, payload } = options
   const requestHeaders: OutgoingHttpHeaders = { accept: 'text/event-stream', ...headers }
   if (lastEventId !== undefined) requestHeaders['last-event-id'] = lastEventId

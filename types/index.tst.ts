@@ -89,7 +89,7 @@ test('channels', () => {
   expect(news.publish).type.not.toBeCallableWith(42)
   expect(news.subscribers).type.toBe<number>()
   expect(news.name).type.toBe<string>()
-  expect(news.close()).type.toBe<void>()
+  expect(news.close()).type.toBe<Promise<void>>()
   expect(app.sse.store).type.toBe<SseStore>()
   app.get('/news', (request, reply) => {
     expect(reply.sse(news)).type.toBe<EventStream>()
