@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { EventStream } from './event-stream'
 import type { SseEvent, SseMessage, SseSerializer } from './types'
 import type { Replay, SseStore, StoredEvent } from './store'
+import type { Stats } from './stats'
 import { Subscription } from './subscription'
 import { eventId, frameBody, toEvent } from './framing'
 import { snapshotOf } from './snapshot'
@@ -33,6 +34,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
   readonly log: FastifyBaseLogger
   private readonly store: SseStore
   private readonly serializer: SseSerializer
+  private readonly stats: Stats
   private readonly subscriptions = new Set<Subscription>()
   // Events handed over by the store and not yet written: they go out together at the end of the tick.
   private batch: StoredEvent[] = []
@@ -49,11 +51,13 @@ export class Channel<Message extends SseMessage = SseMessage> {
   private readonly onStored = (event: StoredEvent): void => this.receive(event)
 
   /** @internal */
-  constructor (name: string, store: SseStore, serializer: SseSerializer, log: FastifyBaseLogger) {
+  constructor (name: string, store: SseStore, serializer: SseSerializer, log: FastifyBaseLogger, stats: Stats) {
     this.name = name
     this.store = store
     this.serializer = serializer
     this.log = log
+    this.stats = stats
+    stats.channels++
     store.listen(name, this.onStored)
   }
 
@@ -94,6 +98,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
 
   private async endStreams (): Promise<void> {
     this.ended = true
+    this.stats.channels--
     const streams = Array.from(this.subscriptions, (subscription) => subscription.stream)
     for (const stream of streams) stream.close()
     // Streams still waiting for a replay, or for this process's publishes to come back, end later.
@@ -109,6 +114,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
     // Without a last event id: the events the store hands over from now on, not those of this tick already in.
     const subscription = new Subscription(this, stream, filter, this.livePosition)
     this.subscriptions.add(subscription)
+    this.stats.subscriptions++
     stream.subscriptions.push(subscription)
     if (lastEventId === undefined) {
       if (this.store.head !== undefined) this.startAtHead(subscription, this.store.head)
@@ -153,7 +159,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
 
   /** @internal The stream let go of it. */
   unsubscribe (subscription: Subscription): void {
-    this.subscriptions.delete(subscription)
+    if (this.subscriptions.delete(subscription)) this.stats.subscriptions--
   }
 
   /** @internal Before the stream's own write: writes what this tick holds for the subscription, ahead of it. */

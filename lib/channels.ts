@@ -36,7 +36,7 @@ export class Channels<TypeProvider extends FastifyTypeProvider = FastifyTypeProv
    * reason, refused), events and bytes sent, channels and their subscribers, replays. A new plain object each call.
    */
   stats (): SseStats {
-    return this.counters.snapshot(this.byName.values())
+    return this.counters.snapshot()
   }
 
   /**
@@ -50,7 +50,7 @@ export class Channels<TypeProvider extends FastifyTypeProvider = FastifyTypeProv
     if (channel === undefined || channel.closed) {
       if (typeof name !== 'string' || name === '') throw new FST_SSE_INVALID_CHANNEL(describe(name))
       if (channel !== undefined) this.keepUntilClosed(channel)
-      channel = new Channel(name, this.store, this.schemas.serializerFor(options), this.log)
+      channel = new Channel(name, this.store, this.schemas.serializerFor(options), this.log, this.counters)
       this.schemas.remember(channel, options)
       this.byName.set(name, channel)
     } else if (options !== undefined) {

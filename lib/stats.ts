@@ -1,6 +1,5 @@
 import type { FastifyError, FastifyReply } from 'fastify'
 import type { EventStream } from './event-stream'
-import type { Channel } from './channel'
 import {
   publishChannelReplay, publishStreamClose, publishStreamRefuse, type SseCloseCode, type SseRefusalCode,
   type SseReplayOutcome
@@ -30,19 +29,27 @@ export interface SseStats {
   events: { sent: number }
   /** Bytes of event stream written to streams (before compression), heartbeats and `retry:` lines included. */
   bytes: { sent: number }
-  /** Channels open now, and their subscriptions (a stream subscribed to two channels counts in each). */
+  /**
+   * Channels open now, and the subscriptions of every channel (a stream subscribed to two channels counts in each; the
+   * subscribers of a channel being closed count until their streams end).
+   */
   channels: { count: number, subscribers: number }
   /** Replays of subscribers that came back with a `Last-Event-ID`, by outcome. */
   replays: Record<SseReplayOutcome, number>
 }
 
 /**
- * The counters of one plugin instance. The write path adds to `eventsSent` and `bytesSent` itself (a field each, no
- * call); what happens once a stream is counted by the methods, which also tell the diagnostics channels.
+ * The counters of one plugin instance, each kept as it changes, so that reading them costs the same however many
+ * streams and channels there are. The write path adds to `eventsSent` and `bytesSent` itself (a field each, no call),
+ * channels to `channels` and `subscriptions`; what happens once to a stream is counted by the methods, which also tell
+ * the diagnostics channels.
  */
 export class Stats {
   eventsSent = 0
   bytesSent = 0
+  /** Channels made and not closed. */
+  channels = 0
+  subscriptions = 0
   private readonly http1 = { open: 0, opened: 0 }
   private readonly http2 = { open: 0, opened: 0 }
   private readonly closed: Record<SseCloseCode, number> = {
@@ -77,15 +84,8 @@ export class Stats {
     publishChannelReplay(stream, channel, outcome, events, error)
   }
 
-  /** The counts as a plain object, with the channels' own (walked now: one read of each channel). */
-  snapshot (channels: Iterable<Channel>): SseStats {
-    let count = 0
-    let subscribers = 0
-    for (const channel of channels) {
-      if (channel.closed) continue
-      count++
-      subscribers += channel.subscribers
-    }
+  /** The counts, as a new plain object. */
+  snapshot (): SseStats {
     const { http1, http2 } = this
     return {
       streams: {
@@ -97,7 +97,7 @@ export class Stats {
       },
       events: { sent: this.eventsSent },
       bytes: { sent: this.bytesSent },
-      channels: { count, subscribers },
+      channels: { count: this.channels, subscribers: this.subscriptions },
       replays: { ...this.replays }
     }
   }

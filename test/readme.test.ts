@@ -31,6 +31,7 @@ import { errors } from '../index'
 //   <!-- doctest: page -->          browser code: run in Chromium, in a page of the server of the closest
 //   <!-- doctest: page on "Title" -->  server block above (or of the first under that heading); every
 //                                   EventSource it opens must open, and it must throw nothing
+//   <!-- doctest: test -->          a test file of the reader's (node:test): run with `node --test`, it must pass
 //   <!-- doctest: needs redis-server -->  runs with a real Redis (REDIS_URL); skipped without one, as suites are
 //   <!-- doctest: skip, because … -->      not run, with the reason said (a block that cannot run alone)
 // A probe (PROBES, by heading, `Heading [2]` for the second block under it) checks what the prose around a block
@@ -41,7 +42,7 @@ const README = join(repo, 'README.md')
 const chromiumMissing = mustSkip(missingService('chromium'))
 const redisMissing = mustSkip(missingService('redis-server'))
 
-type Kind = 'fragment' | 'program' | 'page' | 'types' | 'skip'
+type Kind = 'fragment' | 'program' | 'page' | 'test' | 'types' | 'skip'
 
 interface Block {
   /** The line of the opening fence: the block's first line is the next one. */
@@ -100,12 +101,14 @@ function readMarker (text: string, lang: string, line: number): Pick<Block, 'kin
     if (skip[1].trim() === '') throw new Error(`README.md:${line}: <!-- doctest: skip --> needs a reason: "skip, because …"`)
     return { kind: 'skip', on: undefined, needs: [], skipReason: skip[1].trim() }
   }
-  const rest = words.replace(/\bon "([^"]+)"/, '').replace(/\bneeds [\w-]+/g, '').replace(/\b(program|page)\b/, '').replace(/,/g, '')
+  const rest = words.replace(/\bon "([^"]+)"/, '').replace(/\bneeds [\w-]+/g, '').replace(/\b(program|page|test)\b/, '').replace(/,/g, '')
   if (rest.trim() !== '') {
     throw new Error(`README.md:${line}: <!-- doctest:${text}--> is not understood: say program, page, page on "Heading", ` +
-      'needs redis-server, or skip, because … (see test/readme.test.ts)')
+      'test, needs redis-server, or skip, because … (see test/readme.test.ts)')
   }
-  const kind = /\bprogram\b/.test(words) ? 'program' : /\bpage\b/.test(words) ? 'page' : lang.startsWith('t') ? 'types' : 'fragment'
+  const kind = /\bprogram\b/.test(words)
+    ? 'program'
+    : /\bpage\b/.test(words) ? 'page' : /\btest\b/.test(words) ? 'test' : lang.startsWith('t') ? 'types' : 'fragment'
   return {
     kind,
     on: /\bon "([^"]+)"/.exec(words)?.[1],
@@ -397,6 +400,20 @@ async function runPage (t: Test, browser: Browser, block: Block, server: BlockSe
   t.same(errors, [], `README.md:${block.line}: no script error`)
 }
 
+/** Runs a test block as the reader would, `node --test` in an app that installed the package: it must pass. */
+async function runTestFile (t: Test, block: Block): Promise<void> {
+  const { app } = await layout()
+  const file = join(app, `readme-${block.line}.test.mjs`)
+  await writeFile(file, block.code)
+  const child = spawn(process.execPath, ['--test', file], { cwd: app, env: { ...process.env, ...ENV }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { output += chunk })
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { output += chunk })
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  const [code] = await within(once(child, 'exit'), `README.md:${block.line} (${block.name}) to run its tests`, 30_000)
+  t.equal(code, 0, `README.md:${block.line} (${block.name}): node --test passes${code === 0 ? '' : `:\n${inReadme(block, output)}`}`)
+}
+
 /** The server block a page runs against: the first under its `on` heading, or the closest above it. */
 function serverOf (blocks: Block[], page: Block): Block {
   const servers = blocks.filter((block) => block.kind === 'fragment' || block.kind === 'program')
@@ -523,6 +540,10 @@ test('README.md: every js and ts block runs as written', async (t) => {
     }
     if (block.kind === 'types') {
       await t.test(title, async (t) => { await checkTypes(t, block) })
+      continue
+    }
+    if (block.kind === 'test') {
+      await t.test(title, async (t) => { await runTestFile(t, block) })
       continue
     }
     const needsRedis = block.needs.includes('redis-server')

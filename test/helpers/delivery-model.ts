@@ -381,18 +381,17 @@ export class World {
   }
 
   /**
-   * What app.sse.stats() says at any step: the streams of each instance not ended yet are open, and those of a channel
-   * not closed are its subscribers.
+   * What app.sse.stats() says at any step: the streams of each instance not ended yet are open, each its channel's
+   * subscriber.
    */
   statsProblems (): string[] {
     return this.instances.flatMap(({ channels }, instance) => {
       const stats = channels.stats()
       const connections = this.connections.filter((connection) => connection.instance === instance && !connection.stream.hasEnded)
-      const subscribed = connections.filter((connection) => !connection.channel.closed)
       const problems: string[] = []
       if (stats.streams.open !== connections.length) problems.push(`${stats.streams.open} open, ${connections.length} not ended`)
-      if (stats.channels.subscribers !== subscribed.length) {
-        problems.push(`${stats.channels.subscribers} subscribers, ${subscribed.length} streams of open channels`)
+      if (stats.channels.subscribers !== connections.length) {
+        problems.push(`${stats.channels.subscribers} subscribers, ${connections.length} streams not ended`)
       }
       return problems.map((problem) => `instance ${instance}: stats say ${problem}`)
     })
