@@ -119,7 +119,7 @@ function readMarker (text: string, lang: string, line: number): Pick<Block, 'kin
 
 /** Where a block's lines are in README: block.mjs:12 is README.md:(fence + 12). */
 function inReadme (block: Block, text: string): string {
-  return text.replace(/(?:file:\/\/)?[^\s()'"]*readme-\d+\.(?:mjs|ts):(\d+)(?::\d+)?/g,
+  return text.replace(/(?:file:\/\/)?[^\s()'"]*readme-\d+(?:\.test)?\.(?:mjs|ts):(\d+)(?::\d+)?/g,
     (match, line: string) => `README.md:${block.line + Number(line)}`)
 }
 
@@ -328,6 +328,24 @@ const PROBES: Record<string, (context: ProbeContext) => Promise<void>> = {
     const [update] = await client.waitForEvents(1)
     t.equal(update.event, 'update')
     t.same(Object.keys(JSON.parse(update.data)), ['n'], 'the update reaches the open stream')
+  },
+
+  async 'Metrics with prom-client' ({ t, server }) {
+    const metrics = async (): Promise<string> => (await request(t, server, 'GET', '/metrics')).body
+    const clock = await openStream(t, asTestServer(server), '/clock')
+    await clock.waitForEvents(1)
+    const open = await metrics()
+    t.match(open, /^sse_streams_open\{protocol="http2"\} 1$/m, 'the open stream, by protocol')
+    t.match(open, /^sse_streams_opened_total 1$/m)
+    t.match(open, /^sse_events_sent_total [1-9]\d*$/m)
+    clock.close()
+    // The server notices the client's leaving a moment after it left: asked again until it has.
+    let after = open
+    for (let i = 0; i < 50 && !/^sse_streams_closed_total\{code="FST_SSE_CLIENT_CLOSED"\} 1$/m.test(after); i++) after = await metrics()
+    t.match(after, /^sse_streams_closed_total\{code="FST_SSE_CLIENT_CLOSED"\} 1$/m, 'closed, by reason')
+    t.match(after, /^sse_streams_open\{protocol="http2"\} 0$/m)
+    t.match(after, /^sse_stream_duration_seconds_count\{route="\/clock",code="FST_SSE_CLIENT_CLOSED"\} 1$/m,
+      'its time open, by route, from the diagnostics channels')
   },
 
   async 'Channels: fan-out to every subscriber' ({ t, server }) {
