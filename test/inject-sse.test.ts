@@ -83,6 +83,16 @@ test('close() ends the route\'s source: its finally runs and its signal aborts w
   t.pass('closing twice is harmless')
 })
 
+test('a next() still waiting when the stream is closed ends the iteration', async (t) => {
+  const { app } = await makeApp(t, (app) => {
+    app.get('/quiet', (request, reply) => { reply.sse() })
+  })
+  const events = await injectSSE(app, { url: '/quiet' })
+  const waiting = events.next()
+  await events.close()
+  t.same(await within(waiting, 'the waiting next()'), { done: true, value: undefined })
+})
+
 test('leaving a for await early closes the stream, as a client going away', async (t) => {
   const finished = signalled()
   const { app } = await makeApp(t, (app) => {
