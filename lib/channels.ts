@@ -2,7 +2,7 @@ import type { FastifyBaseLogger, FastifyTypeProvider, FastifyTypeProviderDefault
 import type { SseChannelOptions, SseMessageOf, SseSerializer } from './types'
 import type { SseStore } from './store'
 import type { ChannelSchemas } from './channel-schemas'
-import type { Stats, SseStats } from './stats'
+import { Stats, type SseStats } from './stats'
 import { Channel } from './channel'
 import { FST_SSE_INVALID_CHANNEL } from './errors'
 import { describe } from './framing'
@@ -21,8 +21,9 @@ export class Channels<TypeProvider extends FastifyTypeProvider = FastifyTypeProv
   readonly schemas: ChannelSchemas
   private readonly counters: Stats
 
-  /** @internal */
-  constructor (store: SseStore, serializer: SseSerializer, log: FastifyBaseLogger, schemas: ChannelSchemas, counters: Stats) {
+  /** @internal Counters of their own unless given the plugin instance's (a test of the delivery core builds the parts alone). */
+  constructor (store: SseStore, serializer: SseSerializer, log: FastifyBaseLogger, schemas: ChannelSchemas,
+    counters = new Stats()) {
     this.store = store
     this.serializer = serializer
     this.log = log

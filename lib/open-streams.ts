@@ -1,7 +1,7 @@
 import type { Http2Session } from 'node:http2'
 import { EventStream } from './event-stream'
 import type { StreamLimits } from './stream-limits'
-import type { Stats } from './stats'
+import { Stats } from './stats'
 import type { ClosingConnections } from './closing-connections'
 import { drawRetry, type ShutdownRetry } from './shutdown-retry'
 import { Heartbeat } from './heartbeat'
@@ -21,7 +21,9 @@ export class OpenStreams {
   /** True once closeAll() began: a stream that would open after it is refused. */
   closing = false
 
-  constructor (heartbeatInterval: number, maxBufferedBytes: number, writeTimeout: number, stats: Stats, limits?: StreamLimits) {
+  // Counters of their own unless given the plugin instance's (a test of the delivery core builds the parts alone).
+  constructor (heartbeatInterval: number, maxBufferedBytes: number, writeTimeout: number, stats = new Stats(),
+    limits?: StreamLimits) {
     this.maxBufferedBytes = maxBufferedBytes
     this.writeTimeout = writeTimeout
     this.stats = stats
