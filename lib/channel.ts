@@ -139,6 +139,8 @@ export class Channel<Message extends SseMessage = SseMessage> {
    * which its listeners may not have had yet. Until the store says which, live events wait in the subscription.
    */
   private startAtHead (subscription: Subscription, head: (channel: string) => string | undefined | Promise<string | undefined>): void {
+    // Where the channel stands now: what a subscriber is owed when the store cannot say.
+    const live = this.livePosition
     let position: string | undefined | Promise<string | undefined>
     try {
       position = head.call(this.store, this.name)
@@ -153,7 +155,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
     position.then((at) => subscription.startAt(at), (error: unknown) => {
       // The store is away: the subscriber gets what its listeners hand over from now on, as without a head.
       this.log.debug({ err: error, channel: this.name }, 'fastify-sse-h2: the store could not say where a channel stands')
-      subscription.startAt(this.livePosition)
+      subscription.startAt(live)
     })
   }
 

@@ -48,8 +48,9 @@ export class OpenStreams {
   letGo (stream: EventStream): void {
     if (!this.remove(stream)) return
     const session = stream.session
+    // HTTP/1.1: until its socket's close, which destroy() brings.
     if (session === undefined) {
-      if (stream.transportOpen) this.lingering.add(stream)
+      this.lingering.add(stream)
     } else if (!session.destroyed && !this.lingering.has(session)) {
       this.lingering.add(session)
       session.once('close', () => this.lingering.delete(session))

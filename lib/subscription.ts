@@ -45,7 +45,7 @@ export class Subscription {
       for (const event of events) this.backlog.push(event)
       return
     }
-    if (this.cancelled || this.stream.hasEnded || events.length === 0) return
+    if (this.cancelled || this.stream.hasEnded) return
     const from = this.firstAfterPosition(events)
     if (from === events.length) return
     if (shared !== undefined && from === 0 && this.filter === undefined) {

@@ -178,15 +178,18 @@ export interface FastifySseOptions {
    */
   lastEventIdQuery?: string | false
   /**
-   * Most bytes that may wait for one client. A stream over it is closed and logged as a warning:
-   * the client reconnects and resumes from its last event id, and the server's memory stays bounded.
-   * Pulled sources never reach it: they are paused while the client is behind.
+   * Most bytes that may wait for one client, of what it was given before the last two turns of the event loop
+   * (what was just written had no chance to reach it). A stream over it is closed and logged as a warning: the
+   * client reconnects and resumes from its last event id, and the server's memory stays bounded. One event or
+   * replay larger than this may take its time. Pulled sources never reach it: they are paused while the client
+   * is behind.
    * @default 262144 (256 KiB)
    */
   maxBufferedBytes?: number
   /**
-   * Milliseconds a stream's writes may wait for a client that takes nothing (a frozen tab, a dead peer
-   * whose connection did not close) before the stream is closed and logged as a warning. `0` turns it off.
+   * Milliseconds bytes may wait for a client that takes none of them (a frozen tab, a dead peer whose connection
+   * did not close) before the stream is dropped and logged as a warning; also a stream the server closed, whose
+   * last bytes wait, so that its `limits` slot is freed. `0` turns it off.
    * @default 30000
    */
   writeTimeout?: number

@@ -431,18 +431,24 @@ export class World {
   }
 
   /** Waits until every open connection's channel has been handed every event published to it. */
+  /**
+   * Publishes a last event on each instance to each channel that has open connections there, and waits until each
+   * of those channels is handed it: every event that will ever reach them came before it.
+   */
   private async untilDelivered (): Promise<void> {
+    const open = this.connections.filter((connection) => connection.accepting && !connection.channel.closed)
+    const targets = new Map<string, { instance: number, channelName: ChannelName }>()
+    for (const { instance, channelName } of open) targets.set(`${instance} ${channelName}`, { instance, channelName })
+    const before = this.nextN
+    for (const { instance, channelName } of targets.values()) this.publish(instance, channelName, ['ann'], false, false, false)
+    await within(Promise.all(this.settling), 'the last publishes to resolve', 5000)
     const deadline = Date.now() + 5000
-    for (const connection of this.connections) {
-      if (!connection.accepting) continue
-      // Those published after it subscribed: its channel may have been made after the others.
-      const records = (this.published.get(connection.channelName) as Published[])
-        .filter((record) => record.step > connection.step && record.failed !== true)
-      if (records.length === 0) continue
-      const newest = records.map((record) => record.position as string).sort(comparePositions).at(-1) as string
+    for (const connection of open) {
+      const last = (this.published.get(connection.channelName) as Published[])
+        .find((record) => record.n >= before && record.instance === connection.instance) as Published
       const live = (): string | undefined => (connection.channel as unknown as { livePosition: string | undefined }).livePosition
-      while (live() === undefined || comparePositions(live() as string, newest) < 0) {
-        if (Date.now() > deadline) throw new Error(`timed out waiting for channel ${connection.channelName} to be handed ${newest}`)
+      while (live() === undefined || comparePositions(live() as string, last.position as string) < 0) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for channel ${connection.channelName} to be handed ${String(last.position)}`)
         await new Promise((resolve) => setImmediate(resolve))
       }
     }
@@ -626,13 +632,16 @@ export const commands = fc.commands([
   fc.constant(new CloseApp())
 ], { maxCommands: 60, size: '+1' })
 
-/** The steps, each followed by a check of what the stats say once it has run. */
+/**
+ * The steps, each counting itself when it runs (fast-check walks the whole list before it runs any), then checking
+ * what the stats say once it has run.
+ */
 function * counted (steps: Iterable<Command>, world: World): Iterable<Command> {
   for (const step of steps) {
-    world.step++
     yield {
       check: (model) => step.check(model),
       run: async (model, real) => {
+        world.step++
         await step.run(model, real)
         const problems = real.statsProblems()
         if (problems.length > 0) throw new Error(`after ${step.toString()}: ${problems.join('; ')}`)

@@ -1,0 +1,189 @@
+import { test } from 'tap'
+import { once } from 'node:events'
+import type { FastifyInstance } from 'fastify'
+import { comparePositions, isPosition } from '../lib/position'
+import { snapshotOf } from '../lib/snapshot'
+import { EventStream, type RawResponse } from '../lib/event-stream'
+import { OpenStreams } from '../lib/open-streams'
+import { Channels } from '../lib/channels'
+import { ChannelSchemas } from '../lib/channel-schemas'
+import { MemoryStore } from '../lib/memory-store'
+import type { SseStore } from '../lib/store'
+import { FakeResponse, recordingLogger } from './helpers/fake-response'
+import { within } from './helpers/wait'
+
+// The pieces of the delivery core one at a time, over fake responses: what the model-based test reaches only by luck.
+
+test('positions: <n> or <n>-<n>, compared part by part as numbers', async (t) => {
+  for (const good of ['0', '7', '1764619200000123', '1764619200000-0', '1764619200000-12', '9007199254740991']) {
+    t.ok(isPosition(good), good)
+  }
+  for (const bad of ['', '-1', '01', '1-', '-', '1-01', '1.5', ' 1', '1e3', '9007199254740993', '1-9007199254740993', 'own-1']) {
+    t.notOk(isPosition(bad), `'${bad}'`)
+  }
+  const ordered = ['0', '5', '5-1', '6-0', '10', '10-3', '10-20', '100-0']
+  for (let i = 1; i < ordered.length; i++) {
+    t.ok(comparePositions(ordered[i - 1], ordered[i]) < 0, `${ordered[i - 1]} < ${ordered[i]}`)
+    t.ok(comparePositions(ordered[i], ordered[i - 1]) > 0, `${ordered[i]} > ${ordered[i - 1]}`)
+  }
+  t.equal(comparePositions('5', '5-0'), 0, '5 is 5-0')
+  t.equal(comparePositions('12-3', '12-3'), 0)
+  t.ok(comparePositions('9', '10') < 0, 'numbers, not text')
+})
+
+test('a snapshot is the event as JSON sees it, whatever the serializer', async (t) => {
+  const json = JSON.stringify
+  t.same(JSON.parse(snapshotOf({ data: { a: 1 } }, '{"a":1}', json)), { data: { a: 1 } }, 'the frame\'s JSON, reused')
+  t.same(JSON.parse(snapshotOf({ event: 'e', retry: 5, comment: 'c', data: 'text' }, 'text', json)),
+    { event: 'e', retry: 5, comment: 'c', data: 'text' })
+  t.same(JSON.parse(snapshotOf({ data: Buffer.from('hi') }, 'aGk=', json)), { data: 'aGk=' }, 'bytes as the client gets them')
+  t.same(JSON.parse(snapshotOf({ id: 'x' }, undefined, json)), {}, 'no id: the store adds its own')
+  const custom = (value: unknown): string => `<${String(value)}>`
+  t.same(JSON.parse(snapshotOf({ data: { a: [1] } }, '<[object Object]>', custom)), { data: { a: [1] } },
+    'a custom serializer: JSON of the value')
+  t.same(JSON.parse(snapshotOf({ data: 10n }, '<10>', custom)), { data: '<10>' }, 'what JSON cannot hold: the text')
+  t.same(JSON.parse(snapshotOf({ data: () => 1 }, '<fn>', custom)), { data: '<fn>' }, 'what JSON leaves out: the text')
+})
+
+/** A stream over a fake response, subscribed to `channel` of channels over `store`. */
+function harness (store: SseStore): { channels: Channels, open: (name: string, lastEventId?: string) => { res: FakeResponse, stream: EventStream }, log: ReturnType<typeof recordingLogger> } {
+  const log = recordingLogger()
+  const openStreams = new OpenStreams(0, 1024 * 1024, 0)
+  const channels = new Channels(store, JSON.stringify, log, new ChannelSchemas({} as unknown as FastifyInstance, JSON.stringify))
+  const open = (name: string, lastEventId?: string): { res: FakeResponse, stream: EventStream } => {
+    const res = new FakeResponse()
+    const stream = new EventStream(res as unknown as RawResponse, log, lastEventId, JSON.stringify, openStreams)
+    stream.open(200, {}, undefined, false)
+    channels.channel(name).subscribe(stream, lastEventId, undefined)
+    return { res, stream }
+  }
+  return { channels, open, log }
+}
+
+/** The memory store, with a head() of the test's. */
+function withHead (head: SseStore['head']): SseStore {
+  const inner = new MemoryStore()
+  return {
+    append: (channel, event) => inner.append(channel, event),
+    readAfter: (channel, lastEventId) => inner.readAfter(channel, lastEventId),
+    listen: (channel, listener) => inner.listen(channel, listener),
+    unlisten: (channel, listener) => inner.unlisten(channel, listener),
+    close: () => inner.close(),
+    head
+  }
+}
+
+test('a store with head(): a new subscriber gets exactly what comes after it, even while head() is on its way', async (t) => {
+  let answer!: (position: string | undefined) => void
+  const { channels, open } = harness(withHead(async () => await new Promise((resolve) => { answer = resolve })))
+  const news = channels.channel('news')
+  const before = await news.publish('before')
+  const { res, stream } = open('news')
+  await news.publish('meanwhile')
+  // The store says the subscriber came in after `before`: `meanwhile` is owed, and written once head() answers.
+  answer(before)
+  await news.publish('after')
+  stream.close()
+  await once(res, 'close')
+  t.same(res.events.map((event) => event.data), ['meanwhile', 'after'])
+})
+
+test('a store whose head() throws or rejects: the subscriber gets what its listeners hand over from then on', async (t) => {
+  for (const head of [() => { throw new Error('no head') }, async () => { throw new Error('no head') }]) {
+    const { channels, open, log } = harness(withHead(head))
+    const news = channels.channel('news')
+    await news.publish('before')
+    const { res, stream } = open('news')
+    await news.publish('after')
+    await within(new Promise((resolve) => setImmediate(resolve)), 'a turn')
+    stream.close()
+    await once(res, 'close')
+    t.same(res.events.map((event) => event.data), ['after'])
+    t.same(log.records.filter((record) => record.level !== 'warn' || record.msg !== ''), [], 'nothing above debug')
+  }
+})
+
+test('a store whose head() answers at once is used as it is', async (t) => {
+  const { channels, open } = harness(withHead(() => undefined))
+  const news = channels.channel('news')
+  const { res, stream } = open('news')
+  await news.publish('first')
+  stream.close()
+  await once(res, 'close')
+  t.same(res.events.map((event) => event.data), ['first'])
+})
+
+test('a replay that answers after its stream is gone writes nothing, and logs nothing', async (t) => {
+  let answer!: (value: never) => void
+  let fail!: (error: Error) => void
+  const inner = new MemoryStore()
+  const store: SseStore = {
+    append: (channel, event) => inner.append(channel, event),
+    readAfter: async () => await new Promise((resolve, reject) => { answer = resolve; fail = reject }),
+    listen: (channel, listener) => inner.listen(channel, listener),
+    unlisten: (channel, listener) => inner.unlisten(channel, listener),
+    close: () => inner.close()
+  }
+  const { open, log } = harness(store)
+  const first = open('news', 'some-id')
+  first.res.disconnect()
+  await once(first.res, 'close')
+  answer({ found: false, events: [] } as never)
+  const second = open('news', 'some-id')
+  second.res.disconnect()
+  await once(second.res, 'close')
+  fail(new Error('too late'))
+  await within(new Promise((resolve) => setImmediate(resolve)), 'a turn')
+  t.same(first.res.events, [])
+  t.same(second.res.events, [])
+  t.same(log.records, [])
+})
+
+test('a replay that fails: logged as an error, unless its stream was closing already', async (t) => {
+  const inner = new MemoryStore()
+  let fail!: (error: Error) => void
+  const store: SseStore = {
+    append: (channel, event) => inner.append(channel, event),
+    readAfter: async () => await new Promise((resolve, reject) => { fail = reject }),
+    listen: (channel, listener) => inner.listen(channel, listener),
+    unlisten: (channel, listener) => inner.unlisten(channel, listener),
+    close: () => inner.close()
+  }
+  const { open, log } = harness(store)
+  const failing = open('news', 'some-id')
+  fail(new Error('store away'))
+  await once(failing.res, 'close')
+  t.match(log.records, [{ level: 'error', msg: /the replay of a channel failed/ }])
+  const closing = open('news', 'some-id')
+  closing.stream.close()
+  t.equal(closing.stream.hasEnded, false, 'the close waits for the replay')
+  fail(new Error('store closed'))
+  await once(closing.res, 'close')
+  t.equal(log.records.length, 1, 'nothing more above debug')
+})
+
+test('a channel closes once the store hands back its own last publish, or warns after a bound', async (t) => {
+  const { mock } = await import('node:test')
+  const inner = new MemoryStore()
+  // A store whose listeners never get anything: the channel waits for its own publish, then gives up.
+  const store: SseStore = {
+    append: (channel, event) => inner.append(channel, event),
+    readAfter: (channel, lastEventId) => inner.readAfter(channel, lastEventId),
+    listen: () => {},
+    unlisten: () => {},
+    close: () => inner.close()
+  }
+  const { channels, open, log } = harness(store)
+  const news = channels.channel('news')
+  const { res, stream } = open('news')
+  await news.publish('never handed back')
+  mock.timers.enable({ apis: ['setTimeout'] })
+  t.teardown(() => mock.timers.reset())
+  const closed = news.close()
+  t.equal(stream.hasEnded, false, 'the stream waits for the publish to come back')
+  mock.timers.tick(5000)
+  await closed
+  await once(res, 'close')
+  t.equal(stream.hasEnded, true)
+  t.match(log.records, [{ level: 'warn', msg: /did not hand back this process's last publishes in time/ }])
+})
