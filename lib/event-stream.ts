@@ -18,6 +18,8 @@ export type RawResponse = ServerResponse | Http2ServerResponse
 
 // Frames produced without yielding to the event loop are written together, up to this many characters.
 const FLUSH_AT = 16 * 1024
+// One Buffer written to every stream it is due: no encoding, no copy.
+const HEARTBEAT_BYTES = Buffer.from(HEARTBEAT_FRAME)
 
 // Turns of the event loop, counted while streams write. Bytes written in this turn or the one before may not have had
 // a chance to reach the client yet: Node hands them to the socket from an immediate (HTTP/2), whose place among the
@@ -83,7 +85,7 @@ export class EventStream<Message extends SseMessage = SseMessage> {
   // Counted as opened: its end is counted too.
   private counted = false
   private drainWait: DrainWait | undefined
-  // Characters handed to the sink, in all.
+  // Bytes handed to the sink, in all.
   private written = 0
   // Characters admitted during the turn `turnOfWrites`, and during the one before it.
   private writtenThisTurn = 0
@@ -285,7 +287,7 @@ export class EventStream<Message extends SseMessage = SseMessage> {
   /** @internal Called by the heartbeat when the stream has been quiet long enough. */
   heartbeat (): void {
     // A comment may go ahead of frames still pending: clients ignore it wherever it falls between frames.
-    if (this.admit(HEARTBEAT_FRAME.length, false)) this.writeOut(HEARTBEAT_FRAME)
+    if (this.admit(HEARTBEAT_BYTES.length, false)) this.writeOut(HEARTBEAT_BYTES)
   }
 
   /** @internal The HTTP/2 session the stream was on, kept: a stream reset no longer says. */
@@ -381,10 +383,13 @@ export class EventStream<Message extends SseMessage = SseMessage> {
     return !this.needsDrain
   }
 
-  private writeOut (chunk: string | Buffer): void {
+  private writeOut (text: string | Buffer): void {
+    // Encoded here rather than by the sink (as it would): the stats then count bytes as they are, for nothing more,
+    // where measuring a string's UTF-8 length would read it once more.
+    const chunk = typeof text === 'string' ? Buffer.from(text) : text
     this.quietTicks = 0
     this.written += chunk.length
-    this.stats.bytesSent += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length
+    this.stats.bytesSent += chunk.length
     const written = this.sink.write(chunk)
     this.compressor?.flush(this.flushKind)
     if (!written && !this.needsDrain) {
