@@ -187,3 +187,75 @@ test('a channel closes once the store hands back its own last publish, or warns 
   t.equal(stream.hasEnded, true)
   t.match(log.records, [{ level: 'warn', msg: /did not hand back this process's last publishes in time/ }])
 })
+
+test('a stream dropped again, or after its connection closed, frees its slot once: the others still count', async (t) => {
+  const log = recordingLogger()
+  const openStreams = new OpenStreams(0, 1024 * 1024, 0)
+  const open = (): { res: FakeResponse, stream: EventStream } => {
+    const res = new FakeResponse()
+    const stream = new EventStream(res as unknown as RawResponse, log, undefined, JSON.stringify, openStreams)
+    stream.open(200, {}, undefined, false)
+    return { res, stream }
+  }
+  const staying = open()
+  const dropped = open()
+  const gone = open()
+  t.equal(openStreams.size, 3)
+  dropped.stream.destroy(new Error('dropped'))
+  dropped.stream.destroy(new Error('dropped again'))
+  gone.res.disconnect()
+  await once(gone.res, 'close')
+  gone.stream.destroy(new Error('dropped after its client left'))
+  t.equal(openStreams.size, 1, 'only the stream still open counts')
+  staying.stream.send('still here')
+  staying.stream.close()
+  await once(staying.res, 'close')
+  t.same(staying.res.events.map((event) => event.data), ['still here'])
+  t.same(log.records, [])
+})
+
+test('a filter that throws while its stream catches up before an own send(): that stream closes, the others get it', async (t) => {
+  const { channels, log } = harness(new MemoryStore())
+  const openStreams = new OpenStreams(0, 1024 * 1024, 0)
+  const news = channels.channel('news')
+  const streamWith = (filter: ((event: { data?: unknown }) => boolean) | undefined): { res: FakeResponse, stream: EventStream } => {
+    const res = new FakeResponse()
+    const stream = new EventStream(res as unknown as RawResponse, log, undefined, JSON.stringify, openStreams)
+    stream.open(200, {}, undefined, false)
+    news.subscribe(stream, undefined, filter)
+    return { res, stream }
+  }
+  const broken = streamWith((event) => { if (event.data === 'bad') throw new Error('broken filter'); return true })
+  const other = streamWith(undefined)
+  const published = news.publish('bad')
+  await published
+  t.equal(broken.stream.send('own'), false, 'its catch-up ran the filter, which closed the stream')
+  await once(broken.res, 'close')
+  t.same(broken.res.events, [])
+  other.stream.close()
+  await once(other.res, 'close')
+  t.same(other.res.events.map((event) => event.data), ['bad'])
+  t.match(log.records, [{ level: 'error', msg: /a subscription filter threw/ }])
+})
+
+test('a compressed stream whose client stops reading: what the compressor holds counts, and it is dropped as slow', async (t) => {
+  const { randomBytes } = await import('node:crypto')
+  const log = recordingLogger()
+  const openStreams = new OpenStreams(0, 16 * 1024, 0)
+  const res = new FakeResponse()
+  res.setMode('stalled')
+  const stream = new EventStream(res as unknown as RawResponse, log, undefined, JSON.stringify, openStreams)
+  stream.open(200, {}, undefined, false, 'gzip')
+  let mostBuffered = 0
+  await within((async () => {
+    while (!stream.closed) {
+      stream.send(randomBytes(3000).toString('base64'))
+      mostBuffered = Math.max(mostBuffered, stream.bufferedBytes)
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+  })(), 'the stalled compressed client to be dropped')
+  t.ok(mostBuffered > 0, 'what waits in and after the compressor is counted')
+  t.match(stream.signal.reason, { code: 'FST_SSE_SLOW_CLIENT' })
+  t.equal(openStreams.size, 0, 'its slot is free')
+  t.match(log.records, [{ level: 'warn', msg: /fell behind/ }])
+})

@@ -120,6 +120,8 @@ test('a serializer that throws or returns what is not text fails with a coded er
   const failures = new Map<string, unknown>()
   const serializers: Record<string, (value: unknown) => string> = {
     throws: () => { throw new RangeError('cannot serialize') },
+    // eslint-disable-next-line no-throw-literal
+    throwsString: () => { throw 'no' },
     undefined: () => undefined as unknown as string,
     number: () => 42 as unknown as string,
     bigint: JSON.stringify
@@ -145,6 +147,7 @@ test('a serializer that throws or returns what is not text fails with a coded er
   }
   t.match(failures.get('throws'), { code: 'FST_SSE_SERIALIZER_FAILED', message: /cannot serialize/, cause: { name: 'RangeError' } })
   t.match(failures.get('bigint'), { code: 'FST_SSE_SERIALIZER_FAILED', message: /BigInt/ })
+  t.match(failures.get('throwsString'), { code: 'FST_SSE_SERIALIZER_FAILED', message: /'no'/, cause: 'no' })
   t.match(failures.get('undefined'), { code: 'FST_SSE_INVALID_SERIALIZED' })
   t.match(failures.get('number'), { code: 'FST_SSE_INVALID_SERIALIZED' })
   const pulled = await openStream(t, server, '/pull')

@@ -234,3 +234,12 @@ test('app.close() while Redis is away resolves at once', { skip }, async (t) => 
   await within(server.app.close(), 'app.close() with the reader waiting for Redis', 5000)
   t.ok(client.ended || await client.waitForEnd().then(() => true), 'the subscriber was ended')
 })
+
+test('a RedisStore closed refuses what comes after at once, with a coded error', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  const store = new RedisStore({ redis: `redis://127.0.0.1:${redis.port}` })
+  await store.append('news', { id: undefined, body: 'data: before\n', snapshot: '{"data":"before"}' })
+  await store.close()
+  await t.rejects(within(Promise.resolve(store.append('news', { id: undefined, body: 'data: after\n', snapshot: '{"data":"after"}' })), 'the refusal'),
+    { code: 'FST_SSE_STORE_UNAVAILABLE', message: /the store is closed/ })
+})
