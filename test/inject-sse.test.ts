@@ -2,7 +2,7 @@ import { test } from 'tap'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { setTimeout as sleep } from 'node:timers/promises'
 import sse, { type FastifySseOptions } from '../index'
-import { injectSSE, type InjectedEvent } from '../testing'
+import { injectSSE, InjectedStream, type InjectedEvent } from '../testing'
 import { LogRecorder, WARN } from './helpers/logs'
 import { signalled, within } from './helpers/wait'
 
@@ -52,6 +52,7 @@ test('an endless route of an app that is only ready(): status, headers and event
   t.notOk(app.server.listening, 'the app does not listen')
   const events = await injectSSE(app, { url: '/ticks' })
   t.equal(events.status, 200)
+  t.ok(events instanceof InjectedStream, 'an InjectedStream, as fastify-sse-h2/testing exports it')
   t.equal(events.headers['content-type'], 'text/event-stream; charset=utf-8')
   t.equal(events.body, undefined, 'an event stream has no body to read in full')
   t.same(await take(events, 3), [
