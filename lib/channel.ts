@@ -2,11 +2,13 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { EventStream } from './event-stream'
 import type { SseEvent, SseMessage, SseSerializer } from './types'
 import type { Replay, SseStore, StoredEvent } from './store'
+import type { Stats } from './stats'
 import { Subscription } from './subscription'
 import { eventId, frameBody, toEvent } from './framing'
 import { snapshotOf } from './snapshot'
 import { comparePositions } from './position'
 import { FST_SSE_CHANNEL_CLOSED } from './errors'
+import { publishChannelPublish } from './diagnostics'
 
 export { MISSED_EVENT } from './subscription'
 
@@ -32,6 +34,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
   readonly log: FastifyBaseLogger
   private readonly store: SseStore
   private readonly serializer: SseSerializer
+  private readonly stats: Stats
   private readonly subscriptions = new Set<Subscription>()
   // Events handed over by the store and not yet written: they go out together at the end of the tick.
   private batch: StoredEvent[] = []
@@ -51,11 +54,13 @@ export class Channel<Message extends SseMessage = SseMessage> {
   private readonly onStored = (event: StoredEvent): void => this.receive(event)
 
   /** @internal */
-  constructor (name: string, store: SseStore, serializer: SseSerializer, log: FastifyBaseLogger) {
+  constructor (name: string, store: SseStore, serializer: SseSerializer, log: FastifyBaseLogger, stats: Stats) {
     this.name = name
     this.store = store
     this.serializer = serializer
     this.log = log
+    this.stats = stats
+    stats.channels++
   }
 
   /** How many streams are subscribed. */
@@ -78,6 +83,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
     const { body, data } = frameBody(event, this.serializer)
     const listenedBefore = this.listening ? this.listenings : -1
     const stored = await this.store.append(this.name, { id, body, snapshot: snapshotOf(event, data, this.serializer) })
+    publishChannelPublish(this.name, stored.id, message)
     // Closing streams wait for it only if the store hands it back: it was listening before the event was taken.
     if (listenedBefore !== this.listenings || !this.listening) return stored.id
     if (this.publishedPosition === undefined || comparePositions(stored.position, this.publishedPosition) > 0) {
@@ -97,6 +103,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
 
   private async endStreams (): Promise<void> {
     this.ended = true
+    this.stats.channels--
     const streams = Array.from(this.subscriptions, (subscription) => subscription.stream)
     for (const stream of streams) stream.close()
     // Streams still waiting for a replay, or for this process's publishes to come back, end later.
@@ -121,6 +128,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
     // Without a last event id: the events the store hands over from now on, not those of this tick already in.
     const subscription = new Subscription(this, stream, filter, this.livePosition)
     this.subscriptions.add(subscription)
+    this.stats.subscriptions++
     stream.subscriptions.push(subscription)
     if (lastEventId === undefined) {
       if (this.store.head !== undefined) this.startAtHead(subscription, this.store.head, answer)
@@ -138,7 +146,15 @@ export class Channel<Message extends SseMessage = SseMessage> {
       replay.then((result) => {
         answer?.()
         subscription.replayed(result)
-      }, (error: unknown) => answer === undefined ? subscription.replayFailed(error) : answer(error))
+      }, (error: unknown) => {
+        if (answer === undefined) {
+          subscription.replayFailed(error)
+          return
+        }
+        // The stream is refused, never opened: its replay still counts as one that failed.
+        stream.stats.replayed(stream, this.name, 'failed', 0, error)
+        answer(error)
+      })
     } else {
       answer?.()
       subscription.replayed(replay)
@@ -181,7 +197,9 @@ export class Channel<Message extends SseMessage = SseMessage> {
 
   /** @internal The stream let go of it. */
   unsubscribe (subscription: Subscription): void {
-    if (this.subscriptions.delete(subscription) && this.subscriptions.size === 0) this.stopListening()
+    if (!this.subscriptions.delete(subscription)) return
+    this.stats.subscriptions--
+    if (this.subscriptions.size === 0) this.stopListening()
   }
 
   // A channel without subscribers in this process costs the store nothing: it need not read it (Redis).

@@ -21,6 +21,8 @@ export class Subscription {
   private backlog: StoredEvent[] | undefined
   // Its filter threw: nothing more is written for it.
   private cancelled = false
+  // How many frames the last framesFrom() gave: the events a write holds, for the stats.
+  private framed = 0
 
   constructor (channel: Channel, stream: EventStream, filter: ChannelFilter | undefined, position: string | undefined) {
     this.channel = channel
@@ -48,11 +50,11 @@ export class Subscription {
     if (from === events.length) return
     if (shared !== undefined && from === 0 && this.filter === undefined) {
       this.position = events[events.length - 1].position
-      this.stream.writeChannel(shared())
+      this.stream.writeChannel(shared(), events.length)
       return
     }
     const frames = this.framesFrom(events, from)
-    if (frames !== '') this.stream.writeChannel(frames)
+    if (frames !== '') this.stream.writeChannel(frames, this.framed)
   }
 
   /** Holds live events back until `replayed()`. */
@@ -69,10 +71,13 @@ export class Subscription {
     this.position = replay.found ? replay.position : undefined
     let frames = replay.found ? '' : missedFrame(replay.events)
     frames += this.framesFrom(replay.events, this.firstAfterPosition(replay.events))
+    let events = this.framed + (replay.found ? 0 : 1)
     // Read after the replay began, the backlog may repeat its last events, or (a store whose live feed lags)
     // events before the client's own last id: its position skips them.
     frames += this.framesFrom(backlog, this.firstAfterPosition(backlog))
-    this.stream.writeReplay(frames)
+    events += this.framed
+    this.stream.stats.replayed(this.stream, this.channel.name, replay.found ? 'resumed' : 'missed', events)
+    this.stream.writeReplay(frames, events)
     this.stream.settled()
   }
 
@@ -84,7 +89,7 @@ export class Subscription {
     if (this.stream.hasEnded) return
     if (backlog !== undefined) {
       const frames = this.framesFrom(backlog, this.firstAfterPosition(backlog))
-      if (frames !== '') this.stream.writeChannel(frames)
+      if (frames !== '') this.stream.writeChannel(frames, this.framed)
       this.stream.settled()
     }
   }
@@ -96,6 +101,7 @@ export class Subscription {
     const closing = this.stream.closed
     this.channel.log[closing ? 'debug' : 'error']({ err: error, channel: this.channel.name },
       'fastify-sse-h2: the replay of a channel failed; the stream was closed')
+    this.stream.stats.replayed(this.stream, this.channel.name, 'failed', 0, error)
     this.stream.settled()
     this.stream.close()
   }
@@ -115,21 +121,27 @@ export class Subscription {
   private framesFrom (events: readonly StoredEvent[], from: number): string {
     const filter = this.filter
     let frames = ''
+    this.framed = 0
     for (let i = from; i < events.length; i++) {
       const event = events[i]
       this.position = event.position
       if (filter === undefined) {
         frames += event.frame
+        this.framed++
         continue
       }
       try {
-        if (filter(event.event)) frames += event.frame
+        if (filter(event.event)) {
+          frames += event.frame
+          this.framed++
+        }
       } catch (error) {
         // One subscriber's broken filter must not stop the fan-out to the others.
         this.channel.log.error({ err: error, channel: this.channel.name },
           'fastify-sse-h2: a subscription filter threw; its stream was closed')
         this.cancelled = true
         this.stream.close()
+        this.framed = 0
         return ''
       }
     }
