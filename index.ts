@@ -8,12 +8,18 @@ import type {
 import type { ChannelEvent, ChannelFilter } from './lib/channel'
 import type { EventToStore, Replay, SseStore, StoredEvent, StoredEventListener } from './lib/store'
 import type { MemoryStoreOptions } from './lib/memory-store'
+import type { SseStats, SseProtocolStats } from './lib/stats'
+import type {
+  SseCloseCode, SseRefusalCode, SseReplayOutcome, StreamOpenMessage, StreamCloseMessage, StreamDropMessage,
+  StreamRefuseMessage, ChannelPublishMessage, ChannelReplayMessage
+} from './lib/diagnostics'
 import { EventStream } from './lib/event-stream'
 import { Channel, MISSED_EVENT } from './lib/channel'
 import { Channels } from './lib/channels'
 import { MemoryStore } from './lib/memory-store'
 import { SnapshotEvent } from './lib/store'
 import { StreamGroups } from './lib/stream-groups'
+import { Stats } from './lib/stats'
 import { ChannelSchemas } from './lib/channel-schemas'
 import { ClosingConnections } from './lib/closing-connections'
 import { ServerSessions } from './lib/server-sessions'
@@ -29,12 +35,13 @@ import * as errors from './lib/errors'
 async function fastifySseH2 (fastify: FastifyInstance, options: FastifySseOptions): Promise<void> {
   const settings = resolveOptions(options)
   claimContext(fastify)
-  const openStreams = new StreamGroups(settings, settings.limits)
+  const stats = new Stats()
+  const openStreams = new StreamGroups(settings, settings.limits, stats)
   const sessions = new ServerSessions()
   if (fastify.initialConfig.http2 === true) sessions.watch(fastify.server)
   const connections = new ClosingConnections(sessions)
   const schemas = new ChannelSchemas(fastify, settings.serializer)
-  const channels = new Channels(settings.store, settings.serializer, fastify.log, schemas)
+  const channels = new Channels(settings.store, settings.serializer, fastify.log, schemas, stats)
 
   fastify.decorate('sse', channels)
   fastify.decorateReply('sse', createReplySse(settings, openStreams, schemas, connections))
@@ -126,7 +133,9 @@ declare namespace fastifySseH2 {
     FastifySseOptions, SseEvent, SseIterableSource, SseMessage, SseReplyOptions, SseSerializer, SseSource,
     SseSourceContext, ChannelEvent, ChannelFilter, SseStore, StoredEvent, EventToStore, Replay, StoredEventListener,
     MemoryStoreOptions, SseEncoding, SseLimits, SseShutdownRetry, SseRouteOptions, SseChannelOptions, SseMessageOf,
-    SseEventFields, RouteSseMessage, RouteEventStream, SseChannelEntry, SseSubscribeOptions
+    SseEventFields, RouteSseMessage, RouteEventStream, SseChannelEntry, SseSubscribeOptions, SseStats, SseProtocolStats,
+    SseCloseCode, SseRefusalCode, SseReplayOutcome, StreamOpenMessage, StreamCloseMessage, StreamDropMessage,
+    StreamRefuseMessage, ChannelPublishMessage, ChannelReplayMessage
   }
 }
 

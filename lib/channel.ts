@@ -3,11 +3,13 @@ import type { EventStream } from './event-stream'
 import type { SseEvent, SseMessage, SseSerializer } from './types'
 import type { Replay, SseStore, StoredEvent } from './store'
 import type { ResumeFrom } from './cursor'
+import type { Stats } from './stats'
 import { Subscription } from './subscription'
 import { eventId, frameBody, toEvent } from './framing'
 import { snapshotOf } from './snapshot'
 import { comparePositions } from './position'
 import { FST_SSE_CHANNEL_CLOSED } from './errors'
+import { publishChannelPublish } from './diagnostics'
 
 export { MISSED_EVENT } from './subscription'
 
@@ -36,6 +38,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
   readonly log: FastifyBaseLogger
   private readonly store: SseStore
   private readonly serializer: SseSerializer
+  private readonly stats: Stats
   private readonly subscriptions = new Set<Subscription>()
   // Events handed over by the store and not yet written: they go out together at the end of the tick.
   private batch: StoredEvent[] = []
@@ -55,11 +58,13 @@ export class Channel<Message extends SseMessage = SseMessage> {
   private readonly onStored = (event: StoredEvent): void => this.receive(event)
 
   /** @internal */
-  constructor (name: string, store: SseStore, serializer: SseSerializer, log: FastifyBaseLogger) {
+  constructor (name: string, store: SseStore, serializer: SseSerializer, log: FastifyBaseLogger, stats: Stats) {
     this.name = name
     this.store = store
     this.serializer = serializer
     this.log = log
+    this.stats = stats
+    stats.channels++
   }
 
   /** How many streams are subscribed. */
@@ -82,6 +87,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
     const { body, data } = frameBody(event, this.serializer)
     const listenedBefore = this.listening ? this.listenings : -1
     const stored = await this.store.append(this.name, { id, body, snapshot: snapshotOf(event, data, this.serializer) })
+    publishChannelPublish(this.name, stored.id, message)
     // Closing streams wait for it only if the store hands it back: it was listening before the event was taken.
     if (listenedBefore !== this.listenings || !this.listening) return stored.id
     if (this.publishedPosition === undefined || comparePositions(stored.position, this.publishedPosition) > 0) {
@@ -101,6 +107,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
 
   private async endStreams (): Promise<void> {
     this.ended = true
+    this.stats.channels--
     const streams = Array.from(this.subscriptions, (subscription) => subscription.stream)
     for (const stream of streams) stream.close()
     // Streams still waiting for a replay, or for this process's publishes to come back, end later.
@@ -111,10 +118,10 @@ export class Channel<Message extends SseMessage = SseMessage> {
   }
 
   /**
-   * @internal Subscribes an open stream (the stream's join() made sure it is): from now on, or first what it missed after an event id or after a position of
-   * its cursor. `answer`, when given, is called once the store has said where the subscriber starts, before anything
-   * is written for it (at once when the store answers at once), or with the error if it could not: so that a stream
-   * is answered only then.
+   * @internal Subscribes an open stream (the stream's join() made sure it is): from now on, or first what it missed
+   * after an event id or after a position of its cursor. `answer`, when given, is called once the store has said
+   * where the subscriber starts, before anything is written for it (at once when the store answers at once), or with
+   * the error if it could not: so that a stream is answered only then.
    */
   subscribe (stream: EventStream, filter: ChannelFilter | undefined, from: ResumeFrom,
     answer?: (error?: unknown) => void): void {
@@ -122,6 +129,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
     // Fresh: the events the store hands over from now on, not those of this tick already in.
     const subscription = new Subscription(this, stream, filter, this.livePosition)
     this.subscriptions.add(subscription)
+    this.stats.subscriptions++
     stream.subscriptions.push(subscription)
     stream.cursor?.add(subscription, stream.subscriptions)
     if (from === undefined) {
@@ -160,7 +168,15 @@ export class Channel<Message extends SseMessage = SseMessage> {
       replay.then((result) => {
         answer?.()
         subscription.replayed(result, fromStart)
-      }, (error: unknown) => answer === undefined ? subscription.replayFailed(error) : answer(error))
+      }, (error: unknown) => {
+        if (answer === undefined) {
+          subscription.replayFailed(error)
+          return
+        }
+        // The stream is refused, never opened: its replay still counts as one that failed.
+        subscription.stream.stats.replayed(subscription.stream, this.name, 'failed', 0, error)
+        answer(error)
+      })
     } else {
       answer?.()
       subscription.replayed(replay, fromStart)
@@ -203,7 +219,9 @@ export class Channel<Message extends SseMessage = SseMessage> {
 
   /** @internal The stream let go of it. */
   unsubscribe (subscription: Subscription): void {
-    if (this.subscriptions.delete(subscription) && this.subscriptions.size === 0) this.stopListening()
+    if (!this.subscriptions.delete(subscription)) return
+    this.stats.subscriptions--
+    if (this.subscriptions.size === 0) this.stopListening()
   }
 
   // A channel without subscribers in this process costs the store nothing: it need not read it (Redis).

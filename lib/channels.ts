@@ -2,6 +2,7 @@ import type { FastifyBaseLogger, FastifyTypeProvider, FastifyTypeProviderDefault
 import type { SseChannelOptions, SseMessageOf, SseSerializer } from './types'
 import type { SseStore } from './store'
 import type { ChannelSchemas } from './channel-schemas'
+import { Stats, type SseStats } from './stats'
 import { Channel } from './channel'
 import { FST_SSE_INVALID_CHANNEL } from './errors'
 import { describe } from './framing'
@@ -18,14 +19,25 @@ export class Channels<TypeProvider extends FastifyTypeProvider = FastifyTypeProv
   private readonly log: FastifyBaseLogger
   /** @internal */
   readonly schemas: ChannelSchemas
+  private readonly counters: Stats
 
-  /** @internal */
-  constructor (store: SseStore, serializer: SseSerializer, log: FastifyBaseLogger, schemas: ChannelSchemas) {
+  /** @internal Counters of their own unless given the plugin instance's (a test of the delivery core builds the parts alone). */
+  constructor (store: SseStore, serializer: SseSerializer, log: FastifyBaseLogger, schemas: ChannelSchemas,
+    counters = new Stats()) {
     this.store = store
     this.serializer = serializer
     this.log = log
     this.schemas = schemas
+    this.counters = counters
     store.attach?.(log)
+  }
+
+  /**
+   * What this plugin instance has done since it registered, and what is open now: streams (opened, open, closed by
+   * reason, refused), events and bytes sent, channels and their subscribers, replays. A new plain object each call.
+   */
+  stats (): SseStats {
+    return this.counters.snapshot()
   }
 
   /**
@@ -39,7 +51,7 @@ export class Channels<TypeProvider extends FastifyTypeProvider = FastifyTypeProv
     if (channel === undefined || channel.closed) {
       if (typeof name !== 'string' || name === '') throw new FST_SSE_INVALID_CHANNEL(describe(name))
       if (channel !== undefined) this.keepUntilClosed(channel)
-      channel = new Channel(name, this.store, this.schemas.serializerFor(options), this.log)
+      channel = new Channel(name, this.store, this.schemas.serializerFor(options), this.log, this.counters)
       this.schemas.remember(channel, options)
       this.byName.set(name, channel)
     } else if (options !== undefined) {

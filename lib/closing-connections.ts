@@ -59,7 +59,8 @@ export class ClosingConnections {
   private addSocket (res: ServerResponse): void {
     // The request's socket: a pipelined response has none of its own until the ones before it are sent.
     const socket = res.req.socket
-    if (socket.destroyed || this.open.has(socket)) return
+    // An injected request (app.inject(), injectSSE()) has a stand-in for a socket, with no connection to let go.
+    if (typeof socket.destroy !== 'function' || socket.destroyed || this.open.has(socket)) return
     this.track(socket, () => socket.destroy())
     socket.once('close', () => this.untrack(socket))
     if (res.writableFinished) socket.end()

@@ -2,15 +2,17 @@ import { constants as http2Constants } from 'node:http2'
 import type { Http2ServerResponse, Http2Session, ServerHttp2Stream } from 'node:http2'
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Writable } from 'node:stream'
-import type { FastifyBaseLogger } from 'fastify'
+import type { FastifyBaseLogger, FastifyError } from 'fastify'
 import type { SseMessage, SseSerializer, SseSubscribeOptions } from './types'
 import type { OpenStreams } from './open-streams'
 import type { Subscription } from './subscription'
+import type { Stats } from './stats'
 import type { Channel, ChannelFilter } from './channel'
 import { MAX_CURSOR_CHANNELS, StreamCursor, refuseOwnId } from './cursor'
 import { checkChannel, subscriptionEntry } from './channel-list'
 import { createCompressor, FLUSH, type Compressor, type SseEncoding } from './compression'
 import { HEARTBEAT_FRAME, frameComment, frameEvent, frameRetry } from './framing'
+import { publishStreamDrop } from './diagnostics'
 import {
   FST_SSE_CLIENT_CLOSED, FST_SSE_FROZEN_CLIENT, FST_SSE_SLOW_CLIENT, FST_SSE_STREAM_ENDED, FST_SSE_SERVER_CLOSING,
   FST_SSE_CHANNEL_CLOSED, FST_SSE_TOO_MANY_CHANNELS
@@ -20,6 +22,8 @@ export type RawResponse = ServerResponse | Http2ServerResponse
 
 // Frames produced without yielding to the event loop are written together, up to this many characters.
 const FLUSH_AT = 16 * 1024
+// One Buffer written to every stream it is due: no encoding, no copy.
+const HEARTBEAT_BYTES = Buffer.from(HEARTBEAT_FRAME)
 
 // Turns of the event loop, counted while streams write. Bytes written in this turn or the one before may not have had
 // a chance to reach the client yet: Node hands them to the socket from an immediate (HTTP/2), whose place among the
@@ -61,6 +65,8 @@ export class EventStream<Message extends SseMessage = SseMessage> {
   stalledSince = 0
   /** @internal The client's address, when streams are limited per address. */
   address = ''
+  /** @internal The plugin instance's counters. */
+  readonly stats: Stats
 
   // Made on first use of `signal`: a channel subscriber that never asks costs no controller.
   private controller: AbortController | undefined
@@ -86,8 +92,10 @@ export class EventStream<Message extends SseMessage = SseMessage> {
   private ended = false
   // Until the headers are written (a channel stream waits for its store to say where it starts), frames wait.
   private opened = false
+  // Counted as opened: its end is counted too.
+  private counted = false
   private drainWait: DrainWait | undefined
-  // Characters handed to the sink, in all.
+  // Bytes handed to the sink, in all.
   private written = 0
   // Characters admitted during the turn `turnOfWrites`, and during the one before it.
   private writtenThisTurn = 0
@@ -108,6 +116,7 @@ export class EventStream<Message extends SseMessage = SseMessage> {
     this.log = log
     this.serializer = serializer
     this.openStreams = openStreams
+    this.stats = openStreams.stats
   }
 
   /** Aborted when the stream ends, for any reason: `signal.reason` says which (an error with a `code`). */
@@ -150,13 +159,13 @@ export class EventStream<Message extends SseMessage = SseMessage> {
   send (message: Message): boolean {
     if (this.closed) return false
     if (this.cursor !== undefined) refuseOwnId(message)
-    return this.queue(frameEvent(message, this.serializer), true, true)
+    return this.queue(frameEvent(message, this.serializer), true, true, 1)
   }
 
   /** Sends a comment line, which clients ignore. Returns like `send()`. */
   comment (text: string): boolean {
     if (this.closed) return false
-    return this.queue(frameComment(text), true, true)
+    return this.queue(frameComment(text), true, true, 0)
   }
 
   /** Resolves when what was sent has been handed to the client, or the stream closed. Never rejects. */
@@ -275,7 +284,9 @@ export class EventStream<Message extends SseMessage = SseMessage> {
       this.sink = compressor
     }
     this.openStreams.add(this)
-    if (retry !== undefined) this.queue(frameRetry(retry), false, false)
+    this.counted = true
+    this.stats.streamOpened(this.http2)
+    if (retry !== undefined) this.queue(frameRetry(retry), false, false, 0)
     else if (this.pending !== '') this.flush()
   }
 
@@ -289,7 +300,7 @@ export class EventStream<Message extends SseMessage = SseMessage> {
   /** @internal Sends an event from a pulled source: the source is paused instead of being bounded. */
   sendPulled (message: unknown): boolean {
     if (this.cursor !== undefined) refuseOwnId(message)
-    return this.queue(frameEvent(message as SseMessage, this.serializer), false, false)
+    return this.queue(frameEvent(message as SseMessage, this.serializer), false, false, 1)
   }
 
   /** @internal Logs what made a source fail, unless it is the stream's own end, then closes. */
@@ -312,11 +323,12 @@ export class EventStream<Message extends SseMessage = SseMessage> {
   }
 
   /**
-   * @internal Writes a channel's events at once, behind what is pending, even while the client is behind: a
+   * @internal Writes `events` events of a channel at once, behind what is pending, even while the client is behind: a
    * chunk shared by every subscriber costs a reference per subscriber, not a copy.
    */
-  writeChannel (chunk: string | Buffer): void {
+  writeChannel (chunk: string | Buffer, events: number): void {
     if (!this.admit(chunk.length, true)) return
+    this.stats.eventsSent += events
     // What the stream's own send() queued while the client was behind goes first.
     if (this.pending !== '') {
       this.writeOut(this.pending)
@@ -325,9 +337,9 @@ export class EventStream<Message extends SseMessage = SseMessage> {
     this.writeOut(chunk)
   }
 
-  /** @internal Writes what a subscriber missed, which the history bounds, ahead of what the stream sends next. */
-  writeReplay (text: string): void {
-    if (text !== '') this.queue(text, true, false)
+  /** @internal Writes what a subscriber missed (`events` events), which the history bounds, ahead of what it sends next. */
+  writeReplay (text: string, events: number): void {
+    if (text !== '') this.queue(text, true, false, events)
   }
 
   /** @internal A replay was written (or failed), or a channel caught up: a close that waited for it goes ahead. */
@@ -339,13 +351,15 @@ export class EventStream<Message extends SseMessage = SseMessage> {
   dropFrozenClient (waitedMs: number): void {
     this.log.warn({ waitedMs, writeTimeout: this.openStreams.writeTimeout },
       'fastify-sse-h2: a client took nothing for longer than writeTimeout; its stream was closed')
-    this.destroy(new FST_SSE_FROZEN_CLIENT(waitedMs))
+    const reason = new FST_SSE_FROZEN_CLIENT(waitedMs)
+    publishStreamDrop(this, reason)
+    this.destroy(reason)
   }
 
   /** @internal Called by the heartbeat when the stream has been quiet long enough. */
   heartbeat (): void {
     // A comment may go ahead of frames still pending: clients ignore it wherever it falls between frames.
-    if (this.admit(HEARTBEAT_FRAME.length, false)) this.writeOut(HEARTBEAT_FRAME)
+    if (this.admit(HEARTBEAT_BYTES.length, false)) this.writeOut(HEARTBEAT_BYTES)
   }
 
   /** @internal The HTTP/2 session the stream was on, kept: a stream reset no longer says. */
@@ -426,9 +440,11 @@ export class EventStream<Message extends SseMessage = SseMessage> {
     for (let i = 0; i < subscriptions.length; i++) subscriptions[i].channel.catchUp(subscriptions[i])
   }
 
-  private queue (frame: string, bounded: boolean, own: boolean): boolean {
+  /** Queues a frame of `events` events (0: a comment, a `retry:`). */
+  private queue (frame: string, bounded: boolean, own: boolean, events: number): boolean {
     if (own) this.catchUpChannels()
     if (!this.admit(frame.length, bounded)) return false
+    this.stats.eventsSent += events
     this.pending += frame
     if (this.pending.length >= FLUSH_AT) {
       this.flush()
@@ -439,9 +455,13 @@ export class EventStream<Message extends SseMessage = SseMessage> {
     return !this.needsDrain
   }
 
-  private writeOut (chunk: string | Buffer): void {
+  private writeOut (text: string | Buffer): void {
+    // Encoded here rather than by the sink (as it would): the stats then count bytes as they are, for nothing more,
+    // where measuring a string's UTF-8 length would read it once more.
+    const chunk = typeof text === 'string' ? Buffer.from(text) : text
     this.quietTicks = 0
     this.written += chunk.length
+    this.stats.bytesSent += chunk.length
     const written = this.sink.write(chunk)
     this.compressor?.flush(this.flushKind)
     if (!written && !this.needsDrain) {
@@ -458,7 +478,9 @@ export class EventStream<Message extends SseMessage = SseMessage> {
     const limit = this.openStreams.maxBufferedBytes
     this.log.warn({ bufferedBytes: buffered, maxBufferedBytes: limit },
       'fastify-sse-h2: a client fell behind by more than maxBufferedBytes; its stream was closed')
-    this.destroy(new FST_SSE_SLOW_CLIENT(buffered, limit))
+    const reason = new FST_SSE_SLOW_CLIENT(buffered, limit)
+    publishStreamDrop(this, reason)
+    this.destroy(reason)
   }
 
   private end (reason: Error): void {
@@ -488,6 +510,7 @@ export class EventStream<Message extends SseMessage = SseMessage> {
     this.releaseDrainWait()
     for (const subscription of this.subscriptions) subscription.channel.unsubscribe(subscription)
     this.subscriptions.length = 0
+    if (this.counted) this.stats.streamClosed(this, this.http2, reason as FastifyError)
   }
 
   private onDrain (): void {

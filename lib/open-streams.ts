@@ -1,6 +1,7 @@
 import type { Http2Session } from 'node:http2'
 import { EventStream } from './event-stream'
 import type { StreamLimits } from './stream-limits'
+import { Stats } from './stats'
 import type { ClosingConnections } from './closing-connections'
 import { drawRetry, type ShutdownRetry } from './shutdown-retry'
 import { Heartbeat } from './heartbeat'
@@ -10,6 +11,8 @@ export class OpenStreams {
   readonly maxBufferedBytes: number
   readonly writeTimeout: number
   readonly limits: StreamLimits | undefined
+  /** The plugin instance's counters, which its streams add to. */
+  readonly stats: Stats
   private readonly streams = new Set<EventStream>()
   // Connections of streams dropped (slow or frozen clients) that have not closed yet: shutdown lets go of them too,
   // though no stream of theirs is open any more (a frozen HTTP/2 client never answers its GOAWAY).
@@ -18,9 +21,12 @@ export class OpenStreams {
   /** True once closeAll() began: a stream that would open after it is refused. */
   closing = false
 
-  constructor (heartbeatInterval: number, maxBufferedBytes: number, writeTimeout: number, limits?: StreamLimits) {
+  // Counters of their own unless given the plugin instance's (a test of the delivery core builds the parts alone).
+  constructor (heartbeatInterval: number, maxBufferedBytes: number, writeTimeout: number, stats = new Stats(),
+    limits?: StreamLimits) {
     this.maxBufferedBytes = maxBufferedBytes
     this.writeTimeout = writeTimeout
+    this.stats = stats
     this.limits = limits
     this.heartbeat = heartbeatInterval > 0 || writeTimeout > 0
       ? new Heartbeat(heartbeatInterval, writeTimeout, this.streams)

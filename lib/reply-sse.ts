@@ -15,6 +15,7 @@ import { Channel } from './channel'
 import { channelEntries, isChannelList, type ChannelEntry } from './channel-list'
 import { refuseStream } from './refusal'
 import { drawRetryAfter } from './shutdown-retry'
+import { publishStreamOpen } from './diagnostics'
 import {
   FST_SSE_ALREADY_SENT, FST_SSE_CHANNEL_CLOSED, FST_SSE_INVALID_OPTION, FST_SSE_SCHEMA_MISMATCH,
   FST_SSE_SERVER_CLOSING, FST_SSE_CHANNEL_UNAVAILABLE
@@ -73,6 +74,8 @@ export function createReplySse (settings: Settings, openStreams: StreamGroups, s
       const open = (): void => {
         stream.open(reply.statusCode, headers, retry, reply.request.method === 'HEAD', encoding)
         reply.hijack()
+        // Not for HEAD, nor for a client already gone: those never opened.
+        if (!stream.closed) publishStreamOpen(stream, reply)
       }
       if (channels === undefined || reply.request.method === 'HEAD') {
         open()
@@ -139,6 +142,7 @@ function whyNot (reply: FastifyReply, openStreams: StreamGroups, address: string
 
 function refuse (reply: FastifyReply, reason: FastifyError, openStreams: StreamGroups, connections: ClosingConnections,
   settings: Settings): void {
+  openStreams.stats.streamRefused(reply, reason)
   if (reason instanceof FST_SSE_ALREADY_SENT) {
     // As Fastify's own reply.send() does on a reply already sent: a warning, and nothing thrown (this may run in a
     // timer, where a throw would end the process). The handle returned is closed.

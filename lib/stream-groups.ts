@@ -2,6 +2,7 @@ import type { FastifyError } from 'fastify'
 import type { StreamLimits } from './stream-limits'
 import type { ClosingConnections } from './closing-connections'
 import type { ShutdownRetry } from './shutdown-retry'
+import type { Stats } from './stats'
 import { OpenStreams } from './open-streams'
 
 /** How long a stream may stay quiet, fall behind, and wait for its client: set per plugin, or per route. */
@@ -17,12 +18,14 @@ export interface StreamTiming {
  */
 export class StreamGroups {
   readonly limits: StreamLimits | undefined
+  readonly stats: Stats
   /** The group of streams with the plugin's timing. */
   readonly main: OpenStreams
   private readonly byTiming = new Map<string, OpenStreams>()
 
-  constructor (timing: StreamTiming, limits: StreamLimits | undefined) {
+  constructor (timing: StreamTiming, limits: StreamLimits | undefined, stats: Stats) {
     this.limits = limits
+    this.stats = stats
     this.main = this.group(timing)
   }
 
@@ -31,7 +34,7 @@ export class StreamGroups {
     const key = `${heartbeatInterval}/${maxBufferedBytes}/${writeTimeout}`
     let group = this.byTiming.get(key)
     if (group === undefined) {
-      group = new OpenStreams(heartbeatInterval, maxBufferedBytes, writeTimeout, this.limits)
+      group = new OpenStreams(heartbeatInterval, maxBufferedBytes, writeTimeout, this.stats, this.limits)
       this.byTiming.set(key, group)
     }
     return group

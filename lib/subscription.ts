@@ -30,6 +30,8 @@ export class Subscription {
   private replayFrom: string | undefined
   // Its filter threw, or the stream let go of it: nothing more is written for it.
   private cancelled = false
+  // How many frames the last framesFrom() gave: the events a write holds, for the stats.
+  private framed = 0
 
   constructor (channel: Channel, stream: EventStream, filter: ChannelFilter | undefined, position: string | undefined) {
     this.channel = channel
@@ -66,11 +68,11 @@ export class Subscription {
     if (from === events.length) return
     if (shared !== undefined && from === 0 && this.filter === undefined && this.stream.cursor === undefined) {
       this.position = events[events.length - 1].position
-      this.stream.writeChannel(shared())
+      this.stream.writeChannel(shared(), events.length)
       return
     }
     const frames = this.framesFrom(events, from)
-    if (frames !== '') this.stream.writeChannel(frames)
+    if (frames !== '') this.stream.writeChannel(frames, this.framed)
   }
 
   /** Holds live events back until `replayed()`; the stream's cursor says `from` of it meanwhile. */
@@ -91,10 +93,13 @@ export class Subscription {
     this.position = replay.found ? replay.position : undefined
     let frames = replay.found || fromStart ? '' : this.missedFrame(replay.events)
     frames += this.framesFrom(replay.events, this.firstAfterPosition(replay.events))
+    let events = this.framed + (replay.found || fromStart ? 0 : 1)
     // Read after the replay began, the backlog may repeat its last events, or (a store whose live feed lags)
     // events before the client's own last id: its position skips them.
     frames += this.framesFrom(backlog, this.firstAfterPosition(backlog))
-    this.stream.writeReplay(frames)
+    events += this.framed
+    this.stream.stats.replayed(this.stream, this.channel.name, replay.found || fromStart ? 'resumed' : 'missed', events)
+    this.stream.writeReplay(frames, events)
     this.stream.settled()
   }
 
@@ -106,7 +111,7 @@ export class Subscription {
     if (this.cancelled || this.stream.hasEnded) return
     if (backlog !== undefined) {
       const frames = this.framesFrom(backlog, this.firstAfterPosition(backlog))
-      if (frames !== '') this.stream.writeChannel(frames)
+      if (frames !== '') this.stream.writeChannel(frames, this.framed)
       this.stream.settled()
     }
   }
@@ -118,6 +123,7 @@ export class Subscription {
     const closing = this.stream.closed
     this.channel.log[closing ? 'debug' : 'error']({ err: error, channel: this.channel.name },
       'fastify-sse-h2: the replay of a channel failed; the stream was closed')
+    this.stream.stats.replayed(this.stream, this.channel.name, 'failed', 0, error)
     this.stream.settled()
     this.stream.close()
   }
@@ -145,6 +151,7 @@ export class Subscription {
     const cursor = this.stream.cursor
     if (cursor !== undefined && from < events.length) cursor.prepare(this, this.stream.subscriptions, events[from].position)
     let frames = ''
+    this.framed = 0
     for (let i = from; i < events.length; i++) {
       const event = events[i]
       this.position = event.position
@@ -158,10 +165,13 @@ export class Subscription {
             'fastify-sse-h2: a subscription filter threw; its stream was closed')
           this.cancelled = true
           this.stream.close()
+          this.framed = 0
           return ''
         }
       }
-      if (passes) frames += cursor === undefined ? event.frame : withCursor(cursor, this, event)
+      if (!passes) continue
+      frames += cursor === undefined ? event.frame : withCursor(cursor, this, event)
+      this.framed++
     }
     return frames
   }

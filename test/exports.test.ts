@@ -50,6 +50,7 @@ before(async () => {
     "import * as namespace from 'fastify-sse-h2'",
     'export { sse, fastifySseH2, errors, EventStream, namespace }',
     "export { RedisStore } from 'fastify-sse-h2/redis'",
+    "export { injectSSE } from 'fastify-sse-h2/testing'",
     ''
   ].join('\n'))
   layout = { pkg, app }
@@ -132,6 +133,32 @@ test('fastify-sse-h2/redis gives the Redis store to require() and import(); the 
     t.same(JSON.parse(output.toString()), { plugin: 'function', before: false, store: 'function', name: 'RedisStore' })
     const esm = await import(pathToFileURL(join(layout.app, 'esm.mjs')).href) as { RedisStore: unknown }
     t.equal(esm.RedisStore, createRequire(join(layout.app, 'index.js'))('fastify-sse-h2/redis').RedisStore)
+  })
+
+test('fastify-sse-h2/testing gives injectSSE to require() and import(); the main entry never loads eventsource-parser',
+  async (t) => {
+    const script = [
+      "const sse = require('fastify-sse-h2')",
+      "const loaded = () => Object.keys(require.cache).some((path) => path.includes('/node_modules/eventsource-parser/'))",
+      'const before = loaded()',
+      "const { injectSSE } = require('fastify-sse-h2/testing')",
+      // The app's Fastify is the checkout's.
+      'const app = require(process.env.FASTIFY)()',
+      'app.register(sse)',
+      "app.register(async (app) => app.get('/', (request, reply) => reply.sse(['from the build'])))",
+      'injectSSE(app, { url: \'/\' }).then(async (events) => {',
+      '  const received = []',
+      '  for await (const event of events) received.push(event)',
+      '  console.log(JSON.stringify({ plugin: typeof sse, before, after: loaded(), received }))',
+      '  await app.close()',
+      '})'
+    ].join('\n')
+    const output = execFileSync(process.execPath, ['-e', script], {
+      cwd: layout.app, env: { ...process.env, NODE_OPTIONS: '', FASTIFY: join(repo, 'node_modules', 'fastify') }
+    })
+    t.same(JSON.parse(output.toString()), { plugin: 'function', before: false, after: true, received: [{ data: 'from the build' }] })
+    const esm = await import(pathToFileURL(join(layout.app, 'esm.mjs')).href) as { injectSSE: unknown }
+    t.equal(esm.injectSSE, createRequire(join(layout.app, 'index.js'))('fastify-sse-h2/testing').injectSSE)
   })
 
 test('without ioredis installed, new RedisStore({ redis }) fails with a code that says to install it', async (t) => {

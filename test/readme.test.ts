@@ -34,6 +34,7 @@ root.setTimeout(300_000)
 //   <!-- doctest: page -->          browser code: run in Chromium, in a page of the server of the closest
 //   <!-- doctest: page on "Title" -->  server block above (or of the first under that heading); every
 //                                   EventSource it opens must open, and it must throw nothing
+//   <!-- doctest: test -->          a test file of the reader's (node:test): run with `node --test`, it must pass
 //   <!-- doctest: needs redis-server -->  runs with a real Redis (REDIS_URL); skipped without one, as suites are
 //   <!-- doctest: skip, because … -->      not run, with the reason said (a block that cannot run alone)
 // A probe (PROBES, by heading, `Heading [2]` for the second block under it) checks what the prose around a block
@@ -44,7 +45,7 @@ const README = join(repo, 'README.md')
 const chromiumMissing = mustSkip(missingService('chromium'))
 const redisMissing = mustSkip(missingService('redis-server'))
 
-type Kind = 'fragment' | 'program' | 'page' | 'types' | 'skip'
+type Kind = 'fragment' | 'program' | 'page' | 'test' | 'types' | 'skip'
 
 interface Block {
   /** The line of the opening fence: the block's first line is the next one. */
@@ -103,12 +104,14 @@ function readMarker (text: string, lang: string, line: number): Pick<Block, 'kin
     if (skip[1].trim() === '') throw new Error(`README.md:${line}: <!-- doctest: skip --> needs a reason: "skip, because …"`)
     return { kind: 'skip', on: undefined, needs: [], skipReason: skip[1].trim() }
   }
-  const rest = words.replace(/\bon "([^"]+)"/, '').replace(/\bneeds [\w-]+/g, '').replace(/\b(program|page)\b/, '').replace(/,/g, '')
+  const rest = words.replace(/\bon "([^"]+)"/, '').replace(/\bneeds [\w-]+/g, '').replace(/\b(program|page|test)\b/, '').replace(/,/g, '')
   if (rest.trim() !== '') {
     throw new Error(`README.md:${line}: <!-- doctest:${text}--> is not understood: say program, page, page on "Heading", ` +
-      'needs redis-server, or skip, because … (see test/readme.test.ts)')
+      'test, needs redis-server, or skip, because … (see test/readme.test.ts)')
   }
-  const kind = /\bprogram\b/.test(words) ? 'program' : /\bpage\b/.test(words) ? 'page' : lang.startsWith('t') ? 'types' : 'fragment'
+  const kind = /\bprogram\b/.test(words)
+    ? 'program'
+    : /\bpage\b/.test(words) ? 'page' : /\btest\b/.test(words) ? 'test' : lang.startsWith('t') ? 'types' : 'fragment'
   return {
     kind,
     on: /\bon "([^"]+)"/.exec(words)?.[1],
@@ -119,7 +122,7 @@ function readMarker (text: string, lang: string, line: number): Pick<Block, 'kin
 
 /** Where a block's lines are in README: block.mjs:12 is README.md:(fence + 12). */
 function inReadme (block: Block, text: string): string {
-  return text.replace(/(?:file:\/\/)?[^\s()'"]*readme-\d+\.(?:mjs|ts):(\d+)(?::\d+)?/g,
+  return text.replace(/(?:file:\/\/)?[^\s()'"]*readme-\d+(?:\.test)?\.(?:mjs|ts):(\d+)(?::\d+)?/g,
     (match, line: string) => `README.md:${block.line + Number(line)}`)
 }
 
@@ -330,6 +333,24 @@ const PROBES: Record<string, (context: ProbeContext) => Promise<void>> = {
     t.same(Object.keys(JSON.parse(update.data)), ['n'], 'the update reaches the open stream')
   },
 
+  async 'Metrics with prom-client' ({ t, server }) {
+    const metrics = async (): Promise<string> => (await request(t, server, 'GET', '/metrics')).body
+    const clock = await openStream(t, asTestServer(server), '/clock')
+    await clock.waitForEvents(1)
+    const open = await metrics()
+    t.match(open, /^sse_streams_open\{protocol="http2"\} 1$/m, 'the open stream, by protocol')
+    t.match(open, /^sse_streams_opened_total 1$/m)
+    t.match(open, /^sse_events_sent_total [1-9]\d*$/m)
+    clock.close()
+    // The server notices the client's leaving a moment after it left: asked again until it has.
+    let after = open
+    for (let i = 0; i < 50 && !/^sse_streams_closed_total\{code="FST_SSE_CLIENT_CLOSED"\} 1$/m.test(after); i++) after = await metrics()
+    t.match(after, /^sse_streams_closed_total\{code="FST_SSE_CLIENT_CLOSED"\} 1$/m, 'closed, by reason')
+    t.match(after, /^sse_streams_open\{protocol="http2"\} 0$/m)
+    t.match(after, /^sse_stream_duration_seconds_count\{route="\/clock",code="FST_SSE_CLIENT_CLOSED"\} 1$/m,
+      'its time open, by route, from the diagnostics channels')
+  },
+
   async 'Channels: fan-out to every subscriber' ({ t, server }) {
     await publishReachesSubscribers(t, server, server)
   },
@@ -398,6 +419,20 @@ async function runPage (t: Test, browser: Browser, block: Block, server: BlockSe
     .sources.map((source) => `${source.url}: ${['connecting', 'open', 'closed'][source.readyState]}`))
   t.ok(opened, `README.md:${block.line}: every EventSource it opens opens (${states.join(', ') || 'none opened'})`)
   t.same(errors, [], `README.md:${block.line}: no script error`)
+}
+
+/** Runs a test block as the reader would, `node --test` in an app that installed the package: it must pass. */
+async function runTestFile (t: Test, block: Block): Promise<void> {
+  const { app } = await layout()
+  const file = join(app, `readme-${block.line}.test.mjs`)
+  await writeFile(file, block.code)
+  const child = spawn(process.execPath, ['--test', file], { cwd: app, env: { ...process.env, ...ENV }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { output += chunk })
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { output += chunk })
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  const [code] = await within(once(child, 'exit'), `README.md:${block.line} (${block.name}) to run its tests`, 30_000)
+  t.equal(code, 0, `README.md:${block.line} (${block.name}): node --test passes${code === 0 ? '' : `:\n${inReadme(block, output)}`}`)
 }
 
 /** The server block a page runs against: the first under its `on` heading, or the closest above it. */
@@ -526,6 +561,10 @@ test('README.md: every js and ts block runs as written', async (t) => {
     }
     if (block.kind === 'types') {
       await t.test(title, async (t) => { await checkTypes(t, block) })
+      continue
+    }
+    if (block.kind === 'test') {
+      await t.test(title, async (t) => { await runTestFile(t, block) })
       continue
     }
     const needsRedis = block.needs.includes('redis-server')

@@ -1,9 +1,11 @@
 import { test } from 'tap'
-import Fastify from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
 import sse, { MemoryStore, type FastifySseOptions } from '../index'
 import { openStream } from './helpers/client'
 import type { TestServer } from './helpers/server'
+import { within } from './helpers/wait'
+import { injectSSE, type InjectedStream } from '../testing'
 
 // What README says of the plugin's reach: channels belong to the registration that made them, and a route's
 // response schema does not shape its events.
@@ -13,8 +15,8 @@ interface Teardown {
 }
 
 /** One app, the plugin registered in two encapsulated parts of it, /a and /b: each has a channel named news. */
-async function twoRegistrations (t: Teardown, options: () => FastifySseOptions): Promise<TestServer> {
-  const app = Fastify({ http2: true })
+async function twoRegistrations (t: Teardown, options: () => FastifySseOptions): Promise<FastifyInstance> {
+  const app = Fastify()
   t.teardown(() => app.close())
   for (const prefix of ['/a', '/b']) {
     await app.register(async function part (child) {
@@ -23,27 +25,29 @@ async function twoRegistrations (t: Teardown, options: () => FastifySseOptions):
       child.post('/news', async () => ({ id: await child.sse.channel('news').publish({ data: `from ${prefix}` }) }))
     }, { prefix })
   }
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  return { app, protocol: 'h2c', origin: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, ca: undefined } as unknown as TestServer
+  return app
+}
+
+/** The data of the next event of a subscriber, within a bound. */
+async function nextData (subscriber: InjectedStream): Promise<string | undefined> {
+  return (await within(subscriber.next(), 'an event')).value?.data
 }
 
 test('channels belong to one registration of the plugin; two registrations share them only through a store', async (t) => {
   const apart = await twoRegistrations(t, () => ({}))
-  const onA = await openStream(t, apart, '/a/news')
-  const onB = await openStream(t, apart, '/b/news')
-  await apart.app.inject({ method: 'POST', url: '/b/news' })
-  await apart.app.inject({ method: 'POST', url: '/a/news' })
-  await onA.waitForEvents(1)
-  await onB.waitForEvents(1)
-  t.same(onA.events.map((event) => event.data), ['from /a'], 'a channel of the same name in another registration is another channel')
-  t.same(onB.events.map((event) => event.data), ['from /b'])
+  const onA = await injectSSE(apart, { url: '/a/news' })
+  const onB = await injectSSE(apart, { url: '/b/news' })
+  await apart.inject({ method: 'POST', url: '/b/news' })
+  await apart.inject({ method: 'POST', url: '/a/news' })
+  t.equal(await nextData(onA), 'from /a', 'a channel of the same name in another registration is another channel')
+  t.equal(await nextData(onB), 'from /b')
 
   const store = new MemoryStore()
   const shared = await twoRegistrations(t, () => ({ store }))
-  const subscriber = await openStream(t, shared, '/a/news')
-  await shared.app.inject({ method: 'POST', url: '/b/news' })
-  await subscriber.waitForEvents(1)
-  t.same(subscriber.events.map((event) => event.data), ['from /b'], 'with one store, a publish reaches both')
+  const subscriber = await injectSSE(shared, { url: '/a/news' })
+  await shared.inject({ method: 'POST', url: '/b/news' })
+  t.equal(await nextData(subscriber), 'from /b', 'with one store, a publish reaches both')
+  await Promise.all([onA, onB, subscriber].map(async (stream) => await stream.close()))
 })
 
 test('a route\'s JSON response schema does not shape its event stream: only an event schema does', async (t) => {

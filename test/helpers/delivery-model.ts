@@ -9,6 +9,7 @@ import type { ClosingConnections } from '../../lib/closing-connections'
 import { ChannelSchemas } from '../../lib/channel-schemas'
 import type { FastifyInstance } from 'fastify'
 import { Channels } from '../../lib/channels'
+import { Stats } from '../../lib/stats'
 import { MISSED_EVENT } from '../../lib/subscription'
 import { comparePositions } from '../../lib/position'
 import { StreamCursor, isCursor, type ResumeFrom } from '../../lib/cursor'
@@ -172,7 +173,12 @@ export class World {
     this.options = options
     this.instances = stores.map((store) => {
       const positioned = this.recordingPositions(store)
-      return { store, openStreams: new OpenStreams(0, options.maxBufferedBytes, 0), channels: new Channels(positioned, JSON.stringify, this.log, noSchemas) }
+      const stats = new Stats()
+      return {
+        store,
+        openStreams: new OpenStreams(0, options.maxBufferedBytes, 0, stats),
+        channels: new Channels(positioned, JSON.stringify, this.log, noSchemas, stats)
+      }
     })
   }
 
@@ -387,6 +393,7 @@ export class World {
       }
       problems.push(...this.idProblems(connection).map((problem) => `${label}: ${problem}`))
     }
+    problems.push(...this.finalStatsProblems())
     const unexpected = this.logs.filter((record) => record.level === 'error' || !record.msg.includes('fell behind'))
     if (unexpected.length > 0) problems.push(`logged: ${JSON.stringify(unexpected.map((record) => record.msg))}`)
     return problems
@@ -540,6 +547,58 @@ export class World {
     const late = due.find((record) => owed.indexOf(record) > last)
     if (late !== undefined) return `n${late.n}, published before its close, is missing: ${show()}`
     return undefined
+  }
+
+  /**
+   * What app.sse.stats() says at any step: the streams of each instance not ended yet are open, each the subscriber
+   * of the channels it joined and did not leave.
+   */
+  statsProblems (): string[] {
+    return this.instances.flatMap(({ channels }, instance) => {
+      const stats = channels.stats()
+      const connections = this.connections.filter((connection) => connection.instance === instance && !connection.stream.hasEnded)
+      const problems: string[] = []
+      if (stats.streams.open !== connections.length) problems.push(`${stats.streams.open} open, ${connections.length} not ended`)
+      const subscribed = connections.reduce((sum, connection) => sum + connection.joined.filter((joined) => !joined.left).length, 0)
+      if (stats.channels.subscribers !== subscribed) {
+        problems.push(`${stats.channels.subscribers} subscribers, ${subscribed} subscriptions of streams not ended`)
+      }
+      return problems.map((problem) => `instance ${instance}: stats say ${problem}`)
+    })
+  }
+
+  /**
+   * What app.sse.stats() says once every connection is over: each stream opened and closed for the reason its signal
+   * gives; the events and bytes sent are those the clients took, when every client read all (the server ended every
+   * stream), and at least those otherwise; replays by outcome, at most one for each resume.
+   */
+  finalStatsProblems (): string[] {
+    return this.instances.flatMap(({ channels }, instance) => {
+      const stats = channels.stats()
+      const connections = this.connections.filter((connection) => connection.instance === instance)
+      const problems: string[] = []
+      const closed: Record<string, number> = { ...stats.streams.closed }
+      for (const connection of connections) closed[(connection.stream.signal.reason as { code: string }).code]--
+      if (Object.values(closed).some((n) => n !== 0)) problems.push(`closed by code off by ${JSON.stringify(closed)}`)
+      if (stats.streams.opened !== connections.length || stats.streams.open !== 0) {
+        problems.push(`${stats.streams.opened} opened of ${connections.length}, ${stats.streams.open} open`)
+      }
+      const complete = connections.every((connection) => !connection.disconnected &&
+        ['FST_SSE_STREAM_ENDED', 'FST_SSE_SERVER_CLOSING'].includes((connection.stream.signal.reason as { code: string }).code))
+      const events = connections.reduce((sum, connection) => sum + connection.res.events.length, 0)
+      const bytes = connections.reduce((sum, connection) => sum + connection.res.takenBytes, 0)
+      if (complete ? stats.events.sent !== events : stats.events.sent < events) problems.push(`${stats.events.sent} events sent, ${events} received`)
+      if (complete ? stats.bytes.sent !== bytes : stats.bytes.sent < bytes) problems.push(`${stats.bytes.sent} bytes sent, ${bytes} taken`)
+      // A replay for each channel a stream resumed, by id or by its cursor.
+      const resumes = connections.flatMap((connection) => connection.joined.filter((joined) => joined.from !== undefined))
+      const missed = connections.reduce((sum, connection) => sum + connection.received().filter((item) => item.startsWith('missed')).length, 0)
+      const { resumed, missed: missedReplays, failed } = stats.replays
+      if (resumed + missedReplays + failed > resumes.length || missedReplays < missed) {
+        problems.push(`replays ${JSON.stringify(stats.replays)} for ${resumes.length} resumes, ${missed} of them missed`)
+      }
+      if (stats.channels.count !== 0 || stats.channels.subscribers !== 0) problems.push(`channels left ${JSON.stringify(stats.channels)}`)
+      return problems.map((problem) => `instance ${instance}: stats say ${problem}`)
+    })
   }
 
   /**
@@ -812,7 +871,10 @@ export const commands = fc.commands([
   fc.constant(new CloseApp())
 ], { maxCommands: 60, size: '+1' })
 
-/** The steps, each counting itself when it runs (fast-check walks the whole list before it runs any). */
+/**
+ * The steps, each counting itself when it runs (fast-check walks the whole list before it runs any), then checking
+ * what the stats say once it has run.
+ */
 function * counted (steps: Iterable<Command>, world: World): Iterable<Command> {
   for (const step of steps) {
     yield {
@@ -820,6 +882,8 @@ function * counted (steps: Iterable<Command>, world: World): Iterable<Command> {
       run: async (model, real) => {
         world.step++
         await step.run(model, real)
+        const problems = real.statsProblems()
+        if (problems.length > 0) throw new Error(`after ${step.toString()}: ${problems.join('; ')}`)
       },
       toString: () => step.toString()
     }

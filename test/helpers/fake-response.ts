@@ -19,6 +19,8 @@ export class FakeResponse extends Writable {
   mode: ReadMode = 'fast'
   /** True once the client went away (disconnect()), or the server dropped the connection. */
   gone = false
+  /** Bytes the client has taken. */
+  takenBytes = 0
   private readonly held: Array<[string | Buffer, () => void]> = []
   private readScheduled = false
   private readonly parser = createParser({ onEvent: (event) => this.events.push(event) })
@@ -75,6 +77,7 @@ export class FakeResponse extends Writable {
     for (let taken = 0; taken < most && this.held.length > 0; taken++) {
       const [chunk, callback] = this.held.shift() as [string | Buffer, () => void]
       this.parser.feed(chunk.toString())
+      this.takenBytes += Buffer.byteLength(chunk)
       callback()
     }
     this.scheduleRead()
