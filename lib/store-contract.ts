@@ -219,9 +219,6 @@ export const storeContract: readonly StoreContractCheck[] = [
           assert.deepEqual(await after(own.position), plainReplay({ found: true, position: own.position, events: [last] }),
             'the position of an event with an id of its own')
           assert.deepEqual(await after(last.position), plainReplay({ found: true, position: last.position, events: [] }))
-          // A cursor writes `<n>-0` as `<n>`: the same position.
-          const short = /^(\d+)-0$/.exec(own.position)?.[1]
-          if (short !== undefined) assert.deepEqual(await after(short), plainReplay({ found: true, position: own.position, events: [last] }))
           // Positions of no event: before them all, and after them.
           const later = last.position.replace(/^\d+/, (major) => String(Number(major) + 1000))
           for (const unknown of ['0', later]) {

@@ -289,3 +289,13 @@ test('a stream closed before it subscribes is answered at once and not subscribe
   t.same(answers, [undefined])
   t.equal(news.subscribers, 0)
 })
+
+test('a subscription let go of twice counts once', async (t) => {
+  const { channels, open } = harness(new MemoryStore())
+  const news = channels.channel('news')
+  const { stream } = open('news')
+  const [subscription] = stream.subscriptions
+  news.unsubscribe(subscription)
+  news.unsubscribe(subscription)
+  t.equal(news.subscribers, 0)
+})
