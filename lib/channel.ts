@@ -219,8 +219,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
 
   /** @internal The stream let go of it. */
   unsubscribe (subscription: Subscription): void {
-    if (!this.subscriptions.delete(subscription)) return
-    this.stats.subscriptions--
+    if (this.subscriptions.delete(subscription)) this.stats.subscriptions--
     if (this.subscriptions.size === 0) this.stopListening()
   }
 

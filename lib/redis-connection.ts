@@ -107,6 +107,8 @@ export class StoreConnection {
       }, this.timeout)
     })
     const send = (): Promise<T> => {
+      // The connection became ready in the very turn the timeout fired, before this ran: the command was refused.
+      /* c8 ignore next */
       if (late) return new Promise<T>(noop)
       sent = true
       return command()

@@ -299,3 +299,28 @@ test('a subscription let go of twice counts once', async (t) => {
   news.unsubscribe(subscription)
   t.equal(news.subscribers, 0)
 })
+
+test('head() answering at once answers the stream at once; answering late, only what comes after its position is written', async (t) => {
+  const atOnce = harness(withHead(() => undefined))
+  const { res: quick, stream: quickStream } = atOnce.open('other')
+  const answers: unknown[] = []
+  const stream = new EventStream(new FakeResponse() as unknown as RawResponse, recordingLogger(), undefined, JSON.stringify, new OpenStreams(0, 1024, 0))
+  stream.open(200, {}, undefined, false)
+  atOnce.channels.channel('news').subscribe(stream, undefined, undefined, (error) => answers.push(error))
+  t.same(answers, [undefined], 'answered in the call')
+  stream.close()
+  quickStream.close()
+  await once(quick, 'close')
+
+  let answer!: (position: string | undefined) => void
+  const { channels, open } = harness(withHead(async () => await new Promise((resolve) => { answer = resolve })))
+  const news = channels.channel('news')
+  const { res, stream: late } = open('news')
+  const meanwhile = await news.publish('meanwhile')
+  // The store says the subscriber came in after `meanwhile`: nothing it holds back is owed.
+  answer(meanwhile)
+  await news.publish('after')
+  late.close()
+  await once(res, 'close')
+  t.same(res.events.map((event) => event.data), ['after'])
+})

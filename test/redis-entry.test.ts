@@ -4,6 +4,7 @@ import { entryEvent, entryFields } from '../lib/redis-entry'
 // How an event is kept in a Redis stream entry, without Redis: the store's own suites run it against a real one.
 test('an entry keeps the frame once, and the snapshot apart only when the frame cannot give it back', async (t) => {
   const cases: Array<{ body: string, snapshot: string, stored: string[] }> = [
+    { body: '\n', snapshot: '{}', stored: ['j'] },
     { body: 'data: {"n":1}\n\n', snapshot: '{"data":{"n":1}}', stored: ['j'] },
     { body: 'event: tick\ndata: hello\n\n', snapshot: '{"event":"tick","data":"hello"}', stored: ['t'] },
     { body: ': a\n: b\nretry: 10\ndata: x\ndata: y\n\n', snapshot: '{"retry":10,"comment":"a\\nb","data":"x\\ny"}', stored: ['t'] },
