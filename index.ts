@@ -3,7 +3,7 @@ import type { FastifyInstance, RouteOptions } from 'fastify'
 import type {
   FastifySseOptions, SseEvent, SseIterableSource, SseMessage, SseReplyOptions, SseSerializer, SseSource,
   SseSourceContext, SseEncoding, SseLimits, SseShutdownRetry, SseRouteOptions, SseChannelOptions, SseMessageOf,
-  SseEventFields, RouteSseMessage, RouteEventStream
+  SseEventFields, RouteSseMessage, RouteEventStream, SseChannelEntry, SseSubscribeOptions
 } from './lib/types'
 import type { ChannelEvent, ChannelFilter } from './lib/channel'
 import type { EventToStore, Replay, SseStore, StoredEvent, StoredEventListener } from './lib/store'
@@ -96,6 +96,8 @@ declare module 'fastify' {
      * - An iterable, async iterable or Readable: its events are pulled one at a time, at the client's pace.
      * - A function: called with `{ signal, lastEventId }`, it returns one of the above.
      * - A channel: the request subscribes to it.
+     * - A list of channels (each a channel or `{ channel, filter }`): one stream for all of them, whose event ids are
+     *   a cursor that resumes every one.
      * With an event schema and a type provider, the events are typed by the schema.
      */
     sse: (source?: SseSource<RouteSseMessage<TypeProvider, SchemaCompiler>>, options?: SseReplyOptions) =>
@@ -131,9 +133,9 @@ declare namespace fastifySseH2 {
     FastifySseOptions, SseEvent, SseIterableSource, SseMessage, SseReplyOptions, SseSerializer, SseSource,
     SseSourceContext, ChannelEvent, ChannelFilter, SseStore, StoredEvent, EventToStore, Replay, StoredEventListener,
     MemoryStoreOptions, SseEncoding, SseLimits, SseShutdownRetry, SseRouteOptions, SseChannelOptions, SseMessageOf,
-    SseEventFields, RouteSseMessage, RouteEventStream, SseStats, SseProtocolStats, SseCloseCode, SseRefusalCode,
-    SseReplayOutcome, StreamOpenMessage, StreamCloseMessage, StreamDropMessage, StreamRefuseMessage, ChannelPublishMessage,
-    ChannelReplayMessage
+    SseEventFields, RouteSseMessage, RouteEventStream, SseChannelEntry, SseSubscribeOptions, SseStats, SseProtocolStats,
+    SseCloseCode, SseRefusalCode, SseReplayOutcome, StreamOpenMessage, StreamCloseMessage, StreamDropMessage,
+    StreamRefuseMessage, ChannelPublishMessage, ChannelReplayMessage
   }
 }
 

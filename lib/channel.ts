@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { EventStream } from './event-stream'
 import type { SseEvent, SseMessage, SseSerializer } from './types'
 import type { Replay, SseStore, StoredEvent } from './store'
+import type { ResumeFrom } from './cursor'
 import type { Stats } from './stats'
 import { Subscription } from './subscription'
 import { eventId, frameBody, toEvent } from './framing'
@@ -19,6 +20,9 @@ export type ChannelFilter = (event: ChannelEvent) => boolean
 export interface ChannelEvent extends SseEvent {
   id: string
 }
+
+// An id no event has (ids never hold a line feed): a replay after it is all that is retained.
+const NO_EVENT_ID = '\n'
 
 // How long close() waits for this process's own publishes to come back from a store that delivers them later.
 const CLOSE_WAIT_MS = 5000
@@ -114,50 +118,68 @@ export class Channel<Message extends SseMessage = SseMessage> {
   }
 
   /**
-   * @internal Subscribes a stream; with a last event id, replays what it missed first. `answer`, when given, is
-   * called once the store has said where the subscriber starts, before anything is written for it (at once when
-   * the store answers at once), or with the error if it could not: so that a stream is answered only then.
+   * @internal Subscribes an open stream (the stream's join() made sure it is): from now on, or first what it missed
+   * after an event id or after a position of its cursor. `answer`, when given, is called once the store has said
+   * where the subscriber starts, before anything is written for it (at once when the store answers at once), or with
+   * the error if it could not: so that a stream is answered only then.
    */
-  subscribe (stream: EventStream, lastEventId: string | undefined, filter: ChannelFilter | undefined,
+  subscribe (stream: EventStream, filter: ChannelFilter | undefined, from: ResumeFrom,
     answer?: (error?: unknown) => void): void {
-    if (stream.closed) {
-      answer?.()
-      return
-    }
     if (this.subscriptions.size === 0) this.startListening()
-    // Without a last event id: the events the store hands over from now on, not those of this tick already in.
+    // Fresh: the events the store hands over from now on, not those of this tick already in.
     const subscription = new Subscription(this, stream, filter, this.livePosition)
     this.subscriptions.add(subscription)
     this.stats.subscriptions++
     stream.subscriptions.push(subscription)
-    if (lastEventId === undefined) {
+    stream.cursor?.add(subscription, stream.subscriptions)
+    if (from === undefined) {
       if (this.store.head !== undefined) this.startAtHead(subscription, this.store.head, answer)
       else answer?.()
       return
     }
-    subscription.startReplay()
+    const store = this.store
+    if ('id' in from) {
+      subscription.startReplay(undefined)
+      this.replay(subscription, () => store.readAfter(this.name, from.id), false, answer)
+    } else if (from.position === undefined) {
+      // The channel had published nothing when the client subscribed: all it retains is new to the client.
+      subscription.startReplay(undefined)
+      this.replay(subscription, () => store.readAfter(this.name, NO_EVENT_ID), true, answer)
+    } else {
+      const position = from.position
+      const readAfterPosition = store.readAfterPosition
+      subscription.startReplay(position)
+      // A store without readAfterPosition gives an event without an id of its own its position as id.
+      this.replay(subscription, readAfterPosition === undefined
+        ? () => store.readAfter(this.name, position)
+        : () => readAfterPosition.call(store, this.name, position), false, answer)
+    }
+  }
+
+  private replay (subscription: Subscription, read: () => Replay | Promise<Replay>, fromStart: boolean,
+    answer: ((error?: unknown) => void) | undefined): void {
     let replay: Replay | Promise<Replay>
     try {
-      replay = this.store.readAfter(this.name, lastEventId)
+      replay = read()
     } catch (error) {
       replay = Promise.reject(error)
     }
     if (isPromise(replay)) {
       replay.then((result) => {
         answer?.()
-        subscription.replayed(result)
+        subscription.replayed(result, fromStart)
       }, (error: unknown) => {
         if (answer === undefined) {
           subscription.replayFailed(error)
           return
         }
         // The stream is refused, never opened: its replay still counts as one that failed.
-        stream.stats.replayed(stream, this.name, 'failed', 0, error)
+        subscription.stream.stats.replayed(subscription.stream, this.name, 'failed', 0, error)
         answer(error)
       })
     } else {
       answer?.()
-      subscription.replayed(replay)
+      subscription.replayed(replay, fromStart)
     }
   }
 
@@ -180,7 +202,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
       subscription.startAt(position)
       return
     }
-    subscription.startReplay()
+    subscription.startReplay(subscription.position)
     position.then((at) => {
       answer?.()
       subscription.startAt(at)

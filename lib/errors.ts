@@ -117,3 +117,18 @@ export const FST_SSE_NOT_REGISTERED = createError<'FST_SSE_NOT_REGISTERED', [str
   'FST_SSE_NOT_REGISTERED',
   'fastify-sse-h2: %s was used where the plugin is not registered (it is registered in an encapsulated context ' +
   'only): register it in this context or a parent of it, such as the root', 500)
+
+export const FST_SSE_NOT_A_CHANNEL = createError<'FST_SSE_NOT_A_CHANNEL', [string, string]>(
+  'FST_SSE_NOT_A_CHANNEL',
+  'fastify-sse-h2: %s takes a channel (app.sse.channel(name)), or { channel, filter } in a list of channels; got %s', 500,
+  TypeError)
+
+export const FST_SSE_TOO_MANY_CHANNELS = createError<'FST_SSE_TOO_MANY_CHANNELS', [number, number]>(
+  'FST_SSE_TOO_MANY_CHANNELS',
+  'fastify-sse-h2: a stream carries at most %d channels (the cursor that resumes them all must fit in a ' +
+  'Last-Event-ID); this one would carry %d', 500)
+
+export const FST_SSE_CURSOR_ID = createError<'FST_SSE_CURSOR_ID', [string]>(
+  'FST_SSE_CURSOR_ID',
+  'fastify-sse-h2: on a stream of several channels, the id of every event is the cursor that resumes them all: ' +
+  'its own events take no id (put yours in the data); got id %s', 500, TypeError)

@@ -3,15 +3,19 @@ import type { Http2ServerResponse, Http2Session, ServerHttp2Stream } from 'node:
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Writable } from 'node:stream'
 import type { FastifyBaseLogger, FastifyError } from 'fastify'
-import type { SseMessage, SseSerializer } from './types'
+import type { SseMessage, SseSerializer, SseSubscribeOptions } from './types'
 import type { OpenStreams } from './open-streams'
 import type { Subscription } from './subscription'
 import type { Stats } from './stats'
+import type { Channel, ChannelFilter } from './channel'
+import { MAX_CURSOR_CHANNELS, StreamCursor, refuseOwnId } from './cursor'
+import { checkChannel, subscriptionEntry } from './channel-list'
 import { createCompressor, FLUSH, type Compressor, type SseEncoding } from './compression'
 import { HEARTBEAT_FRAME, frameComment, frameEvent, frameRetry } from './framing'
 import { publishStreamDrop } from './diagnostics'
 import {
-  FST_SSE_CLIENT_CLOSED, FST_SSE_FROZEN_CLIENT, FST_SSE_SLOW_CLIENT, FST_SSE_STREAM_ENDED, FST_SSE_SERVER_CLOSING
+  FST_SSE_CLIENT_CLOSED, FST_SSE_FROZEN_CLIENT, FST_SSE_SLOW_CLIENT, FST_SSE_STREAM_ENDED, FST_SSE_SERVER_CLOSING,
+  FST_SSE_CHANNEL_CLOSED, FST_SSE_TOO_MANY_CHANNELS
 } from './errors'
 
 export type RawResponse = ServerResponse | Http2ServerResponse
@@ -48,6 +52,10 @@ export class EventStream<Message extends SseMessage = SseMessage> {
 
   /** @internal The channels it is subscribed to. */
   readonly subscriptions: Subscription[] = []
+  /** @internal Set once it carries several channels (or resumes by a cursor): the ids of its events are then this cursor. */
+  cursor: StreamCursor | undefined
+  /** @internal Throws for a channel the stream's route may not stream (its event schema would not apply). */
+  checkChannel: ((channel: Channel) => void) | undefined
   /** @internal Heartbeat ticks since the last write. */
   quietTicks = 0
   /** @internal False once the response is finished or the connection gone. */
@@ -150,6 +158,7 @@ export class EventStream<Message extends SseMessage = SseMessage> {
    */
   send (message: Message): boolean {
     if (this.closed) return false
+    if (this.cursor !== undefined) refuseOwnId(message)
     return this.queue(frameEvent(message, this.serializer), true, true, 1)
   }
 
@@ -168,6 +177,64 @@ export class EventStream<Message extends SseMessage = SseMessage> {
       this.drainWait = { promise, resolve: release }
     }
     return this.drainWait.promise
+  }
+
+  /**
+   * Subscribes the open stream to one more channel: its events arrive from now on, or, when the client came back with
+   * a cursor that holds the channel, from after its position there. The stream then carries several channels, and
+   * the id of every event is its cursor. Subscribed already: the filter is replaced. Closed: nothing happens.
+   */
+  subscribe (channel: Channel<never>, options?: SseSubscribeOptions): void {
+    const { channel: checked, filter } = subscriptionEntry(channel, options)
+    this.join(checked, filter, true)
+  }
+
+  /**
+   * Unsubscribes the stream from a channel, after the events of it this instance already holds; the stream stays
+   * open. Not subscribed: nothing happens.
+   */
+  unsubscribe (channel: Channel<never>): void {
+    const checked = checkChannel(channel, 'stream.unsubscribe()')
+    const index = this.subscriptions.findIndex((subscription) => subscription.channel === checked)
+    if (index === -1) return
+    const subscription = this.subscriptions[index]
+    checked.catchUp(subscription)
+    this.subscriptions.splice(index, 1)
+    subscription.cancel()
+    checked.unsubscribe(subscription)
+    // A close that waited for its replay goes ahead.
+    this.settled()
+  }
+
+  /**
+   * @internal Subscribes to a channel, resumed by the stream's last event id. `several`: the stream carries several
+   * channels (a list, or subscribe()), and writes its cursor as the id of its events. `answer`: as Channel's
+   * subscribe() (at once when there is nothing to subscribe).
+   */
+  join (channel: Channel, filter: ChannelFilter | undefined, several: boolean, answer?: (error?: unknown) => void): void {
+    const subscribed = this.subscriptions.find((subscription) => subscription.channel === channel)
+    if (this.closed || subscribed !== undefined) {
+      if (subscribed !== undefined) subscribed.filter = filter
+      answer?.()
+      return
+    }
+    if (channel.closed) throw new FST_SSE_CHANNEL_CLOSED(channel.name)
+    if (this.subscriptions.length === MAX_CURSOR_CHANNELS) {
+      throw new FST_SSE_TOO_MANY_CHANNELS(MAX_CURSOR_CHANNELS, MAX_CURSOR_CHANNELS + 1)
+    }
+    this.checkChannel?.(channel)
+    if (this.cursor === undefined) {
+      const cursor = new StreamCursor(this.lastEventId)
+      // A client that comes back with a cursor is given cursors again, on a stream of one channel too.
+      if (several || cursor.resumes) {
+        this.cursor = cursor
+        for (const subscription of this.subscriptions) cursor.add(subscription, this.subscriptions)
+      }
+    }
+    const cursor = this.cursor
+    channel.subscribe(this, filter, cursor !== undefined
+      ? cursor.resumeOf(channel.name)
+      : this.lastEventId === undefined ? undefined : { id: this.lastEventId }, answer)
   }
 
   /**
@@ -232,6 +299,7 @@ export class EventStream<Message extends SseMessage = SseMessage> {
 
   /** @internal Sends an event from a pulled source: the source is paused instead of being bounded. */
   sendPulled (message: unknown): boolean {
+    if (this.cursor !== undefined) refuseOwnId(message)
     return this.queue(frameEvent(message as SseMessage, this.serializer), false, false, 1)
   }
 

@@ -58,9 +58,18 @@ class ChannelHistory {
   }
 
   after (lastEventId: string): Replay {
-    const found = this.find(lastEventId)
+    return this.replayAfter(this.find(lastEventId))
+  }
+
+  afterPosition (position: string): Replay {
+    // Positions are sequence numbers: found by arithmetic, and only the exact text this store gave matches.
+    const entry = this.bySeq(Number(position))
+    return this.replayAfter(entry?.position === position ? entry : undefined)
+  }
+
+  private replayAfter (found: Entry | undefined): Replay {
     const events: StoredEvent[] = []
-    const first = found === undefined ? 0 : found.seq - this.oldestSeq() + 1
+    const first = found === undefined ? 0 : found.seq - this.at(0).seq + 1
     for (let i = first; i < this.length; i++) events.push(this.at(i))
     return found === undefined ? { found: false, events } : { found: true, position: found.position, events }
   }
@@ -72,16 +81,16 @@ class ChannelHistory {
   private find (id: string): Entry | undefined {
     const own = this.byOwnId.get(id)
     if (own !== undefined) return own
-    if (this.length === 0) return undefined
-    const index = Number(id) - this.oldestSeq()
-    if (!Number.isSafeInteger(index) || index < 0 || index >= this.length) return undefined
-    const entry = this.at(index)
+    const entry = this.bySeq(Number(id))
     // Number('1e3') and Number(' 7') parse too: only the exact text we sent matches.
-    return entry.id === id ? entry : undefined
+    return entry?.id === id ? entry : undefined
   }
 
-  private oldestSeq (): number {
-    return this.at(0).seq
+  /** The entry of sequence number `seq`; undefined if it is not retained (or not a whole number). */
+  private bySeq (seq: number): Entry | undefined {
+    if (this.length === 0) return undefined
+    const index = seq - this.at(0).seq
+    return Number.isSafeInteger(index) && index >= 0 && index < this.length ? this.at(index) : undefined
   }
 
   private at (index: number): Entry {
@@ -124,6 +133,12 @@ export class MemoryStore implements SseStore {
     const history = this.history(channel)
     this.expire(history, Date.now())
     return history.after(lastEventId)
+  }
+
+  readAfterPosition (channel: string, position: string): Replay {
+    const history = this.history(channel)
+    this.expire(history, Date.now())
+    return history.afterPosition(position)
   }
 
   listen (channel: string, listener: StoredEventListener): void {

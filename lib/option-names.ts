@@ -22,6 +22,8 @@ export const REPLY_OPTIONS = ['serializer', 'retry', 'filter', 'compression'] as
 
 export const CHANNEL_OPTIONS = ['schema'] as const
 
+export const SUBSCRIBE_OPTIONS = ['filter'] as const
+
 /** Options known elsewhere, and where they are set instead. */
 export interface OptionsElsewhere {
   names: readonly string[]

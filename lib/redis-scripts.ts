@@ -34,9 +34,10 @@ return id
 /**
  * Where last event ids stand, and the first page after the oldest of them: KEYS stream, own ids; ARGV page size,
  * historyMaxAge, the last event ids. An id is an own id (the newest event with it), or an entry id of an event
- * without one (exactly as it was sent: `07-1` is not `7-1`); an event older than historyMaxAge by Redis's clock is no
- * longer retained. Returns { the page, then each id's position or '' }; the page starts after the oldest position, or
- * at the oldest event retained when an id is not found.
+ * without one (exactly as it was sent: `07-1` is not `7-1`), or a line feed and an entry id: the position of an
+ * event, whatever its id (a stream's cursor holds positions; no id holds a line feed). An event older than
+ * historyMaxAge by Redis's clock is no longer retained. Returns { the page, then each id's position or '' }; the page
+ * starts after the oldest position, or at the oldest event retained when an id is not found.
  */
 const READ_AFTER = `
 local function ownIdOf (entry)
@@ -66,8 +67,12 @@ local all = false
 for k = 3, #ARGV do
   local last = ARGV[k]
   local position = ''
-  local ms = redis.call('ZSCORE', KEYS[2], last)
-  if ms then
+  local at = string.match(last, '^\\n(%d+%-%d+)$')
+  local ms = not at and redis.call('ZSCORE', KEYS[2], last)
+  if at then
+    local found = redis.pcall('XRANGE', KEYS[1], at, at)
+    if type(found) == 'table' and found[1] ~= nil and found[1][1] == at then position = at end
+  elseif ms then
     local entries = redis.call('XREVRANGE', KEYS[1], ms .. '-18446744073709551615', ms .. '-0')
     for _, entry in ipairs(entries) do
       if ownIdOf(entry) == last then position = entry[1]; break end

@@ -157,6 +157,11 @@ export class RedisStore implements SseStore {
     return this.afterStart(follow).then(async () => await this.replays.read(channel, lastEventId))
   }
 
+  /** As readAfter(), after the event at `position` (a stream's cursor holds positions: `<ms>-0` as `<ms>`). */
+  readAfterPosition (channel: string, position: string): Promise<Replay> {
+    return this.readAfter(channel, '\n' + (position.includes('-') ? position : `${position}-0`))
+  }
+
   /**
    * The newest entry of the channel's stream, asked at once on the connection publishes use: a publish this process
    * makes after it comes after it. While where the channel's following begins is not known yet, it answers once it

@@ -12,6 +12,7 @@ import { eventStreamHeaders } from './response-headers'
 import { readLastEventId } from './last-event-id'
 import { openSource, pump, type PulledSource } from './sources'
 import { Channel } from './channel'
+import { channelEntries, isChannelList, type ChannelEntry } from './channel-list'
 import { refuseStream } from './refusal'
 import { drawRetryAfter } from './shutdown-retry'
 import { publishStreamOpen } from './diagnostics'
@@ -33,24 +34,31 @@ export function createReplySse (settings: Settings, openStreams: StreamGroups, s
     const lastEventId = readLastEventId(reply.request, settings.lastEventIdQuery)
     const stream = new EventStream(reply.raw, reply.log, lastEventId, serializer, group)
 
-    const channel = source instanceof Channel ? source : undefined
+    const channels: ChannelEntry[] | undefined = source instanceof Channel
+      ? [{ channel: source, filter: options?.filter }]
+      : isChannelList(source) ? channelEntries(source) : undefined
     // A channel's events are framed once, by its own schema: a route's event schema cannot strip them.
-    if (channel !== undefined && eventSchema !== undefined && schemas.schemaOf(channel) === undefined) {
-      throw new FST_SSE_SCHEMA_MISMATCH(channel.name)
+    if (eventSchema !== undefined) {
+      stream.checkChannel = (channel) => {
+        if (schemas.schemaOf(channel) === undefined) throw new FST_SSE_SCHEMA_MISMATCH(channel.name)
+      }
+      for (const { channel } of channels ?? []) stream.checkChannel(channel)
     }
-    if (channel === undefined && options?.filter !== undefined) {
-      throw new FST_SSE_INVALID_OPTION('filter', 'given with a channel source only', 'a filter for another source')
+    if (!(source instanceof Channel) && options?.filter !== undefined) {
+      throw new FST_SSE_INVALID_OPTION('filter', 'given with a channel source only (a list gives each channel its own: ' +
+        '{ channel, filter })', 'a filter for another source')
     }
     if (openStreams.limits !== undefined) stream.address = reply.request.ip
     const refusal = whyNot(reply, openStreams, stream.address)
-    if (refusal === undefined && channel?.closed === true) throw new FST_SSE_CHANNEL_CLOSED(channel.name)
+    const closed = channels?.find(({ channel }) => channel.closed)
+    if (refusal === undefined && closed !== undefined) throw new FST_SSE_CHANNEL_CLOSED(closed.channel.name)
 
     // The source is resolved, and the headers checked by Node, before the reply is hijacked: a bad source
     // or header is an ordinary error response, not a request left hanging.
     // A refused stream runs nothing of its source: a function source is not called.
     let pulled
     try {
-      pulled = source === undefined || channel !== undefined || (refusal !== undefined && typeof source === 'function')
+      pulled = source === undefined || channels !== undefined || (refusal !== undefined && typeof source === 'function')
         ? undefined
         : openSource(source, { signal: stream.signal, lastEventId })
       if (refusal !== undefined) {
@@ -69,16 +77,23 @@ export function createReplySse (settings: Settings, openStreams: StreamGroups, s
         // Not for HEAD, nor for a client already gone: those never opened.
         if (!stream.closed) publishStreamOpen(stream, reply)
       }
-      if (channel === undefined || reply.request.method === 'HEAD') {
+      if (channels === undefined || reply.request.method === 'HEAD') {
         open()
       } else {
-        // Answered once the store has said where the subscriber starts: a client that saw its stream open, and then
-        // had an event published, is owed it. At once with the memory store: a bad header is then the handler's error.
+        // Answered once the store has said where the subscriber starts, on every channel: a client that saw its stream
+        // open, and then had an event published, is owed it. At once with the memory store: a bad header is then the
+        // handler's error. A list is a stream of several channels, even of one: its ids are cursors.
+        const several = !(source instanceof Channel)
         let answering = true
-        channel.subscribe(stream, lastEventId, options?.filter, (error) => {
-          if (answering && error === undefined) open()
-          else answerLater(reply, stream, open, error === undefined ? undefined : unavailable(channel, error), openStreams, connections, settings)
-        })
+        let waiting = channels.length
+        for (const { channel, filter } of channels) {
+          stream.join(channel, filter, several, (error) => {
+            if (waiting === 0) return
+            waiting = error === undefined ? waiting - 1 : 0
+            if (answering && waiting === 0 && error === undefined) open()
+            else if (waiting === 0) answerLater(reply, stream, open, error === undefined ? undefined : unavailable(channel, error), openStreams, connections, settings)
+          })
+        }
         answering = false
       }
     } catch (error) {

@@ -203,6 +203,32 @@ export const storeContract: readonly StoreContractCheck[] = [
     }
   },
   {
+    name: 'readAfterPosition (if the store has it): the events after a retained position, whatever the ids',
+    async run (subject) {
+      await withStores(subject, 2, 100, async ([a, b]) => {
+        // Optional: a store without it is asked readAfter() with the position instead.
+        if (a.readAfterPosition === undefined) return
+        const channel = subject.channelName()
+        const first = await append(a, channel)
+        const own = await append(a, channel, 'own-id')
+        const last = await append(a, channel)
+        for (const store of [a, b]) {
+          const after = async (position: string): Promise<object> => plainReplay(await (store.readAfterPosition as
+            NonNullable<SseStore['readAfterPosition']>)(channel, position))
+          assert.deepEqual(await after(first.position), plainReplay({ found: true, position: first.position, events: [own, last] }))
+          assert.deepEqual(await after(own.position), plainReplay({ found: true, position: own.position, events: [last] }),
+            'the position of an event with an id of its own')
+          assert.deepEqual(await after(last.position), plainReplay({ found: true, position: last.position, events: [] }))
+          // Positions of no event: before them all, and after them.
+          const later = last.position.replace(/^\d+/, (major) => String(Number(major) + 1000))
+          for (const unknown of ['0', later]) {
+            assert.deepEqual(await after(unknown), plainReplay({ found: false, events: [first, own, last] }), `${unknown} is no retained position`)
+          }
+        }
+      })
+    }
+  },
+  {
     name: 'history keeps the newest events, at least historySize of them',
     async run (subject) {
       await withStores(subject, 1, 5, async ([store]) => {

@@ -47,6 +47,13 @@ export interface SseStore {
   /** The retained events published after the event whose id is `lastEventId`, oldest first. */
   readAfter: (channel: string, lastEventId: string) => Replay | Promise<Replay>
   /**
+   * The retained events after the one at `position` (a position this store gave, or the same as one by
+   * `comparePositions`: `5` is `5-0`), oldest first, found as in readAfter. Streams of several channels resume each of
+   * them by position (their ids are cursors of positions). A store without it is asked readAfter() with the
+   * position as the id: right for events published without an id of their own.
+   */
+  readAfterPosition?: (channel: string, position: string) => Replay | Promise<Replay>
+  /**
    * The position of the channel's newest event, or undefined when it has none. A store whose listeners get events
    * later than `append()` resolves (through a reader, as Redis) must have it: a new subscriber is owed exactly the
    * events after it. Without it, a subscriber is owed what listeners get after it subscribes.

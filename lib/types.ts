@@ -97,11 +97,20 @@ export interface SseSourceContext {
 export type SseIterableSource<Message = SseMessage> = AsyncIterable<Message> | (Iterable<Message> & object) | Readable
 
 /**
- * A source, a function that makes one from the stream's signal and the client's last event id, or a channel
- * to subscribe to.
+ * A source, a function that makes one from the stream's signal and the client's last event id, a channel to
+ * subscribe to, or a list of channels: one stream for all of them, resumed by one cursor.
  */
 export type SseSource<Message = SseMessage> = SseIterableSource<Message> |
-((context: SseSourceContext) => SseIterableSource<Message>) | Channel<never>
+((context: SseSourceContext) => SseIterableSource<Message>) | Channel<never> | readonly SseChannelEntry[]
+
+/** A channel of a stream of several (`reply.sse([...])`): a channel, or one and which of its events the stream gets. */
+export type SseChannelEntry = Channel<never> | { channel: Channel<never>, filter?: ChannelFilter }
+
+/** Options of `stream.subscribe(channel, options)`. */
+export interface SseSubscribeOptions {
+  /** Which of the channel's events this stream receives, as `reply.sse(channel, { filter })`'s. */
+  filter?: ChannelFilter
+}
 
 /** Options of one `reply.sse()` call; they override the route's and the plugin's. */
 export interface SseReplyOptions {
@@ -111,7 +120,8 @@ export interface SseReplyOptions {
   retry?: number
   /**
    * With a channel only: which of its events this subscriber receives (one user's, one tenant's). Given each
-   * event as it was published, with its id. Subscribers without a filter cost the fan-out nothing extra.
+   * event as it was published, with its id. Subscribers without a filter cost the fan-out nothing extra. (A list
+   * of channels gives each its own: `{ channel, filter }`.)
    */
   filter?: ChannelFilter
   /** Compression of this stream. Default: the route's `compression`, the plugin's. */

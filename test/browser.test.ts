@@ -295,6 +295,69 @@ test('the demo page in a real browser', { skip }, async (t) => {
     for (const { errors } of pages) t.same(errors, [], 'no script error')
   })
 
+  await t.test('the page of one stream, over HTTP/1.1: every ticker and the chat live on one EventSource', async (t) => {
+    const demo = await start(t)
+    const requests = new RequestLog(demo.http1.app)
+    const { page, errors } = await openPage(t, browser, `${demo.http1.url}one`)
+
+    t.equal(await page.textContent('#protocol'), 'HTTP/1.1', 'the page says it came over HTTP/1.1')
+    const cards = await waitForLiveBoard(page, 3)
+    t.ok(cards.every((card) => card.state === 'open'), `all ${TICKERS} tickers live at the same time`)
+    checkInOrder(t, cards)
+    t.equal(await page.textContent('#chat-state'), 'open', 'the chat too')
+    t.match(await page.textContent('#summary'), `${TICKERS} of ${TICKERS} tickers and the chat live, on one stream`)
+    t.match(await page.textContent('#banner'), 'HTTP/1.1, and every ticker is live')
+    t.ok(await page.isEnabled('#drop'), 'dropping works: the stream holds one connection of six')
+    t.ok(await page.isEnabled('#chat-form button'), 'so does publishing')
+
+    const feeds = requests.seen.filter((request) => request.path === '/feed')
+    t.equal(feeds.length, 1, 'one stream')
+    t.equal(requests.tickers().length + requests.seen.filter((request) => request.path === '/chat').length, 0,
+      'no stream per ticker, none for the chat')
+    t.equal(feeds[0].httpVersion, '1.1')
+
+    const message = 'One stream carries the chat too'
+    await page.fill('#chat-form input', message)
+    await page.click('#chat-form button')
+    await page.waitForFunction((text) => [...document.querySelectorAll('#messages li span')]
+      .some((item) => item.textContent === text), message)
+    t.pass('a message published from the form arrives on the one stream')
+
+    const before = await page.evaluate(readCards)
+    await page.click('#drop')
+    const [resumed] = await requests.waitFor((log) => {
+      const reconnects = log.seen.filter((request) => request.path === '/feed' && request.lastEventId !== undefined)
+      return reconnects.length > 0 ? reconnects : undefined
+    }, 'the stream to reconnect with Last-Event-ID')
+    t.match(resumed.lastEventId, /^~[0-9a-z._-]+$/, `it reconnected with a cursor (${String(resumed.lastEventId?.length)} characters)`)
+    t.ok((resumed.lastEventId ?? '').length < 256, 'a short one, for thirteen channels')
+    // Two more events of each ticker than the page had: the ones it missed while away came first, and in order.
+    const after = await waitForLiveBoard(page, 2, Object.fromEntries(before.map((card) => [card.symbol, card.lastId])))
+    checkInOrder(t, after)
+    for (const card of after) {
+      const seen = before.find((old) => old.symbol === card.symbol) as Card
+      t.equal(card.reconnects, 1, `${card.symbol} reconnected once`)
+      t.equal(card.firstId, seen.firstId, `${card.symbol}: the same run of numbers, continued`)
+    }
+    t.equal(requests.seen.filter((request) => request.path === '/feed').length, 2, 'one reconnect, for every channel')
+    await page.waitForFunction(() => document.getElementById('drop-status')?.textContent?.includes('resumed all'))
+    t.same(errors, [], 'no script error')
+  })
+
+  await t.test('from the page that stalls over HTTP/1.1, its banner leads to the page of one stream, where all is live', async (t) => {
+    const demo = await start(t)
+    const { page, errors } = await openPage(t, browser, demo.http1.url)
+    await page.waitForSelector('#banner', { state: 'visible' })
+    const stalled = await page.evaluate(readCards)
+    t.ok(stalled.some((card) => card.state !== 'open'), 'some tickers wait for a connection')
+    await page.click('#banner a:has-text("the page of one stream")')
+    await page.waitForURL(`${demo.http1.url}one`)
+    const cards = await waitForLiveBoard(page, 3)
+    t.ok(cards.every((card) => card.state === 'open'), `there all ${TICKERS} are live`)
+    checkInOrder(t, cards)
+    t.same(errors, [], 'no script error')
+  })
+
   await t.test('a screenshot of the live page', async (t) => {
     const demo = await start(t)
     const { page } = await openPage(t, browser, demo.http2.url)

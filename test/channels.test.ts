@@ -157,7 +157,7 @@ test('history is bounded by count and by age; a subscriber past it is told it mi
   for (let i = 0; i < 5; i++) ids.push(await news.publish(String(i)))
   const evicted = await openStream(t, server, '/news', { headers: { 'last-event-id': ids[0] } })
   await evicted.waitForEvents(4)
-  t.same(evicted.events[0], { event: MISSED_EVENT, id: undefined, data: JSON.stringify({ oldestId: ids[2] }) })
+  t.same(evicted.events[0], { event: MISSED_EVENT, id: undefined, data: JSON.stringify({ channel: 'news', oldestId: ids[2] }) })
   t.same(datas(evicted), ['2', '3', '4'], 'then what is retained')
   const unknown = await openStream(t, server, '/news', { headers: { 'last-event-id': 'never-sent' } })
   await unknown.waitForEvents(4)
@@ -169,7 +169,7 @@ test('history is bounded by count and by age; a subscriber past it is told it mi
   await (await openStream(t, server, '/clock')).waitForComments(8)
   const late = await openStream(t, server, '/news', { headers: { 'last-event-id': ids[3] } })
   await late.waitForEvents(1)
-  t.same(late.events, [{ event: MISSED_EVENT, id: undefined, data: JSON.stringify({ oldestId: null }) }])
+  t.same(late.events, [{ event: MISSED_EVENT, id: undefined, data: JSON.stringify({ channel: 'news', oldestId: null }) }])
 })
 
 test('HEAD on a channel route subscribes nothing', async (t) => {
@@ -354,7 +354,7 @@ test('a store with no history replays nothing and says so', async (t) => {
   const id = await server.app.sse.channel('news').publish('gone')
   const client = await openStream(t, server, '/news', { headers: { 'last-event-id': id } })
   await client.waitForEvents(1)
-  t.same(client.events, [{ event: MISSED_EVENT, id: undefined, data: '{"oldestId":null}' }])
+  t.same(client.events, [{ event: MISSED_EVENT, id: undefined, data: '{"channel":"news","oldestId":null}' }])
 })
 
 test('a subscriber that leaves while its replay is read gets nothing written, and nothing fails', async (t) => {

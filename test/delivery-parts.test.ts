@@ -54,7 +54,7 @@ function harness (store: SseStore): { channels: Channels, open: (name: string, l
     const res = new FakeResponse()
     const stream = new EventStream(res as unknown as RawResponse, log, lastEventId, JSON.stringify, openStreams)
     stream.open(200, {}, undefined, false)
-    channels.channel(name).subscribe(stream, lastEventId, undefined)
+    channels.channel(name).subscribe(stream, undefined, lastEventId === undefined ? undefined : { id: lastEventId })
     return { res, stream }
   }
   return { channels, open, log }
@@ -222,7 +222,7 @@ test('a filter that throws while its stream catches up before an own send(): tha
     const res = new FakeResponse()
     const stream = new EventStream(res as unknown as RawResponse, log, undefined, JSON.stringify, openStreams)
     stream.open(200, {}, undefined, false)
-    news.subscribe(stream, undefined, filter)
+    news.subscribe(stream, filter, undefined)
     return { res, stream }
   }
   const broken = streamWith((event) => { if (event.data === 'bad') throw new Error('broken filter'); return true })
@@ -284,8 +284,19 @@ test('a stream closed before it subscribes is answered at once and not subscribe
   stream.close()
   const news = channels.channel('news')
   const answers: unknown[] = []
-  news.subscribe(stream, undefined, undefined, (error) => answers.push(error))
+  // The stream's join() checks it (Channel.subscribe() is given open streams only).
+  stream.join(news, undefined, false, (error) => answers.push(error))
   t.same(answers, [undefined])
+  t.equal(news.subscribers, 0)
+})
+
+test('a subscription let go of twice counts once', async (t) => {
+  const { channels, open } = harness(new MemoryStore())
+  const news = channels.channel('news')
+  const { stream } = open('news')
+  const [subscription] = stream.subscriptions
+  news.unsubscribe(subscription)
+  news.unsubscribe(subscription)
   t.equal(news.subscribers, 0)
 })
 

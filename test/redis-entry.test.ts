@@ -8,6 +8,8 @@ test('an entry keeps the frame once, and the snapshot apart only when the frame 
     { body: 'data: {"n":1}\n\n', snapshot: '{"data":{"n":1}}', stored: ['j'] },
     { body: 'event: tick\ndata: hello\n\n', snapshot: '{"event":"tick","data":"hello"}', stored: ['t'] },
     { body: ': a\n: b\nretry: 10\ndata: x\ndata: y\n\n', snapshot: '{"retry":10,"comment":"a\\nb","data":"x\\ny"}', stored: ['t'] },
+    // An event of an id alone (`publish({ id })`): a frame of no field.
+    { body: '\n', snapshot: '{}', stored: ['j'] },
     // A frame of a store user's own making, with a line an event's fields never make: kept as given.
     { body: 'id: 7\ndata: seven\n\n', snapshot: '{"data":"seven"}', stored: ['b', 'e'] },
     // A snapshot the frame does not say (a serializer of the app's own): kept as given.

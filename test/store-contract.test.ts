@@ -1,4 +1,4 @@
-import { test } from 'tap'
+import { test, type Test } from 'tap'
 import { MemoryStore } from '../index'
 import { RedisStore } from '../redis'
 import { storeContract } from '../store-contract'
@@ -10,21 +10,32 @@ let channels = 0
 const channelName = (): string => `contract-${process.pid}-${channels++}`
 
 test('MemoryStore keeps the store contract', async (t) => {
+  await keepsContract(t, sharedView)
+})
+
+test('a store without readAfterPosition (which is optional) keeps the contract', async (t) => {
+  await keepsContract(t, (store) => {
+    const { readAfterPosition, ...view } = sharedView(store)
+    return view
+  })
+})
+
+/** Runs each check over views of one memory store, a new one for each check: as processes share one Redis. */
+async function keepsContract (t: Test, view: (store: MemoryStore) => SseStore): Promise<void> {
   for (const check of storeContract) {
-    // Every store of one check shares one memory store: as processes share one Redis.
     let shared: MemoryStore | undefined
     await t.test(check.name, async () => {
       await check.run({
         channelName,
         makeStore: (historySize) => {
           shared ??= new MemoryStore({ historySize, historyMaxAge: 0 })
-          return sharedView(shared)
+          return view(shared)
         }
       })
       shared = undefined
     })
   }
-})
+}
 
 test('RedisStore keeps the store contract', { skip: mustSkip(missingService('redis-server', 'apt-get install redis-server')) }, async (t) => {
   const redis = await startRedis(t)
@@ -40,6 +51,7 @@ function sharedView (store: MemoryStore): SseStore {
   return {
     append: (channel, event) => store.append(channel, event),
     readAfter: (channel, lastEventId) => store.readAfter(channel, lastEventId),
+    readAfterPosition: (channel, position) => store.readAfterPosition(channel, position),
     listen: (channel, listener) => store.listen(channel, listener),
     unlisten: (channel, listener) => store.unlisten(channel, listener),
     close: () => {}

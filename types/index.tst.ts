@@ -4,7 +4,7 @@ import { expect, test } from 'tstyche'
 import sse, {
   errors, EventStream, fastifySseH2, Channel, MemoryStore, MISSED_EVENT, type ChannelEvent, type FastifySseOptions,
   type Replay, type SseEvent, type SseMessage, type SseSourceContext, type SseStore, type SseEncoding, type SseLimits,
-  type SseShutdownRetry
+  type SseShutdownRetry, type SseChannelEntry, type SseSubscribeOptions
 } from 'fastify-sse-h2'
 
 test('the plugin registers with typed options', () => {
@@ -107,4 +107,23 @@ test('channels', () => {
   const store: SseStore = new MemoryStore()
   expect(store.readAfter('news', '1')).type.toBe<Replay | Promise<Replay>>()
   expect(MISSED_EVENT).type.toBe<'missed'>()
+})
+
+test('streams of several channels', () => {
+  const app = Fastify({ http2: true })
+  const prices = app.sse.channel('prices')
+  const alerts = app.sse.channel('alerts')
+  app.get('/dashboard', (request, reply) => {
+    const stream = reply.sse([prices, { channel: alerts, filter: (event) => event.id !== '' }])
+    expect(stream).type.toBe<EventStream>()
+    expect(stream.subscribe(app.sse.channel('room:1'))).type.toBe<void>()
+    expect(stream.subscribe(app.sse.channel('room:2'), { filter: (event) => event.event === 'chat' })).type.toBe<void>()
+    expect(stream.unsubscribe(prices)).type.toBe<void>()
+    expect(stream.subscribe).type.not.toBeCallableWith('room:3')
+    expect(stream.subscribe).type.not.toBeCallableWith(prices, { filter: 'chat' })
+    expect(reply.sse).type.not.toBeCallableWith([{ channel: prices, filter: (event: ChannelEvent) => 'yes' }])
+  })
+  expect<SseChannelEntry>().type.toBeAssignableFrom(prices)
+  expect<SseChannelEntry>().type.toBeAssignableFrom({ channel: prices })
+  expect<SseSubscribeOptions>().type.toBeAssignableFrom({ filter: () => true })
 })

@@ -29,7 +29,12 @@ async function startDemo ({ port = 8443, http1Port = 8080, host = 'localhost', c
   }
   const http2 = await buildApp({ http2: true, https: { key, cert, allowHTTP1: true }, logger }, shared)
   const http1 = await buildApp({ logger }, shared)
-  const close = async () => { await Promise.all([http2.close(), http1.close()]) }
+  // The tickers' channels, for the page of one stream: published once, through the shared store to both servers.
+  const stopPublishing = shared.tickers.publish((symbol) => http2.sse.channel(tickerChannel(symbol)))
+  const close = async () => {
+    stopPublishing()
+    await Promise.all([http2.close(), http1.close()])
+  }
   try {
     await http2.listen({ port, host })
     await http1.listen({ port: http1Port, host })
@@ -46,8 +51,13 @@ async function buildApp (options, { tickers, store, urls }) {
   const app = Fastify(options)
   await app.register(sse, { retry: RETRY_MS, store })
 
-  app.get('/', async (request, reply) => {
-    const page = await readFile(join(PUBLIC, 'index.html'), 'utf8')
+  // The page of twelve streams, and the page of one stream for the same tickers and the chat.
+  for (const [path, file] of [['/', 'index.html'], ['/one', 'one.html']]) {
+    app.get(path, (request, reply) => sendPage(request, reply, file))
+  }
+
+  async function sendPage (request, reply, file) {
+    const page = await readFile(join(PUBLIC, file), 'utf8')
     const values = {
       httpVersion: request.raw.httpVersion,
       protocol: request.raw.httpVersion === '2.0' ? 'HTTP/2' : 'HTTP/1.1',
@@ -58,7 +68,7 @@ async function buildApp (options, { tickers, store, urls }) {
     }
     return reply.type('text/html; charset=utf-8').header('cache-control', 'no-cache')
       .send(page.replace(/{{(\w+)}}/g, (match, name) => escapeHtml(values[name])))
-  })
+  }
 
   for (const [path, { file, type }] of Object.entries(ASSETS)) {
     app.get(path, async (request, reply) => {
@@ -66,23 +76,32 @@ async function buildApp (options, { tickers, store, urls }) {
     })
   }
 
-  // This server's open ticker streams, for POST /drop.
-  const tickerStreams = new Set()
+  // This server's open ticker and feed streams, for POST /drop.
+  const openStreams = new Set()
+  const keep = (stream) => {
+    openStreams.add(stream)
+    stream.signal.addEventListener('abort', () => openStreams.delete(stream), { once: true })
+    return stream
+  }
 
   app.get('/ticker/:symbol', (request, reply) => {
     const { symbol } = request.params
     if (!tickers.has(symbol)) return reply.code(404).send({ error: `No ticker ${symbol}` })
-    const stream = reply.sse(tickers.source(symbol))
-    tickerStreams.add(stream)
-    stream.signal.addEventListener('abort', () => tickerStreams.delete(stream), { once: true })
-    return stream
+    return keep(reply.sse(tickers.source(symbol)))
   })
 
-  // Closes every ticker stream from the server side: the browsers reconnect after `retry` ms with
+  // Every ticker and the chat on one stream. Its ids are a cursor of every channel's position: a reconnect with
+  // Last-Event-ID resumes each of them after the last event of it the page saw.
+  app.get('/feed', (request, reply) => keep(reply.sse([
+    ...tickers.symbols.map((symbol) => app.sse.channel(tickerChannel(symbol))),
+    app.sse.channel('chat')
+  ])))
+
+  // Closes every ticker stream and feed from the server side: the browsers reconnect after `retry` ms with
   // Last-Event-ID, and each ticker resumes after the last event its page saw.
   app.post('/drop', async () => {
-    const dropped = tickerStreams.size
-    for (const stream of tickerStreams) stream.close()
+    const dropped = openStreams.size
+    for (const stream of openStreams) stream.close()
     return { dropped }
   })
 
@@ -115,6 +134,10 @@ async function selfSignedCertificate () {
     }]
   })
   return { key: pems.private, cert: pems.cert }
+}
+
+function tickerChannel (symbol) {
+  return `ticker:${symbol}`
 }
 
 function urlOf (app, scheme, host) {

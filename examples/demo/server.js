@@ -34,6 +34,7 @@ fastify-sse-h2 demo
 
   HTTP/2    ${demo.http2.url}
   HTTP/1.1  ${demo.http1.url}   (the same page: see how many streams open)
+  One stream ${demo.http1.url}one   (every ticker and the chat on one EventSource, over HTTP/1.1 too)
 
 The HTTPS server uses a self-signed certificate made just now, so the browser warns that the
 connection is not private. Accept it for this page: in Chrome or Edge, "Advanced" then "Proceed to

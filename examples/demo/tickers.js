@@ -60,7 +60,30 @@ function createTickers (start = Date.now()) {
     }
   }
 
-  return { symbols: SYMBOLS, has: (symbol) => tickers.has(symbol), source }
+  /**
+   * Publishes each symbol's events, on the same clock, to `channelOf(symbol)`, with `n` and the symbol in the data:
+   * on a stream of several channels the id is the stream's cursor, not n. Returns a function that stops it.
+   */
+  function publish (channelOf) {
+    const timers = new Map()
+    for (const ticker of tickers.values()) {
+      const channel = channelOf(ticker.symbol)
+      let n = latest(ticker) + 1
+      const next = () => {
+        // A late timer publishes every event due by now: n stays a run without gaps.
+        for (; n <= latest(ticker); n++) {
+          const { event, data } = tick(ticker, n)
+          // Rejects only once the demo is closing: nobody is left to miss it.
+          channel.publish({ event, data: { symbol: ticker.symbol, n, ...data } }).catch(() => {})
+        }
+        timers.set(ticker, setTimeout(next, start + n * ticker.interval - Date.now()))
+      }
+      next()
+    }
+    return () => { for (const timer of timers.values()) clearTimeout(timer) }
+  }
+
+  return { symbols: SYMBOLS, has: (symbol) => tickers.has(symbol), source, publish }
 }
 
 module.exports = { createTickers }

@@ -12,19 +12,22 @@ import { Channels } from '../../lib/channels'
 import { Stats } from '../../lib/stats'
 import { MISSED_EVENT } from '../../lib/subscription'
 import { comparePositions } from '../../lib/position'
+import { StreamCursor, isCursor, type ResumeFrom } from '../../lib/cursor'
 import { FakeResponse, recordingLogger, type LoggedRecord, type ReadMode } from './fake-response'
 import { within } from './wait'
 
-// A model-based test of the delivery core: random interleavings of subscribe (fresh, or resuming by Last-Event-ID),
-// publish (single, bursts in one tick, one message object reused), the stream's own send(), client reads, stalls
-// and disconnects, stream, channel and app close — with no waiting between them unless a `wait` says so — run
-// against real EventStreams, Channels and a store, over fake responses whose clients the test drives. A small
-// reference model says what each connection must have received: compared exactly for a connection the server
-// ended, as a prefix for one that went away or was dropped as slow.
+// A model-based test of the delivery core: random interleavings of subscribe (fresh, or resuming by Last-Event-ID;
+// to one channel or to a list of them), subscribe and unsubscribe on an open stream, publish (single, bursts in one
+// tick, one message object reused), the stream's own send(), client reads, stalls and disconnects, stream, channel
+// and app close — with no waiting between them unless a `wait` says so — run against real EventStreams, Channels
+// and a store, over fake responses whose clients the test drives. A small reference model says what each connection
+// must have received, channel by channel (with its own sends in their place): compared exactly for a connection the
+// server ended, as a prefix for one that went away or was dropped as slow. On a stream of several channels every id
+// is a cursor; the model reads each one back and checks it against what the client had received by then.
 
 export const USERS = [undefined, 'ann', 'bob', undefined] as const
 const BIG = 'x'.repeat(700)
-const CHANNEL_NAMES = ['a', 'b'] as const
+const CHANNEL_NAMES = ['a', 'b', 'c'] as const
 type ChannelName = typeof CHANNEL_NAMES[number]
 type Recipient = 'ann' | 'bob'
 
@@ -44,6 +47,7 @@ export interface ModelOptions {
 
 interface Published {
   n: number
+  channel: ChannelName
   to: Recipient
   /** The id publish() resolved to; the publisher's own when `own` is set. */
   id: string | undefined
@@ -56,51 +60,76 @@ interface Published {
   failed?: boolean
 }
 
-type Item = `n${number}` | `own${number}` | 'missed'
+type Item = `n${number}` | `own${number}` | `missed:${ChannelName}`
+
+/** One channel a connection subscribed to (again, after it left: another one). */
+interface Joined {
+  name: ChannelName
+  channel: Channel
+  /** Where it started, as the stream was to take it: now, after an id, or after a position of the client's cursor. */
+  from: ResumeFrom
+  /** `positions`: the step it subscribed in, and the publishes of its channel resolved by then. */
+  step: number
+  resolvedAtStart: Set<number>
+  left: boolean
+}
+
+/** How the connection's route opened its stream: `reply.sse(channel)` (one) or `reply.sse([...])` (a list). */
+interface Route {
+  names: ChannelName[]
+  list: boolean
+}
 
 class Connection {
   readonly user: number
   readonly instance: number
-  readonly channelName: ChannelName
-  readonly channel: Channel
+  readonly route: Route
   readonly res: FakeResponse
   readonly stream: EventStream
   readonly lastEventId: string | undefined
+  readonly joined: Joined[] = []
   /** What it must receive, in order (`exact`): the model appends while `accepting`. */
   readonly expected: Item[] = []
   /** Its own sends, in order. */
   readonly own: Item[] = []
-  /** `positions`: the step it subscribed in, and the publishes resolved by then (and by its close). */
+  /** `positions`: the step it subscribed in, and the publishes resolved by its close, by channel. */
   readonly step: number
-  readonly resolvedAtStart: Set<number>
-  resolvedAtClose: Set<number> | undefined
+  resolvedAtClose: Map<ChannelName, Set<number>> | undefined
+  /** The model's own account of whether its ids are cursors, and of the client's cursor as the stream reads it. */
+  writesCursors: boolean
+  readonly clientCursor: StreamCursor
   accepting = true
   alwaysFast = true
   disconnected = false
 
-  constructor (world: World, user: number, instance: number, channelName: ChannelName, channel: Channel, res: FakeResponse,
-    stream: EventStream, lastEventId: string | undefined) {
+  constructor (world: World, user: number, instance: number, route: Route, res: FakeResponse, stream: EventStream,
+    lastEventId: string | undefined) {
     this.user = user
     this.instance = instance
-    this.channelName = channelName
-    this.channel = channel
+    this.route = route
     this.res = res
     this.stream = stream
     this.lastEventId = lastEventId
     this.step = world.step
-    this.resolvedAtStart = world.resolved(channelName)
+    this.writesCursors = route.list
+    this.clientCursor = new StreamCursor(lastEventId)
+  }
+
+  /** The channel of that name it is subscribed to now. */
+  subscribed (name: ChannelName): Joined | undefined {
+    return this.joined.find((joined) => joined.name === name && !joined.left)
   }
 
   /** The model stops appending to it: the server is closing it. */
   stopAccepting (world: World): void {
     if (!this.accepting) return
     this.accepting = false
-    if (!this.disconnected) this.resolvedAtClose = world.resolved(this.channelName)
+    if (!this.disconnected) this.resolvedAtClose = new Map(CHANNEL_NAMES.map((name) => [name, world.resolved(name)]))
   }
 
   received (): Item[] {
     return this.res.events.map((event): Item => {
-      if (event.event === MISSED_EVENT) return 'missed'
+      if (event.event === MISSED_EVENT) return `missed:${(JSON.parse(event.data) as { channel: ChannelName }).channel}`
       if (event.data.startsWith('own')) return event.data as Item
       return `n${(JSON.parse(event.data) as { n: number }).n}`
     })
@@ -131,6 +160,7 @@ export class World {
   readonly connections: Connection[] = []
   readonly latest: Array<Connection | undefined> = USERS.map(() => undefined)
   readonly settling: Array<Promise<unknown>> = []
+  readonly publishing: Array<Promise<unknown>> = []
   // One message object for every publish that reuses it, as an app with a row buffer would.
   readonly reused: { data: { to: Recipient, n: number, pad?: string }, id?: string } = { data: { to: 'ann', n: -1 } }
   appClosed = false
@@ -154,24 +184,34 @@ export class World {
 
   /** The store, telling the model the position it gave each publish (publish() resolves to the id only). */
   private recordingPositions (store: SseStore): SseStore {
-    const record = (channel: string, event: EventToStore, stored: StoredEvent): StoredEvent => {
+    const record = (event: EventToStore, stored: StoredEvent): StoredEvent => {
       const n = (JSON.parse(event.snapshot) as { data: { n: number } }).data.n
-      const published = (this.published.get(channel as ChannelName) as Published[]).find((p) => p.n === n) as Published
-      published.position = stored.position
+      this.record(n).position = stored.position
       return stored
     }
     const wrapped: SseStore = {
       append: (channel, event) => {
         const stored = store.append(channel, event)
-        return stored instanceof Promise ? stored.then((value) => record(channel, event, value)) : record(channel, event, stored)
+        return stored instanceof Promise ? stored.then((value) => record(event, value)) : record(event, stored)
       },
       readAfter: (channel, lastEventId) => store.readAfter(channel, lastEventId),
       listen: (channel, listener) => store.listen(channel, listener),
       unlisten: (channel, listener) => store.unlisten(channel, listener),
       close: () => store.close()
     }
-    if (store.head !== undefined) wrapped.head = (channel) => (store.head as NonNullable<SseStore['head']>).call(store, channel)
+    for (const optional of ['head', 'readAfterPosition'] as const) {
+      const method = store[optional] as ((...args: unknown[]) => unknown) | undefined
+      if (method !== undefined) (wrapped as unknown as Record<string, unknown>)[optional] = (...args: unknown[]) => method.apply(store, args)
+    }
     return wrapped
+  }
+
+  record (n: number): Published {
+    for (const records of this.published.values()) {
+      const found = records.find((record) => record.n === n)
+      if (found !== undefined) return found
+    }
+    throw new Error(`no publish n${n}`)
   }
 
   /** The publishes of a channel that have resolved by now. */
@@ -189,18 +229,39 @@ export class World {
     return connection?.accepting === true && !connection.stream.closed ? connection : undefined
   }
 
-  subscribe (user: number, instance: number, channelName: ChannelName, lastEventId: string | undefined): void {
-    const { openStreams, channels } = this.instances[instance]
+  subscribe (user: number, instance: number, route: Route, lastEventId: string | undefined): void {
+    const { openStreams } = this.instances[instance]
     const res = new FakeResponse()
     const stream = new EventStream(res as unknown as RawResponse, this.log, lastEventId, JSON.stringify, openStreams)
     stream.open(200, {}, undefined, false)
-    const channel = channels.channel(channelName)
-    const connection = new Connection(this, user, instance, channelName, channel, res, stream, lastEventId)
+    const connection = new Connection(this, user, instance, route, res, stream, lastEventId)
     this.connections.push(connection)
     this.latest[user] = connection
-    if (lastEventId !== undefined) connection.expected.push(...this.replayOf(channelName, lastEventId, USERS[user]))
-    const key = USERS[user]
-    channel.subscribe(stream, lastEventId, key === undefined ? undefined : (event) => (event.data as Published).to === key)
+    for (const name of route.names) this.join(connection, name, route.list ? 'list' : 'one')
+  }
+
+  /**
+   * Subscribes the connection's stream to a channel: as `reply.sse(channel)` does (`one`), or `reply.sse([...])`
+   * (`list`), or `stream.subscribe()` on the open stream.
+   */
+  join (connection: Connection, name: ChannelName, how: 'one' | 'list' | 'subscribe'): void {
+    const channel = this.instances[connection.instance].channels.channel(name)
+    // Its ids are cursors once it carries several channels, or when the client came with a cursor.
+    if (how !== 'one' || (connection.lastEventId !== undefined && isCursor(connection.lastEventId))) connection.writesCursors = true
+    const from: ResumeFrom = connection.writesCursors
+      ? connection.clientCursor.resumeOf(name)
+      : connection.lastEventId === undefined ? undefined : { id: connection.lastEventId }
+    connection.joined.push({ name, channel, from, step: this.step, resolvedAtStart: this.resolved(name), left: false })
+    const key = USERS[connection.user]
+    if (this.options.check === 'exact' && from !== undefined) connection.expected.push(...this.replayOf(name, from, key))
+    const filter = key === undefined ? undefined : (event: { data?: unknown }): boolean => (event.data as Published).to === key
+    if (how === 'subscribe') connection.stream.subscribe(channel, { filter })
+    else connection.stream.join(channel, filter, how === 'list')
+  }
+
+  leave (connection: Connection, joined: Joined): void {
+    joined.left = true
+    connection.stream.unsubscribe(joined.channel)
   }
 
   publish (instance: number, channelName: ChannelName, recipients: Recipient[], reuse: boolean, ownIds: boolean,
@@ -209,7 +270,7 @@ export class World {
     for (const to of recipients) {
       const n = this.nextN++
       const record: Published = {
-        n, to, id: undefined, own: ownIds ? `own-id-${n}` : undefined, position: undefined, instance, step: this.step, resolved: false
+        n, channel: channelName, to, id: undefined, own: ownIds ? `own-id-${n}` : undefined, position: undefined, instance, step: this.step, resolved: false
       }
       let message: { data: { to: Recipient, n: number, pad?: string }, id?: string }
       if (reuse) {
@@ -226,16 +287,18 @@ export class World {
       if (big) message.data.pad = BIG
       else delete message.data.pad
       this.published.get(channelName)?.push(record)
-      this.settling.push(channel.publish(message).then((id) => {
+      const publishing = channel.publish(message).then((id) => {
         record.id = id
         record.resolved = true
       }, (error: Error) => {
         // A publish still on its way when the app closes may fail: it was not published, and nobody is owed it.
         if (!this.appClosed) throw error
         record.failed = true
-      }))
+      })
+      this.publishing.push(publishing)
+      this.settling.push(publishing)
       for (const connection of this.connections) {
-        if (connection.accepting && connection.channel === channel && this.passes(connection.user, to)) {
+        if (connection.accepting && connection.subscribed(channelName)?.channel === channel && this.passes(connection.user, to)) {
           connection.expected.push(`n${n}`)
         }
       }
@@ -259,7 +322,7 @@ export class World {
   closeChannel (instance: number, channelName: ChannelName): void {
     const channel = this.instances[instance].channels.channel(channelName)
     for (const connection of this.connections) {
-      if (connection.channel === channel) connection.stopAccepting(this)
+      if (connection.subscribed(channelName)?.channel === channel) connection.stopAccepting(this)
     }
     this.settling.push(channel.close())
   }
@@ -283,7 +346,7 @@ export class World {
     if (!this.appClosed) {
       // Every publish resolved, and delivered to every instance: the close then owes every connection all of them.
       await within(Promise.all(this.settling), 'every publish to resolve', 5000)
-      await this.untilDelivered()
+      await this.settle()
       this.closeApp()
     }
     await within(Promise.all(this.settling), 'the app and its channels to close', 8000).catch((error: Error) => {
@@ -296,36 +359,39 @@ export class World {
 
   /** The connections whose stream has not ended, and what it waits for. */
   private describeOpen (): string {
-    return this.connections.filter((connection) => !connection.stream.hasEnded).map((connection) => {
-      const subscription = connection.stream.subscriptions[0]
-      const channel = connection.channel as unknown as { livePosition?: string, publishedPosition?: string }
-      return `user ${connection.user} @${connection.instance} ${connection.channelName}: replaying ` +
-        `${String(subscription?.replaying)}, channel live ${String(channel.livePosition)} published ` +
-        `${String(channel.publishedPosition)}, client ${connection.res.mode}`
-    }).join('; ')
+    return this.connections.filter((connection) => !connection.stream.hasEnded).map((connection) =>
+      connection.stream.subscriptions.map((subscription) => {
+        const channel = subscription.channel as unknown as { livePosition?: string, publishedPosition?: string }
+        return `user ${connection.user} @${connection.instance} ${subscription.channel.name}: replaying ` +
+          `${String(subscription.replaying)}, channel live ${String(channel.livePosition)} published ` +
+          `${String(channel.publishedPosition)}, client ${connection.res.mode}`
+      }).join(', ')).join('; ')
   }
 
   /** Why each connection's stream ended, and whether what it received is what the model says. */
   check (): string[] {
     const problems: string[] = []
     for (const [index, connection] of this.connections.entries()) {
-      const label = `connection ${index} (user ${connection.user} on instance ${connection.instance}, channel ` +
-        `${connection.channelName}, last id ${String(connection.lastEventId)})`
+      const route = `${connection.route.list ? '[' : ''}${connection.route.names.join(',')}${connection.route.list ? ']' : ''}`
+      const label = `connection ${index} (user ${connection.user} on instance ${connection.instance}, ${route}, last id ` +
+        `${String(connection.lastEventId)})`
       const code = (connection.stream.signal.reason as { code?: string } | undefined)?.code
       // A client that went away may be ended by the server before its close is noticed.
       const prefixOnly = code === 'FST_SSE_SLOW_CLIENT' || connection.disconnected
       if (code === 'FST_SSE_SLOW_CLIENT' && connection.alwaysFast) problems.push(`${label}: a client that always read was dropped as slow`)
       if (code === 'FST_SSE_CLIENT_CLOSED' && !connection.disconnected) problems.push(`${label}: closed as if by the client`)
-      const problem = this.options.check === 'exact'
-        ? sequenceProblem(connection.received(), connection.expected, prefixOnly)
-        : this.positionsProblem(connection, prefixOnly)
-      if (problem !== undefined) problems.push(`${label}, ended ${String(code)}: ${problem}`)
-      for (const event of connection.res.events) {
-        if (event.event === MISSED_EVENT || event.data.startsWith('own')) continue
-        const n = (JSON.parse(event.data) as { n: number }).n
-        const record = this.published.get(connection.channelName)?.find((published) => published.n === n)
-        if (record?.id !== event.id) problems.push(`${label}: event n${n} came with id ${String(event.id)}, publish() gave ${String(record?.id)}`)
+      if ((connection.stream.cursor !== undefined) !== connection.writesCursors) {
+        problems.push(`${label}: ${connection.writesCursors ? 'no' : 'a'} cursor, where the model says otherwise`)
       }
+      const ownProblem = sequenceProblem(connection.received().filter(isOwn), connection.own, prefixOnly)
+      if (ownProblem !== undefined) problems.push(`${label}: own sends: ${ownProblem}`)
+      for (const name of new Set(connection.joined.map((joined) => joined.name))) {
+        const problem = this.options.check === 'exact'
+          ? sequenceProblem(this.ofChannel(connection.received(), name), this.ofChannel(connection.expected, name), prefixOnly)
+          : this.positionsProblem(connection, name, prefixOnly)
+        if (problem !== undefined) problems.push(`${label}, channel ${name}, ended ${String(code)}: ${problem}`)
+      }
+      problems.push(...this.idProblems(connection).map((problem) => `${label}: ${problem}`))
     }
     problems.push(...this.finalStatsProblems())
     const unexpected = this.logs.filter((record) => record.level === 'error' || !record.msg.includes('fell behind'))
@@ -333,44 +399,147 @@ export class World {
     return problems
   }
 
+  /** The items of one channel, with the connection's own sends in their place among them. */
+  private ofChannel (items: Item[], name: ChannelName): Item[] {
+    return items.filter((item) => isOwn(item) || item === `missed:${name}` || (isEvent(item) && this.record(Number(item.slice(1))).channel === name))
+  }
+
   /**
-   * A connection's events, against the order of positions: once each, in order, with no gap; from exactly after its
-   * last id, or from no earlier than the publishes resolved before it subscribed and no later than the first one its
-   * own instance made after; to every one resolved before its close, or all of them when the app closed at the end.
-   * Its own sends, apart: all of them, in order.
+   * The id of each event, as the client keeps it: on a stream of one channel, the one publish() gave; on a stream of
+   * several, a cursor that resumes each channel exactly after what the client had received of it by then (never
+   * before it: a duplicate; never past the next event it was owed: a gap), and that keeps what the client came with
+   * for channels the stream never took.
    */
-  private positionsProblem (connection: Connection, prefixOnly: boolean): string | undefined {
-    const records = (this.published.get(connection.channelName) as Published[])
-      .filter((record) => record.failed !== true).sort((a, b) => comparePositions(a.position as string, b.position as string))
-    const owed = records.filter((record) => this.passes(connection.user, record.to))
+  private idProblems (connection: Connection): string[] {
+    const problems: string[] = []
+    const events = connection.res.events
     const items = connection.received()
-    const own = items.filter((item) => item.startsWith('own'))
-    const ownProblem = sequenceProblem(own, connection.own, prefixOnly)
-    if (ownProblem !== undefined) return `own sends: ${ownProblem}`
-    const events = items.filter((item) => !item.startsWith('own'))
-    if (events.length === 0 && prefixOnly) return undefined
-    const missed = events[0] === 'missed'
+    const lastOf = new Map<ChannelName, Published>()
+    const receivedOf = new Map<ChannelName, number>(CHANNEL_NAMES.map((name) => [name, 0]))
+    const came = new Map(CHANNEL_NAMES.map((name) => [name, new StreamCursor(connection.lastEventId).resumeOf(name)]))
+    // A stream of one channel that subscribes to more writes cursors from then on.
+    let cursors = connection.route.list || (connection.lastEventId !== undefined && isCursor(connection.lastEventId))
+    for (const [i, event] of events.entries()) {
+      const item = items[i]
+      if (isOwn(item)) {
+        if (event.id !== undefined) problems.push(`${item} came with an id`)
+        continue
+      }
+      const record = isEvent(item) ? this.record(Number(item.slice(1))) : undefined
+      if (connection.writesCursors && event.id !== undefined && isCursor(event.id)) cursors = true
+      if (!cursors) {
+        if (record !== undefined && record.id !== event.id) problems.push(`${item} came with id ${String(event.id)}, publish() gave ${String(record.id)}`)
+      } else if (event.id === undefined || !isCursor(event.id)) {
+        problems.push(`${item} came with id ${String(event.id)}, not a cursor`)
+      } else {
+        problems.push(...this.cursorProblems(connection, event.id, item, record, lastOf, receivedOf, came))
+      }
+      if (record !== undefined) {
+        lastOf.set(record.channel, record)
+        receivedOf.set(record.channel, (receivedOf.get(record.channel) as number) + 1)
+      }
+    }
+    return problems
+  }
+
+  /** The entries of the cursor of one event, against what the client had received before it. */
+  private cursorProblems (connection: Connection, id: string, item: Item, record: Published | undefined,
+    lastOf: Map<ChannelName, Published>, receivedOf: Map<ChannelName, number>, came: Map<ChannelName, ResumeFrom>): string[] {
+    const problems: string[] = []
+    const cursor = new StreamCursor(id)
+    const own = record?.channel ?? (item.slice('missed:'.length) as ChannelName)
+    for (const name of CHANNEL_NAMES) {
+      // A cursor's entries are positions (undefined: the channel had none), never ids.
+      const entry = cursor.resumeOf(name) as { position: string | undefined } | undefined
+      const where = `the cursor of ${item} (${id}) has ${name} at ${entry === undefined ? 'absent' : String(entry.position)}`
+      if (name === own) {
+        // Its own event's position; a missed event's: none.
+        const expected = record === undefined ? 'undefined' : String(record.position)
+        if (entry === undefined || (entry.position === undefined ? expected !== 'undefined' : comparePositions(entry.position, expected) !== 0)) {
+          problems.push(`${where}, its own event's position is ${expected}`)
+        }
+      } else if (connection.joined.every((joined) => joined.name !== name)) {
+        const given = came.get(name)
+        if (JSON.stringify(entry) !== JSON.stringify(given)) problems.push(`${where}, as it came: ${JSON.stringify(given)}`)
+      } else {
+        problems.push(...this.entryProblems(connection, name, entry, lastOf.get(name), receivedOf.get(name) as number, where))
+      }
+    }
+    return problems
+  }
+
+  /** The entry of a channel the stream took, against the last of its events received before and the next one owed. */
+  private entryProblems (connection: Connection, name: ChannelName, entry: { position: string | undefined } | undefined,
+    last: Published | undefined, received: number, where: string): string[] {
+    const position = entry?.position
+    if (entry === undefined) {
+      // Unsubscribed since, or subscribed later: whether it was by then, the model cannot tell.
+      const stayed = connection.joined.every((joined) => joined.name !== name || !joined.left)
+      return last !== undefined && stayed ? [`${where}, though ${name} was subscribed and its events received`] : []
+    }
+    if (last !== undefined && (position === undefined || comparePositions(position, last.position as string) < 0)) {
+      return [`${where}, before n${last.n} (${String(last.position)}) the client had: a resume would repeat it`]
+    }
+    let next: Published | undefined
+    if (this.options.check === 'exact') {
+      const owed = this.ofChannel(connection.expected, name).filter(isEvent)
+      next = owed[received] === undefined ? undefined : this.record(Number(owed[received].slice(1)))
+    } else if (last !== undefined) {
+      const owed = this.owedOf(connection, name)
+      next = owed[owed.indexOf(last) + 1]
+    }
+    if (next !== undefined && position !== undefined && comparePositions(position, next.position as string) >= 0) {
+      return [`${where}, at or past n${next.n} (${String(next.position)}), owed next and not received: a resume would skip it`]
+    }
+    return []
+  }
+
+  /** The publishes of a channel a connection's filter lets through, in the order of positions. */
+  private owedOf (connection: Connection, name: ChannelName): Published[] {
+    return (this.published.get(name) as Published[]).filter((record) => record.failed !== true && this.passes(connection.user, record.to))
+      .sort((a, b) => comparePositions(a.position as string, b.position as string))
+  }
+
+  /**
+   * A connection's events of one channel, against the order of positions: once each, in order, with no gap; from
+   * exactly after where it resumed (its last id, or its position in the client's cursor), or from no earlier than
+   * the publishes resolved before it subscribed and no later than the first one its own instance made after; to
+   * every one resolved before its close, or all of them when the app closed at the end (not for a channel it left:
+   * what the stream had then, up to the leave).
+   */
+  private positionsProblem (connection: Connection, name: ChannelName, prefixOnly: boolean): string | undefined {
+    const [joined] = connection.joined.filter((one) => one.name === name)
+    const records = (this.published.get(name) as Published[])
+      .filter((record) => record.failed !== true).sort((a, b) => comparePositions(a.position as string, b.position as string))
+    const owed = this.owedOf(connection, name)
+    const events = connection.received().filter((item) => item === `missed:${name}` || (isEvent(item) && this.record(Number(item.slice(1))).channel === name))
+    if (events.length === 0 && (prefixOnly || joined.left)) return undefined
+    const missed = events[0] === `missed:${name}`
     const received = (missed ? events.slice(1) : events).map((item) => Number(item.slice(1)))
     const show = (): string => `received [${events.join(' ')}] of [${owed.map((record) => `n${record.n}`).join(' ')}]`
     const start = received.length === 0 ? -1 : owed.findIndex((record) => record.n === received[0])
     if (received.some((n, i) => owed[start + i]?.n !== n)) return `not the owed events in order, once, without a gap: ${show()}`
-    const cursor = records.find((record) => record.id === connection.lastEventId && connection.lastEventId !== undefined)
+    const from = joined.from
     let first: number
-    if (connection.lastEventId !== undefined) {
-      if (missed !== (cursor === undefined)) return `${missed ? '' : 'no '}missed event for last id ${connection.lastEventId}: ${show()}`
+    if (from !== undefined) {
+      const cursor = 'id' in from
+        ? records.find((record) => record.id === from.id)
+        : from.position === undefined ? undefined : records.find((record) => comparePositions(record.position as string, from.position as string) === 0)
+      const fromStart = !('id' in from) && from.position === undefined
+      if (missed !== (cursor === undefined && !fromStart)) return `${missed ? '' : 'no '}missed event resuming from ${JSON.stringify(from)}: ${show()}`
       first = cursor === undefined ? 0 : owed.findIndex((record) => comparePositions(record.position as string, cursor.position as string) > 0)
       if (first === -1) first = owed.length
-      if (received.length > 0 && start !== first) return `not resumed right after its last id: ${show()}`
+      if (received.length > 0 && start !== first) return `not resumed right after ${JSON.stringify(from)}: ${show()}`
     } else {
       if (missed) return `a missed event without a last id: ${show()}`
-      const earliest = owed.findLastIndex((record) => connection.resolvedAtStart.has(record.n)) + 1
-      const latest = owed.findIndex((record) => record.instance === connection.instance && record.step > connection.step)
+      const earliest = owed.findLastIndex((record) => joined.resolvedAtStart.has(record.n)) + 1
+      const latest = owed.findIndex((record) => record.instance === connection.instance && record.step > joined.step)
       if (received.length > 0 && start < earliest) return `events published before it subscribed: ${show()}`
       if (received.length > 0 && latest !== -1 && start > latest) return `the first events published after it subscribed are missing: ${show()}`
       first = received.length > 0 ? start : latest === -1 ? owed.length : latest
     }
-    if (prefixOnly) return undefined
-    const closedAt = connection.resolvedAtClose
+    if (prefixOnly || joined.left) return undefined
+    const closedAt = connection.resolvedAtClose?.get(name)
     const due = owed.slice(first).filter((record) => closedAt === undefined || record.instance !== connection.instance
       ? closedAt === undefined
       : closedAt.has(record.n))
@@ -381,8 +550,8 @@ export class World {
   }
 
   /**
-   * What app.sse.stats() says at any step: the streams of each instance not ended yet are open, each its channel's
-   * subscriber.
+   * What app.sse.stats() says at any step: the streams of each instance not ended yet are open, each the subscriber
+   * of the channels it joined and did not leave.
    */
   statsProblems (): string[] {
     return this.instances.flatMap(({ channels }, instance) => {
@@ -390,8 +559,9 @@ export class World {
       const connections = this.connections.filter((connection) => connection.instance === instance && !connection.stream.hasEnded)
       const problems: string[] = []
       if (stats.streams.open !== connections.length) problems.push(`${stats.streams.open} open, ${connections.length} not ended`)
-      if (stats.channels.subscribers !== connections.length) {
-        problems.push(`${stats.channels.subscribers} subscribers, ${connections.length} streams not ended`)
+      const subscribed = connections.reduce((sum, connection) => sum + connection.joined.filter((joined) => !joined.left).length, 0)
+      if (stats.channels.subscribers !== subscribed) {
+        problems.push(`${stats.channels.subscribers} subscribers, ${subscribed} subscriptions of streams not ended`)
       }
       return problems.map((problem) => `instance ${instance}: stats say ${problem}`)
     })
@@ -419,8 +589,9 @@ export class World {
       const bytes = connections.reduce((sum, connection) => sum + connection.res.takenBytes, 0)
       if (complete ? stats.events.sent !== events : stats.events.sent < events) problems.push(`${stats.events.sent} events sent, ${events} received`)
       if (complete ? stats.bytes.sent !== bytes : stats.bytes.sent < bytes) problems.push(`${stats.bytes.sent} bytes sent, ${bytes} taken`)
-      const resumes = connections.filter((connection) => connection.lastEventId !== undefined)
-      const missed = resumes.filter((connection) => connection.received()[0] === 'missed').length
+      // A replay for each channel a stream resumed, by id or by its cursor.
+      const resumes = connections.flatMap((connection) => connection.joined.filter((joined) => joined.from !== undefined))
+      const missed = connections.reduce((sum, connection) => sum + connection.received().filter((item) => item.startsWith('missed')).length, 0)
       const { resumed, missed: missedReplays, failed } = stats.replays
       if (resumed + missedReplays + failed > resumes.length || missedReplays < missed) {
         problems.push(`replays ${JSON.stringify(stats.replays)} for ${resumes.length} resumes, ${missed} of them missed`)
@@ -431,25 +602,25 @@ export class World {
   }
 
   /**
-   * Publishes a last event on each instance to each channel that has open connections there, and waits until each
-   * of those channels is handed it: every event that will ever reach them came before it. A stream the server ended
-   * (a slow client dropped) is not subscribed any more: its channel may no longer listen to the store.
+   * Publishes a last event on each instance to each channel that open connections there are subscribed to, and waits
+   * until each of those channels is handed it: every event that will ever reach them came before it.
    */
-  private async untilDelivered (): Promise<void> {
-    const open = this.connections.filter((connection) => connection.accepting && !connection.channel.closed &&
-      !connection.stream.hasEnded)
-    const targets = new Map<string, { instance: number, channelName: ChannelName }>()
-    for (const { instance, channelName } of open) targets.set(`${instance} ${channelName}`, { instance, channelName })
+  async settle (): Promise<void> {
+    // A stream that ended (dropped as slow) has let go of its channels: they may no longer be handed anything.
+    const open = this.connections.filter((connection) => connection.accepting && !connection.stream.hasEnded).flatMap((connection) =>
+      connection.joined.filter((joined) => !joined.left && !joined.channel.closed).map((joined) => ({ instance: connection.instance, joined })))
+    const targets = new Map<string, { instance: number, name: ChannelName }>()
+    for (const { instance, joined } of open) targets.set(`${instance} ${joined.name}`, { instance, name: joined.name })
     const before = this.nextN
-    for (const { instance, channelName } of targets.values()) this.publish(instance, channelName, ['ann'], false, false, false)
-    await within(Promise.all(this.settling), 'the last publishes to resolve', 5000)
+    for (const { instance, name } of targets.values()) this.publish(instance, name, ['ann'], false, false, false)
+    await within(Promise.all(this.publishing), 'the last publishes to resolve', 5000)
     const deadline = Date.now() + 5000
-    for (const connection of open) {
-      const last = (this.published.get(connection.channelName) as Published[])
-        .find((record) => record.n >= before && record.instance === connection.instance) as Published
-      const live = (): string | undefined => (connection.channel as unknown as { livePosition: string | undefined }).livePosition
+    for (const { instance, joined } of open) {
+      const last = (this.published.get(joined.name) as Published[])
+        .find((record) => record.n >= before && record.instance === instance) as Published
+      const live = (): string | undefined => (joined.channel as unknown as { livePosition: string | undefined }).livePosition
       while (live() === undefined || comparePositions(live() as string, last.position as string) < 0) {
-        if (Date.now() > deadline) throw new Error(`timed out waiting for channel ${connection.channelName} to be handed ${String(last.position)}`)
+        if (Date.now() > deadline) throw new Error(`timed out waiting for channel ${joined.name} to be handed ${String(last.position)}`)
         await new Promise((resolve) => setImmediate(resolve))
       }
     }
@@ -460,16 +631,30 @@ export class World {
     return key === undefined || key === to
   }
 
-  /** What a subscriber resuming after `lastEventId` gets first: its channel's retained events after it, or `missed`. */
-  private replayOf (channelName: ChannelName, lastEventId: string, key: Recipient | undefined): Item[] {
-    const all = this.published.get(channelName) as Published[]
+  /**
+   * What a subscription resuming `from` gets first: its channel's retained events after it, or `missed` and all that
+   * is retained; after a position of no event (`undefined`: the channel had none), all that is retained.
+   */
+  private replayOf (name: ChannelName, from: NonNullable<ResumeFrom>, key: Recipient | undefined): Item[] {
+    const all = this.published.get(name) as Published[]
     const retained = all.slice(Math.max(0, all.length - this.options.history))
-    const at = retained.findLastIndex((record) => record.id === lastEventId)
+    const fromStart = !('id' in from) && from.position === undefined
+    const at = 'id' in from
+      ? retained.findLastIndex((record) => record.id === from.id)
+      : retained.findLastIndex((record) => from.position !== undefined && comparePositions(record.position as string, from.position) === 0)
     const after = at === -1 ? retained : retained.slice(at + 1)
-    const items: Item[] = at === -1 ? ['missed'] : []
+    const items: Item[] = at === -1 && !fromStart ? [`missed:${name}`] : []
     for (const record of after) if (key === undefined || key === record.to) items.push(`n${record.n}`)
     return items
   }
+}
+
+function isOwn (item: Item): boolean {
+  return item.startsWith('own')
+}
+
+function isEvent (item: Item): item is `n${number}` {
+  return item.startsWith('n')
 }
 
 function sequenceProblem (received: Item[], expected: Item[], prefixOnly: boolean): string | undefined {
@@ -490,17 +675,23 @@ const instance = fc.integer({ min: 0, max: 1 })
 const channelName = fc.constantFrom(...CHANNEL_NAMES)
 
 export class Subscribe implements Command {
-  constructor (readonly user: number, readonly instance: number, readonly channel: ChannelName, readonly bogusId: boolean) {}
+  constructor (readonly user: number, readonly instance: number, readonly route: Route, readonly bogusId: boolean) {}
   check (): boolean { return true }
   async run (_model: object, world: World): Promise<void> {
     if (world.appClosed || world.open(this.user) !== undefined) return
-    world.subscribe(this.user, world.instance(this.instance), this.channel, this.bogusId ? 'never-sent' : undefined)
+    world.subscribe(this.user, world.instance(this.instance), this.route, this.bogusId ? 'never-sent' : undefined)
   }
 
-  toString (): string { return `subscribe(${this.user}, @${this.instance}, ${this.channel}${this.bogusId ? ', bogus id' : ''})` }
+  toString (): string {
+    const route = this.route.list ? `[${this.route.names.join(',')}]` : this.route.names[0]
+    return `subscribe(${this.user}, @${this.instance}, ${route}${this.bogusId ? ', bogus id' : ''})`
+  }
 }
 
-/** The client comes back with the last id it got; `drop`: its connection breaks now (an EventSource's reconnect). */
+/**
+ * The client comes back with the last id it got, to the same route; `drop`: its connection breaks now (an
+ * EventSource's reconnect).
+ */
 export class Resume implements Command {
   constructor (readonly user: number, readonly instance: number, readonly drop: boolean) {}
   check (): boolean { return true }
@@ -514,10 +705,38 @@ export class Resume implements Command {
     } else if (!previous.res.gone) {
       return
     }
-    world.subscribe(this.user, world.instance(this.instance), previous.channelName, previous.cursor())
+    world.subscribe(this.user, world.instance(this.instance), previous.route, previous.cursor())
   }
 
   toString (): string { return `${this.drop ? 'reconnect' : 'resume'}(${this.user}, @${this.instance})` }
+}
+
+/** `stream.subscribe(channel)` on the user's open stream (a POST that joins a room); again after a leave: anew. */
+export class Join implements Command {
+  constructor (readonly user: number, readonly channel: ChannelName) {}
+  check (): boolean { return true }
+  async run (_model: object, world: World): Promise<void> {
+    const connection = world.open(this.user)
+    if (connection === undefined || connection.subscribed(this.channel) !== undefined) return
+    // The positions check follows one subscription a channel per connection.
+    if (world.options.check === 'positions' && connection.joined.some((joined) => joined.name === this.channel)) return
+    world.join(connection, this.channel, 'subscribe')
+  }
+
+  toString (): string { return `subscribe(${this.user}, ${this.channel})` }
+}
+
+/** `stream.unsubscribe(channel)` on the user's open stream. */
+export class Leave implements Command {
+  constructor (readonly user: number, readonly channel: ChannelName) {}
+  check (): boolean { return true }
+  async run (_model: object, world: World): Promise<void> {
+    const connection = world.open(this.user)
+    const joined = connection?.subscribed(this.channel)
+    if (connection !== undefined && joined !== undefined) world.leave(connection, joined)
+  }
+
+  toString (): string { return `unsubscribe(${this.user}, ${this.channel})` }
 }
 
 export class Publish implements Command {
@@ -604,6 +823,19 @@ export class CloseApp implements Command {
   toString (): string { return 'app.close()' }
 }
 
+/**
+ * Lets the store catch up: a last publish to each channel with open connections, waited for until each is handed it
+ * (with Redis, a client then has events, and a cursor, to resume with).
+ */
+export class Settle implements Command {
+  check (): boolean { return true }
+  async run (_model: object, world: World): Promise<void> {
+    if (!world.appClosed) await world.settle()
+  }
+
+  toString (): string { return 'settle()' }
+}
+
 export class Wait implements Command {
   constructor (readonly turns: number) {}
   check (): boolean { return true }
@@ -614,19 +846,25 @@ export class Wait implements Command {
   toString (): string { return `wait(${this.turns})` }
 }
 
-const subscribe = fc.tuple(user, instance, channelName, fc.boolean(), fc.boolean())
-  .map(([u, i, c, a, b]) => new Subscribe(u, i, c, a && b))
+// A route of one channel, or a list of one to three of them, in any order.
+const route = fc.oneof(
+  channelName.map((name): Route => ({ names: [name], list: false })),
+  fc.shuffledSubarray([...CHANNEL_NAMES], { minLength: 1 }).map((names): Route => ({ names, list: true })))
+const subscribe = fc.tuple(user, instance, route, fc.boolean(), fc.boolean())
+  .map(([u, i, r, a, b]) => new Subscribe(u, i, r, a && b))
 const resume = fc.tuple(user, instance, fc.boolean()).map(([u, i, drop]) => new Resume(u, i, drop))
 const publish = fc.tuple(instance, channelName, fc.array(fc.constantFrom<Recipient>('ann', 'bob'), { minLength: 1, maxLength: 8 }),
   fc.boolean(), fc.boolean(), fc.boolean()).map(([i, c, to, reuse, own, big]) => new Publish(i, c, to, reuse, own, big))
 const send = fc.tuple(user, fc.boolean()).map(([u, big]) => new Send(u, big))
 const setMode = fc.tuple(user, fc.constantFrom<ReadMode>('fast', 'slow', 'stalled', 'stalled')).map(([u, mode]) => new SetMode(u, mode))
 const wait = fc.integer({ min: 1, max: 3 }).map((turns) => new Wait(turns))
+const join = fc.tuple(user, channelName).map(([u, c]) => new Join(u, c))
+const leave = fc.tuple(user, channelName).map(([u, c]) => new Leave(u, c))
 
 // Repeated entries weigh more: most steps subscribe, publish, send and let time pass; few close things.
 export const commands = fc.commands([
   subscribe, subscribe, subscribe, resume, resume, resume, publish, publish, publish, publish, publish, send, send, send,
-  setMode, setMode, setMode, wait, wait, wait,
+  setMode, setMode, setMode, wait, wait, wait, join, join, leave, fc.constant(new Settle()),
   user.map((u) => new Disconnect(u)),
   user.map((u) => new CloseStream(u)),
   fc.tuple(instance, channelName).map(([i, c]) => new CloseChannel(i, c)),
@@ -670,6 +908,13 @@ export async function runInterleaving (options: ModelOptions, steps: Iterable<Co
     const code = (connection.stream.signal.reason as { code: string }).code
     count(`${code}${connection.alwaysFast ? ' (always fast)' : ''}`)
     count('events received', connection.received().length)
-    if (connection.lastEventId !== undefined) count(connection.received()[0] === 'missed' ? 'resumed: missed' : 'resumed: found')
+    if (connection.writesCursors) count('streams of cursors')
+    if (connection.joined.some((joined) => joined.left)) count('unsubscribed')
+    for (const { from } of connection.joined) {
+      if (from === undefined) continue
+      const kind = 'id' in from ? 'resumed by id' : from.position === undefined ? 'resumed from the start' : 'resumed by cursor'
+      const missed = connection.received().includes(`missed:${connection.joined.find((joined) => joined.from === from)?.name as ChannelName}`)
+      count(`${kind}: ${missed ? 'missed' : 'found'}`)
+    }
   }
 }

@@ -3,9 +3,12 @@
 
 // The page's state lives in the DOM: each ticker card shows what its stream did, and the counts a person
 // (or the browser test) checks: ids must follow each other, last + 1, across reconnects.
+// Two pages run it: one EventSource per ticker and one for the chat (index.html), or one EventSource for all of
+// them (one.html, `data-feed="one"`), whose events say their ticker and number in the data.
 
-const { httpVersion, symbols, retry } = document.body.dataset
+const { httpVersion, symbols, retry, feed } = document.body.dataset
 const overHttp2 = httpVersion === '2.0'
+const oneStream = feed === 'one'
 const STATES = ['connecting', 'open', 'closed'] // EventSource.readyState 0, 1, 2
 let chat
 // A drop under way: how many streams the server dropped, and how many times each ticker must have opened
@@ -13,8 +16,13 @@ let chat
 let drop
 
 const tickers = symbols.split(' ').map(addCard)
-openChat() // first: over HTTP/1.1 it then holds one of the six connections, and messages still arrive
-for (const ticker of tickers) openTicker(ticker)
+if (oneStream) {
+  openFeed()
+} else {
+  openChat() // first: over HTTP/1.1 it then holds one of the six connections, and messages still arrive
+  for (const ticker of tickers) openTicker(ticker)
+}
+setUpChatForm()
 update()
 
 function addCard (symbol) {
@@ -46,22 +54,46 @@ function addCard (symbol) {
 function openTicker (ticker) {
   const source = new EventSource(`/ticker/${encodeURIComponent(ticker.symbol)}`)
   ticker.source = source
-  source.addEventListener('open', () => {
-    ticker.counts.opens++
-    if (ticker.counts.opens > 1) ticker.counts.reconnects++
-    update()
-  })
+  source.addEventListener('open', () => opened(ticker))
   // The browser reconnects by itself after `retry` ms, unless the server answered with an error.
   source.addEventListener('error', update)
   source.addEventListener('tick', (event) => receive(ticker, Number(event.lastEventId), JSON.parse(event.data).price))
-  // The server could not resume (it restarted, or we were away too long): count anew from here.
-  source.addEventListener('missed', () => {
-    ticker.firstId = undefined
-    ticker.lastId = undefined
-    ticker.counts.events = 0
-    ticker.counts.gaps = 0
-    ticker.counts.dups = 0
+  source.addEventListener('missed', () => startOver(ticker))
+}
+
+// Every ticker's channel and the chat's on one stream: its ids are the server's cursor of all of them, so each
+// ticker's own number comes in the data.
+function openFeed () {
+  const source = new EventSource('/feed')
+  chat = source
+  for (const ticker of tickers) ticker.source = source
+  source.addEventListener('open', () => { for (const ticker of tickers) opened(ticker) })
+  source.addEventListener('error', update)
+  source.addEventListener('tick', (event) => {
+    const { symbol, n, price } = JSON.parse(event.data)
+    receive(tickers.find((ticker) => ticker.symbol === symbol), n, price)
   })
+  // Says which channel could not be resumed; the chat's messages simply follow.
+  source.addEventListener('missed', (event) => {
+    const ticker = tickers.find((one) => `ticker:${one.symbol}` === JSON.parse(event.data).channel)
+    if (ticker !== undefined) startOver(ticker)
+  })
+  listenToChat(source)
+}
+
+function opened (ticker) {
+  ticker.counts.opens++
+  if (ticker.counts.opens > 1) ticker.counts.reconnects++
+  update()
+}
+
+// The server could not resume (it restarted, or we were away too long): count anew from here.
+function startOver (ticker) {
+  ticker.firstId = undefined
+  ticker.lastId = undefined
+  ticker.counts.events = 0
+  ticker.counts.gaps = 0
+  ticker.counts.dups = 0
 }
 
 function receive (ticker, id, price) {
@@ -99,12 +131,14 @@ function update () {
   }
   if (chat !== undefined) showState(document.getElementById('chat-state'), chat)
   const open = openTickers()
-  document.getElementById('summary').textContent =
-    `${open} of ${tickers.length} ticker streams open${overHttp2 ? ', all on one connection' : ''}.`
+  document.getElementById('summary').textContent = oneStream
+    ? `${open} of ${tickers.length} tickers and the chat live, on one stream.`
+    : `${open} of ${tickers.length} ticker streams open${overHttp2 ? ', all on one connection' : ''}.`
   if (!overHttp2) explainHttp1()
   if (drop?.dropped !== undefined && tickers.every((ticker) => ticker.counts.opens >= drop.opens.get(ticker))) {
-    document.getElementById('drop-status').textContent =
-      `The server dropped ${drop.dropped} streams; all ${tickers.length} reconnected and resumed after their last event id.`
+    document.getElementById('drop-status').textContent = oneStream
+      ? `The server dropped ${drop.dropped} streams; this page's one stream reconnected and resumed all ${tickers.length} tickers and the chat after its cursor.`
+      : `The server dropped ${drop.dropped} streams; all ${tickers.length} reconnected and resumed after their last event id.`
     drop = undefined
   }
 }
@@ -117,7 +151,11 @@ function openChat () {
   chat = new EventSource('/chat')
   chat.addEventListener('open', update)
   chat.addEventListener('error', update)
-  chat.addEventListener('chat', (event) => {
+  listenToChat(chat)
+}
+
+function listenToChat (source) {
+  source.addEventListener('chat', (event) => {
     const { text, time } = JSON.parse(event.data)
     const item = document.createElement('li')
     const when = document.createElement('time')
@@ -130,7 +168,9 @@ function openChat () {
     list.prepend(item)
     while (list.children.length > 50) list.lastElementChild.remove()
   })
+}
 
+function setUpChatForm () {
   const form = document.getElementById('chat-form')
   form.addEventListener('submit', async (event) => {
     event.preventDefault()
@@ -139,6 +179,15 @@ function openChat () {
     if (response.ok) input.value = ''
   })
 }
+
+// Over HTTP/1.1 the page's streams hold every connection the browser keeps for this origin: a link to another page
+// of it would wait behind them for good. Following a link, the page lets go of its streams first.
+document.addEventListener('click', (event) => {
+  const plain = event.button === 0 && !event.ctrlKey && !event.metaKey && !event.shiftKey && !event.altKey
+  if (!plain || event.target.closest('a[href]') === null) return
+  chat.close()
+  for (const ticker of tickers) ticker.source.close()
+})
 
 document.getElementById('drop').addEventListener('click', async () => {
   const status = document.getElementById('drop-status')
@@ -167,9 +216,21 @@ async function post (path, body, status) {
 }
 
 // Over HTTP/1.1 each open EventSource keeps one of the browser's 6 connections to this origin for good:
-// the other streams wait, and so would any other request. Say so, and turn off what would only hang.
+// the other streams wait, and so would any other request. Say so, and turn off what would only hang. (The page of
+// one stream holds one connection: it says so, and everything works.)
 function explainHttp1 () {
   const banner = document.getElementById('banner')
+  if (oneStream) {
+    banner.hidden = false
+    banner.replaceChildren(
+      strong('HTTP/1.1, and every ticker is live: '),
+      `${openTickers()} of ${tickers.length} tickers and the chat share one EventSource, so they hold one of the ` +
+      'browser\'s six connections to this origin, and publishing and dropping have the others. ',
+      link(document.getElementById('per-ticker-link').href, 'The page of one stream per ticker'),
+      ' stalls here.'
+    )
+    return
+  }
   const open = openTickers()
   const chatOpen = chat.readyState === EventSource.OPEN
   banner.hidden = false
@@ -180,7 +241,9 @@ function explainHttp1 () {
     '(the limit counts every tab of this origin). ' +
     'Publishing and dropping would wait too, so they are off here. ',
     link(document.getElementById('http2-link').href, 'Open this page over HTTP/2'),
-    ' to see every stream open on one connection.'
+    ' to see every stream open on one connection, or ',
+    link(document.getElementById('one-stream-link').href, 'the page of one stream'),
+    ' for all twelve tickers and the chat on one EventSource, here over HTTP/1.1.'
   )
   document.getElementById('drop').disabled = true
   document.querySelector('#chat-form button').disabled = true
