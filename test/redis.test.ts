@@ -268,3 +268,19 @@ test('a channel route whose header Node refuses, answered once Redis said where 
     t.same(datas(fine), ['still served'])
   }
 })
+
+test('a RedisStore closed while it still follows channels lets go of them: their listeners get nothing more', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  const store = new RedisStore({ redis: redis.url })
+  const other = new RedisStore({ redis: redis.url })
+  t.teardown(() => other.close())
+  const heard: string[] = []
+  store.listen('news', (event) => heard.push(String(event.event.data)))
+  await store.append('news', { id: undefined, body: 'data: first\n\n', snapshot: '{"data":"first"}' })
+  await within((async () => { while (heard.length === 0) await new Promise((resolve) => setTimeout(resolve, 10)) })(), 'the first event to be read')
+  await within(store.close(), 'close() with a channel followed')
+  await other.append('news', { id: undefined, body: 'data: after\n\n', snapshot: '{"data":"after"}' })
+  const replay = await other.readAfter('news', 'none')
+  t.same(replay.events.map((event) => event.event.data), ['first', 'after'], 'the other store goes on')
+  t.same(heard, ['first'], 'nothing after close()')
+})
