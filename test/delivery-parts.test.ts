@@ -11,6 +11,7 @@ import { MemoryStore } from '../lib/memory-store'
 import type { SseStore } from '../lib/store'
 import { FakeResponse, recordingLogger } from './helpers/fake-response'
 import { within } from './helpers/wait'
+import { storeOver } from './helpers/store-over'
 
 // The pieces of the delivery core one at a time, over fake responses: what the model-based test reaches only by luck.
 
@@ -62,15 +63,7 @@ function harness (store: SseStore): { channels: Channels, open: (name: string, l
 
 /** The memory store, with a head() of the test's. */
 function withHead (head: SseStore['head']): SseStore {
-  const inner = new MemoryStore()
-  return {
-    append: (channel, event) => inner.append(channel, event),
-    readAfter: (channel, lastEventId) => inner.readAfter(channel, lastEventId),
-    listen: (channel, listener) => inner.listen(channel, listener),
-    unlisten: (channel, listener) => inner.unlisten(channel, listener),
-    close: () => inner.close(),
-    head
-  }
+  return storeOver(new MemoryStore(), { head })
 }
 
 test('a store with head(): a new subscriber gets exactly what comes after it, even while head() is on its way', async (t) => {

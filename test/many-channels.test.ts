@@ -13,7 +13,8 @@ import { RedisStore } from '../redis'
 import { MISSED_EVENT, type Channel, type EventStream } from '../index'
 import { isCursor } from '../lib/cursor'
 import { MemoryStore } from '../lib/memory-store'
-import type { Replay, SseStore } from '../lib/store'
+import { storeOver } from './helpers/store-over'
+import type { Replay } from '../lib/store'
 
 // One stream, many channels: reply.sse([...]), stream.subscribe()/unsubscribe(), and one cursor that resumes them all.
 
@@ -39,21 +40,6 @@ function publishAll (app: FastifyInstance, channels: string[], from: number, cou
     for (const name of channels) published.push(app.sse.channel(name).publish({ data: `${name}:${i}` }))
   }
   return Promise.all(published)
-}
-
-/**
- * A store of one's own over a memory store: its five methods, without the optional ones (a store that predates
- * readAfterPosition), and `own` in place of or beside them.
- */
-function storeOver (inner: MemoryStore, own: Partial<SseStore>): SseStore {
-  return {
-    append: (channel, event) => inner.append(channel, event),
-    readAfter: (channel, lastEventId) => inner.readAfter(channel, lastEventId),
-    listen: (channel, listener) => inner.listen(channel, listener),
-    unlisten: (channel, listener) => inner.unlisten(channel, listener),
-    close: () => inner.close(),
-    ...own
-  }
 }
 
 function range (channel: string, from: number, to: number): string[] {

@@ -608,18 +608,19 @@ export class World {
   async settle (): Promise<void> {
     // A stream that ended (dropped as slow) has let go of its channels: they may no longer be handed anything.
     const open = this.connections.filter((connection) => connection.accepting && !connection.stream.hasEnded).flatMap((connection) =>
-      connection.joined.filter((joined) => !joined.left && !joined.channel.closed).map((joined) => ({ instance: connection.instance, joined })))
+      connection.joined.filter((joined) => !joined.left && !joined.channel.closed).map((joined) => ({ instance: connection.instance, joined, connection })))
     const targets = new Map<string, { instance: number, name: ChannelName }>()
     for (const { instance, joined } of open) targets.set(`${instance} ${joined.name}`, { instance, name: joined.name })
     const before = this.nextN
     for (const { instance, name } of targets.values()) this.publish(instance, name, ['ann'], false, false, false)
     await within(Promise.all(this.publishing), 'the last publishes to resolve', 5000)
     const deadline = Date.now() + 5000
-    for (const { instance, joined } of open) {
+    for (const { instance, joined, connection } of open) {
       const last = (this.published.get(joined.name) as Published[])
         .find((record) => record.n >= before && record.instance === instance) as Published
       const live = (): string | undefined => (joined.channel as unknown as { livePosition: string | undefined }).livePosition
-      while (live() === undefined || comparePositions(live() as string, last.position as string) < 0) {
+      // Its stream may be dropped meanwhile (a slow client that the last publish put over the limit).
+      while (!connection.stream.hasEnded && (live() === undefined || comparePositions(live() as string, last.position as string) < 0)) {
         if (Date.now() > deadline) throw new Error(`timed out waiting for channel ${joined.name} to be handed ${String(last.position)}`)
         await new Promise((resolve) => setImmediate(resolve))
       }
