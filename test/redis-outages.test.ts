@@ -112,3 +112,14 @@ test('a store closed while Redis does not answer lets go of its connections with
   t.equal(closing.code, undefined, 'close() resolves')
   t.ok(closing.ms < 2500, `within commandTimeout and a margin, not once Redis answers (${Math.round(closing.ms)} ms)`)
 })
+
+test('a read Redis does not answer fails after commandTimeout, saying so', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  const admin = new Redis(redis.url)
+  t.teardown(() => admin.disconnect())
+  const store = new RedisStore({ redis: redis.url, commandTimeout: 300 })
+  t.teardown(() => store.close())
+  await store.append('news', { id: undefined, body: 'data: before\n\n', snapshot: '{"data":"before"}' })
+  await admin.client('PAUSE', 1500, 'ALL')
+  await t.rejects(Promise.resolve(store.head('news')), { message: /did not answer within commandTimeout \(300 ms\)/ })
+})
