@@ -173,8 +173,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
           subscription.replayFailed(error)
           return
         }
-        // The stream is refused, never opened: its replay still counts as one that failed.
-        subscription.stream.stats.replayed(subscription.stream, this.name, 'failed', 0, error)
+        subscription.replayRefused(error)
         answer(error)
       })
     } else {

@@ -116,6 +116,11 @@ export class Subscription {
     }
   }
 
+  /** Its replay failed before its stream was answered: the stream is refused, never opened; the replay counts as failed. */
+  replayRefused (error: unknown): void {
+    this.stream.stats.replayed(this.stream, this.channel.name, 'failed', 0, error)
+  }
+
   replayFailed (error: unknown): void {
     this.backlog = undefined
     if (this.cancelled || this.stream.hasEnded) return
