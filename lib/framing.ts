@@ -28,9 +28,14 @@ export function frameEvent (message: SseMessage, serializer: SseSerializer): str
   const event = toEvent(message)
   // The usual event, text data of one line and perhaps an id, is one concatenation: the hot path of a stream.
   const { id, data } = event
-  if (typeof data === 'string' && event.event === undefined && event.comment === undefined &&
-    event.retry === undefined && isOneLine(data)) {
-    return id === undefined ? 'data: ' + data + '\n\n' : 'id: ' + eventId(id) + '\ndata: ' + data + '\n\n'
+  if (event.event === undefined && event.comment === undefined && event.retry === undefined && data !== undefined) {
+    if (typeof data === 'string') {
+      if (isOneLine(data)) return id === undefined ? 'data: ' + data + '\n\n' : 'id: ' + eventId(id) + '\ndata: ' + data + '\n\n'
+    } else if (serializer === JSON.stringify) {
+      // JSON.stringify escapes every line break: its text (or base64) needs no search for one.
+      const idLine = id === undefined ? '' : 'id: ' + eventId(id) + '\n'
+      return idLine + 'data: ' + dataText(data, serializer, undefined) + '\n\n'
+    }
   }
   let frame = event.id === undefined ? '' : 'id: ' + eventId(event.id) + '\n'
   frame += fieldLines(event, data === undefined ? undefined : dataText(data, serializer, event.event))
