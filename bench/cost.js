@@ -4,6 +4,7 @@
 // instructions (which the noise of a shared machine hardly moves), `/usr/bin/time -v` the CPU time. The servers and
 // their routes are the bench's (bench/targets.js), the client's windows and parser too (bench/client.js).
 //   node bench/cost.js pull [--target fastify-sse-h2] [--streams 4] [--count 20000] [--apart]
+//   node bench/cost.js pull-json [...]   as pull, each event's data an object serialized as JSON (bench/targets.js)
 //   node bench/cost.js fanout [--target fastify-sse-h2] [--subscribers 200] [--count 200] [--apart]
 // The client runs in the server's process, or with --apart in a child process of its own, so that callgrind (which
 // does not follow children) counts the server alone. Run it at two counts: the difference is the cost of the events
@@ -39,8 +40,9 @@ function open (session, path, onEvent = () => {}) {
 async function client (port, scenario, { streams, subscribers, count }, subscribed) {
   const session = await connect(`http://127.0.0.1:${port}`)
   let counters
-  if (scenario === 'pull') {
-    counters = Array.from({ length: streams }, () => open(session, `/pull?count=${count}&size=64`))
+  if (scenario === 'pull' || scenario === 'pull-json') {
+    const path = scenario === 'pull' ? `/pull?count=${count}&size=64` : `/pull-json?count=${count}`
+    counters = Array.from({ length: streams }, () => open(session, path))
     await Promise.all(counters.map((counter) => counter.closed))
   } else {
     const expected = subscribers * count
@@ -65,9 +67,9 @@ async function server (scenario, args) {
   const sizes = {
     streams: Number(option(args, '--streams', 4)),
     subscribers: Number(option(args, '--subscribers', 200)),
-    count: Number(option(args, '--count', scenario === 'pull' ? 20_000 : 200))
+    count: Number(option(args, '--count', scenario.startsWith('pull') ? 20_000 : 200))
   }
-  const expected = scenario === 'pull' ? sizes.streams * sizes.count : sizes.subscribers * sizes.count
+  const expected = scenario.startsWith('pull') ? sizes.streams * sizes.count : sizes.subscribers * sizes.count
   const started = await targets[target]({ heartbeatInterval: 0 })
   const publish = async () => {
     while (started.subscribers() < sizes.subscribers) await new Promise((resolve) => setTimeout(resolve, 5))
@@ -99,7 +101,9 @@ if (scenario === 'client') {
     (result) => process.send(result, () => process.exit(0)),
     (error) => { console.error(error); process.exit(1) })
 } else {
-  const run = ['pull', 'fanout'].includes(scenario) ? server(scenario, args) : Promise.reject(new Error(`unknown scenario ${scenario}: pull or fanout`))
+  const run = ['pull', 'pull-json', 'fanout'].includes(scenario)
+    ? server(scenario, args)
+    : Promise.reject(new Error(`unknown scenario ${scenario}: pull, pull-json or fanout`))
   // Exits at once: a peer's timers or sockets left open would keep the process (and callgrind) running.
   run.then(() => process.exit(0), (error) => {
     console.error(error)

@@ -69,10 +69,12 @@ function handWritten ({ heartbeatInterval }) {
       if (path.startsWith('/pull')) {
         const { count, size } = query(path)
         const json = path.startsWith('/pull-json')
+        // The app's source, as every target is handed it: the same async generator, pulled with `for await`.
         ;(async () => {
-          for (let i = 0; i < count && !stream.destroyed; i++) {
-            const data = json ? JSON.stringify(quote(i)) : payload(i, size)
-            if (!stream.write('id: ' + i + '\ndata: ' + data + '\n\n')) await once(stream, 'drain')
+          for await (const event of json ? quotes(count) : events(count, size)) {
+            if (stream.destroyed) break
+            const data = json ? JSON.stringify(event.data) : event.data
+            if (!stream.write('id: ' + event.id + '\ndata: ' + data + '\n\n')) await once(stream, 'drain')
           }
           stream.end()
         })().catch(() => {})
