@@ -31,16 +31,23 @@ export function frameEvent (message: SseMessage, serializer: SseSerializer): str
   if (event.event === undefined && event.comment === undefined && event.retry === undefined && data !== undefined) {
     if (typeof data === 'string') {
       if (isOneLine(data)) return id === undefined ? 'data: ' + data + '\n\n' : 'id: ' + eventId(id) + '\ndata: ' + data + '\n\n'
-    } else if (serializer === JSON.stringify) {
-      // JSON.stringify escapes every line break: its text (or base64) needs no search for one.
-      const idLine = id === undefined ? '' : 'id: ' + eventId(id) + '\n'
-      return idLine + 'data: ' + dataText(data, serializer, undefined) + '\n\n'
+    } else {
+      return serializedFrame(id, data, serializer)
     }
   }
   let frame = event.id === undefined ? '' : 'id: ' + eventId(event.id) + '\n'
   frame += fieldLines(event, data === undefined ? undefined : dataText(data, serializer, event.event))
   // Never empty: toEvent() refuses an event with no field.
   return frame + '\n'
+}
+
+/** The frame of an event of data to serialize, and perhaps an id. */
+function serializedFrame (id: SseEvent['id'], data: unknown, serializer: SseSerializer): string {
+  const idLine = id === undefined ? '' : 'id: ' + eventId(id) + '\n'
+  const text = dataText(data, serializer, undefined)
+  // JSON.stringify escapes every line break: its text (or base64) needs no search for one.
+  if (serializer === JSON.stringify || isOneLine(text)) return idLine + 'data: ' + text + '\n\n'
+  return idLine + dataLines(text) + '\n'
 }
 
 /**
