@@ -26,7 +26,7 @@ export const HEARTBEAT_FRAME = ':\n\n'
 export function frameEvent (message: SseMessage, serializer: SseSerializer): string {
   if (typeof message === 'string') return dataLines(message) + '\n'
   const event = toEvent(message)
-  // The usual event, text data of one line and perhaps an id, is one concatenation: the hot path of a stream.
+  // The usual event, data of one line and perhaps an id, is one concatenation: the hot path of a stream.
   const { id, data } = event
   if (event.event === undefined && event.comment === undefined && event.retry === undefined && data !== undefined) {
     if (typeof data === 'string') {
