@@ -46,7 +46,7 @@ function serializedFrame (id: SseEvent['id'], data: unknown, serializer: SseSeri
   const idLine = id === undefined ? '' : 'id: ' + eventId(id) + '\n'
   const text = dataText(data, serializer, undefined)
   // JSON.stringify escapes every line break: its text (or base64) needs no search for one.
-  if (serializer === JSON.stringify || isOneLine(text)) return idLine + 'data: ' + text + '\n\n'
+  if (serializer === JSON.stringify) return idLine + 'data: ' + text + '\n\n'
   return idLine + dataLines(text) + '\n'
 }
 
