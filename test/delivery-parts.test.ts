@@ -81,6 +81,25 @@ test('a store with head(): a new subscriber gets exactly what comes after it, ev
   t.same(res.events.map((event) => event.data), ['meanwhile', 'after'])
 })
 
+test('a store with head(): events handed over while head() is on its way are held, then written from its answer on', async (t) => {
+  // The tick's events reach the subscriber before head() answers (above, they come after): they wait in it.
+  for (const [answerWith, expected] of [['before', ['meanwhile', 'after']], ['meanwhile', ['after']]] as const) {
+    let answer!: (position: string | undefined) => void
+    const { channels, open } = harness(withHead(async () => await new Promise((resolve) => { answer = resolve })))
+    const news = channels.channel('news')
+    const positions = { before: await news.publish('before'), meanwhile: '' }
+    const { res, stream } = open('news')
+    positions.meanwhile = await news.publish('meanwhile')
+    await within(new Promise((resolve) => setImmediate(resolve)), 'a turn')
+    t.same(res.events, [], `${answerWith}: nothing written before head() answers`)
+    answer(positions[answerWith])
+    await news.publish('after')
+    stream.close()
+    await once(res, 'close')
+    t.same(res.events.map((event) => event.data), expected, `${answerWith}: exactly what comes after it, once`)
+  }
+})
+
 test('a store whose head() throws or rejects: the subscriber gets what its listeners hand over from then on', async (t) => {
   for (const head of [() => { throw new Error('no head') }, async () => { throw new Error('no head') }]) {
     const { channels, open, log } = harness(withHead(head))
