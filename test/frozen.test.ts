@@ -12,15 +12,21 @@ import type { EventStream } from '../index'
 const PROTOCOLS_UNDER_TEST: Protocol[] = ['h2c', 'h2', 'http1']
 
 /**
- * Sends small events, a turn of the event loop apart, until some wait in the server for the frozen client: then
- * only a few KB wait, and every write was taken as if nothing were wrong.
+ * Sends small events, a turn of the event loop apart, until some wait in the server for the frozen client and are
+ * still waiting a few timer turns later: then only a few KB wait, and every write was taken as if nothing were
+ * wrong. (On a busy machine an event can wait a moment for the session to hand it to the kernel, which still has
+ * room: that is not the frozen client holding it back.)
  */
 async function fillUntilWaiting (stream: EventStream): Promise<void> {
   const event = { data: 'f'.repeat(2000) }
-  for (let i = 0; i < 20_000 && stream.bufferedBytes === 0; i++) {
+  for (let i = 0; i < 20_000; i++) {
     stream.send(event)
     await new Promise((resolve) => setImmediate(resolve))
+    if (stream.bufferedBytes === 0) continue
+    await new Promise((resolve) => setTimeout(resolve, 25))
+    if (stream.bufferedBytes > 0) return
   }
+  throw new Error('no bytes waited for the frozen client')
 }
 
 for (const protocol of PROTOCOLS_UNDER_TEST) {
@@ -44,9 +50,10 @@ for (const protocol of PROTOCOLS_UNDER_TEST) {
   test(`${protocol}: a stream the server closed, whose last bytes wait for a frozen client, gives its limits slot back`,
     async (t) => {
       const handles: EventStream[] = []
+      // writeTimeout long enough for the refused request to be answered while the slot is still held.
       const server = await startServer(t, protocol, (app) => {
         app.get('/push', (request, reply) => { handles.push(reply.sse()) })
-      }, { plugin: { writeTimeout: 300, heartbeatInterval: 0, limits: { maxStreams: 1 } }, logLevel: 'warn' })
+      }, { plugin: { writeTimeout: 1500, heartbeatInterval: 0, limits: { maxStreams: 1 } }, logLevel: 'warn' })
       const frozen = await startFrozenClient(t, server, '/push')
       frozen.freeze()
       const [stream] = handles
