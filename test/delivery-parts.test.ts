@@ -258,10 +258,18 @@ test('a compressed stream whose client stops reading: what the compressor holds 
   res.setMode('stalled')
   const stream = new EventStream(res as unknown as RawResponse, log, undefined, JSON.stringify, openStreams)
   stream.open(200, {}, undefined, false, 'gzip')
+  const send = (): boolean => stream.send(randomBytes(3000).toString('base64'))
+  // First the compressor's output reaches the client, which holds it: from then on its input waits for the client, not
+  // for the CPU (on a busy machine, sending on at once could fill what waits for the compressor first).
+  send()
+  await within((async () => {
+    while (!res.writableNeedDrain) await new Promise((resolve) => setImmediate(resolve))
+  })(), 'the compressed output to reach the stalled client')
+  t.equal(stream.closed, false, 'one event the client holds is not behind')
   let mostBuffered = 0
   await within((async () => {
     while (!stream.closed) {
-      stream.send(randomBytes(3000).toString('base64'))
+      send()
       mostBuffered = Math.max(mostBuffered, stream.bufferedBytes)
       await new Promise((resolve) => setImmediate(resolve))
     }
