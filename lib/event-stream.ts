@@ -422,15 +422,17 @@ export class EventStream<Message extends SseMessage = SseMessage> {
   }
 
   /**
-   * What the client was given before the last two turns and has not taken. A compressor's input counts only while the
-   * client holds its output back: until then it waits for the CPU, not for the client.
+   * What the client was given before the last two turns and has not taken. A compressor's input, and what waits to
+   * be handed to it, count only while the client holds its output back: until then they wait for the CPU (a busy
+   * thread pool), not for the client.
    */
   private waitingFromEarlierTurns (): number {
     const compressor = this.compressor
+    const target = this.target
     const waiting = compressor === undefined
-      ? this.pending.length + this.target.writableLength
-      : this.pending.length + compressor.readableLength + this.target.writableLength +
-        (this.target.writableNeedDrain ? compressor.writableLength : 0)
+      ? this.pending.length + target.writableLength
+      : compressor.readableLength + target.writableLength +
+        (target.writableNeedDrain ? this.pending.length + compressor.writableLength : 0)
     return waiting - this.writtenThisTurn - this.writtenLastTurn
   }
 

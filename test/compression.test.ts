@@ -161,6 +161,34 @@ test('a compressed stream is not dropped for what waits for the compressor, not 
   t.same(server.logs.atLeast(WARN), [], 'nobody was dropped')
 })
 
+test('a push stream is not dropped while a busy thread pool holds its compressor back, and loses nothing', async (t) => {
+  const { pbkdf2 } = await import('node:crypto')
+  const handle = signalled<EventStream>()
+  const server = await startServer(t, 'h2c', (app) => {
+    app.get('/push', (request, reply) => { handle.resolve(reply.sse()) })
+  }, { plugin: { compression: ['gzip'], maxBufferedBytes: 16 * 1024 }, logLevel: 'warn' })
+  const client = await open(t, server, '/push', 'gzip')
+  const stream = await handle.promise
+  // Every thread of the pool, which compresses, busy for a while (a CPU-bound app does this to it).
+  let poolBusy = true
+  const poolSize = Number(process.env.UV_THREADPOOL_SIZE ?? 4)
+  const busy = Promise.all(Array.from({ length: poolSize }, async () => await new Promise((resolve) => {
+    pbkdf2('password', 'salt', 400_000, 64, 'sha512', resolve)
+  }))).then(() => { poolBusy = false })
+  // Sent a turn apart without waiting for send()'s drain: far more than maxBufferedBytes waits to be compressed.
+  const sent = 64
+  for (let i = 0; i < sent; i++) {
+    stream.send({ id: String(i), data: `${i} ${'x'.repeat(2000)}` })
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  t.ok(poolBusy, 'the pool was busy all along')
+  t.equal(stream.closed, false, `not dropped, though ${stream.bufferedBytes} bytes wait for the compressor`)
+  await within(busy, 'the thread pool to be free')
+  await client.waitForEvents(sent)
+  t.same(client.events.map((event) => event.id), Array.from({ length: sent }, (_, i) => String(i)), 'every event, in order')
+  t.same(server.logs.atLeast(WARN), [], 'nobody was dropped')
+})
+
 test('a compressed stream whose client never reads stops its source; the channel path compresses too', async (t) => {
   let pulled = 0
   const server = await startServer(t, 'h2c', (app) => {
