@@ -11,6 +11,7 @@ import { MemoryStore } from '../lib/memory-store'
 import type { SseStore } from '../lib/store'
 import { FakeResponse, recordingLogger } from './helpers/fake-response'
 import { within } from './helpers/wait'
+import { eventually } from './helpers/redis'
 import { storeOver } from './helpers/store-over'
 
 // The pieces of the delivery core one at a time, over fake responses: what the model-based test reaches only by luck.
@@ -262,9 +263,7 @@ test('a compressed stream whose client stops reading: what the compressor holds 
   // First the compressor's output reaches the client, which holds it: from then on its input waits for the client, not
   // for the CPU (on a busy machine, sending on at once could fill what waits for the compressor first).
   send()
-  await within((async () => {
-    while (!res.writableNeedDrain) await new Promise((resolve) => setImmediate(resolve))
-  })(), 'the compressed output to reach the stalled client')
+  await eventually(() => res.writableNeedDrain, 'the compressed output to reach the stalled client')
   t.equal(stream.closed, false, 'one event the client holds is not behind')
   let mostBuffered = 0
   await within((async () => {
