@@ -9,11 +9,11 @@
 // Run it with N and with 0 and subtract: what is left is the work of the N events.
 
 const { Writable } = require('node:stream')
-const { EventStream } = require('../dist/lib/event-stream')
-const { OpenStreams } = require('../dist/lib/open-streams')
-const { Channels } = require('../dist/lib/channels')
-const { ChannelSchemas } = require('../dist/lib/channel-schemas')
-const { MemoryStore } = require('../dist/lib/memory-store')
+const { EventStream } = require('../dist/lib/stream/transport')
+const { OpenStreams } = require('../dist/lib/stream/stream-group')
+const { Channels } = require('../dist/lib/channels/channels')
+const { ChannelSchemas } = require('../dist/lib/channels/channel-schemas')
+const { MemoryStore } = require('../dist/lib/stores/memory-store')
 
 const SUBSCRIBERS = 200
 const DATA = 'x'.repeat(64)

@@ -10,10 +10,11 @@ const { join } = require('node:path')
 
 /** The service, and the files that only the suites needing it reach. */
 const REACHED_ONLY_WITH = {
-  'redis-server': ['lib/redis-store.ts', 'lib/redis-connection.ts', 'lib/redis-reader.ts', 'lib/redis-replays.ts', 'lib/ioredis.ts',
-    'lib/redis-keys.ts', 'lib/redis-entry.ts', 'lib/redis-scripts.ts'],
+  'redis-server': ['lib/stores/redis/store.ts', 'lib/stores/redis/connection.ts', 'lib/stores/redis/reader.ts',
+    'lib/stores/redis/replays.ts', 'lib/stores/redis/ioredis.ts', 'lib/stores/redis/keys.ts', 'lib/stores/redis/entry.ts',
+    'lib/stores/redis/scripts.ts'],
   // The Redis Cluster suite (test/redis-cluster.test.ts) makes its cluster with it: the store's Cluster branches.
-  'redis-cli': ['lib/redis-store.ts']
+  'redis-cli': ['lib/stores/redis/store.ts']
 }
 
 function installed (binary) {
@@ -33,7 +34,8 @@ function coveredFiles () {
     process.stderr.write(`coverage: ${files.join(', ')} left out of the 100% check, as ${binary} is not installed ` +
       '(its suites are skipped; CI=true checks everything)\n')
   }
-  const lib = readdirSync(join(__dirname, '..', 'lib')).filter((name) => name.endsWith('.ts')).map((name) => `lib/${name}`)
+  const lib = readdirSync(join(__dirname, '..', 'lib'), { recursive: true })
+    .filter((name) => name.endsWith('.ts')).map((name) => `lib/${name.split('\\').join('/')}`)
   return ['index.ts', 'redis.ts', ...lib].filter((file) => !leftOut.has(file))
 }
 

@@ -1,8 +1,8 @@
 import { test } from 'tap'
 import fc from 'fast-check'
-import type { Subscription } from '../lib/subscription'
-import { MAX_CURSOR_CHANNELS, MAX_CURSOR_LENGTH, StreamCursor, channelKey, isCursor, refuseOwnId } from '../lib/cursor'
-import { comparePositions } from '../lib/position'
+import type { Subscription } from '../lib/channels/subscription'
+import { MAX_CURSOR_CHANNELS, MAX_CURSOR_LENGTH, StreamCursor, channelKey, isCursor, refuseOwnId } from '../lib/channels/cursor'
+import { comparePositions } from '../lib/core/position'
 
 // The cursor of a stream of several channels: written from its subscriptions' positions, read back by a resume.
 // What a subscription gives the cursor: its channel's name and its position; the rest is the cursor's own cache.

@@ -1,6 +1,6 @@
 import { test, type Test } from 'tap'
 import fc from 'fast-check'
-import { MemoryStore } from '../lib/memory-store'
+import { MemoryStore } from '../lib/stores/memory-store'
 import { RedisStore } from '../redis'
 import { commands, runInterleaving, tally, type ModelOptions } from './helpers/delivery-model'
 import { startRedis } from './helpers/redis'

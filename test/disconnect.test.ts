@@ -13,7 +13,7 @@ import { watchProcess } from './helpers/process-problems'
 import {
   Reachable, activeResources, listenerCounts, startClock, trackTimers, waitUntilSteady
 } from './helpers/resources'
-import { OpenStreams } from '../lib/open-streams'
+import { OpenStreams } from '../lib/stream/stream-group'
 import type { EventStream } from '../index'
 
 interface Teardown {

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import Fastify from 'fastify'
 import type { FastifyPluginAsync } from 'fastify'
-import * as sourceErrors from '../lib/errors'
+import * as sourceErrors from '../lib/core/errors'
 
 const repo = resolve(__dirname, '..')
 

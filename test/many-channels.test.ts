@@ -11,10 +11,10 @@ import { signalled, waitUntil } from './helpers/wait'
 import { WARN } from './helpers/logs'
 import { RedisStore } from '../redis'
 import { MISSED_EVENT, type Channel, type EventStream } from '../index'
-import { isCursor } from '../lib/cursor'
-import { MemoryStore } from '../lib/memory-store'
+import { isCursor } from '../lib/channels/cursor'
+import { MemoryStore } from '../lib/stores/memory-store'
 import { storeOver } from './helpers/store-over'
-import type { Replay } from '../lib/store'
+import type { Replay } from '../lib/stores/store'
 
 // One stream, many channels: reply.sse([...]), stream.subscribe()/unsubscribe(), and one cursor that resumes them all.
 

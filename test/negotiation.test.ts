@@ -3,7 +3,7 @@ import { EventSource } from 'eventsource'
 import { startServer, type TestServer } from './helpers/server'
 import { openStream } from './helpers/client'
 import { onceWithin } from './helpers/wait'
-import { negotiate } from '../lib/negotiation'
+import { negotiate } from '../lib/protocol/negotiation'
 
 async function dualServer (t: Parameters<typeof startServer>[0], protocol: 'h2c' | 'http1' = 'h2c'): Promise<TestServer> {
   return await startServer(t, protocol, (app) => {

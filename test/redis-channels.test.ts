@@ -10,8 +10,8 @@ import { waitUntil } from './helpers/wait'
 import { ERROR } from './helpers/logs'
 import { RedisStore, type RedisStoreOptions } from '../redis'
 import { MISSED_EVENT } from '../index'
-import { RedisKeys } from '../lib/redis-keys'
-import { REPLAY_PAGE } from '../lib/redis-replays'
+import { RedisKeys } from '../lib/stores/redis/keys'
+import { REPLAY_PAGE } from '../lib/stores/redis/replays'
 
 const skip = mustSkip(missingService('redis-server'))
 const keys = new RedisKeys('sse:', 16)

@@ -4,7 +4,7 @@ import { startCluster } from './helpers/redis-cluster'
 import { startInstance } from './helpers/redis-instances'
 import { missingService, mustSkip } from './helpers/services'
 import { waitUntil } from './helpers/wait'
-import { RedisKeys, shardTags, slotOf } from '../lib/redis-keys'
+import { RedisKeys, shardTags, slotOf } from '../lib/stores/redis/keys'
 import { MISSED_EVENT } from '../index'
 
 // A cluster and two instance processes to start: on a loaded 2-core machine this file may take longer than tap's 120 s.

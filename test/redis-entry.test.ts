@@ -1,5 +1,5 @@
 import { test } from 'tap'
-import { entryEvent, entryFields } from '../lib/redis-entry'
+import { entryEvent, entryFields } from '../lib/stores/redis/entry'
 
 // How an event is kept in a Redis stream entry, without Redis: the store's own suites run it against a real one.
 test('an entry keeps the frame once, and the snapshot apart only when the frame cannot give it back', async (t) => {

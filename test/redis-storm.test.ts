@@ -4,7 +4,7 @@ import { startRedis } from './helpers/redis'
 import { startInstance } from './helpers/redis-instances'
 import { missingService, mustSkip } from './helpers/services'
 import { waitUntil } from './helpers/wait'
-import { comparePositions } from '../lib/position'
+import { comparePositions } from '../lib/core/position'
 
 // Two instance processes and 2,000 streams: on a loaded 2-core machine this file may take longer than tap's 120 s.
 root.setTimeout(300_000)

@@ -9,7 +9,7 @@ import { missingService, mustSkip } from './helpers/services'
 import { within } from './helpers/wait'
 import { RedisStore, type RedisStoreOptions } from '../redis'
 import { MISSED_EVENT } from '../index'
-import { RedisKeys } from '../lib/redis-keys'
+import { RedisKeys } from '../lib/stores/redis/keys'
 
 const skip = mustSkip(missingService('redis-server'))
 

@@ -3,7 +3,7 @@ import Fastify from 'fastify'
 import sse, { errors, type FastifySseOptions } from '../index'
 import { startServer } from './helpers/server'
 import { openStream } from './helpers/client'
-import { nearestName } from '../lib/option-names'
+import { nearestName } from '../lib/core/option-names'
 
 test('a misspelt plugin option fails register, naming it and the nearest valid name', async (t) => {
   const cases: Array<[Record<string, unknown>, RegExp]> = [

@@ -1,5 +1,5 @@
-import type { MemoryStore } from '../../lib/memory-store'
-import type { SseStore } from '../../lib/store'
+import type { MemoryStore } from '../../lib/stores/memory-store'
+import type { SseStore } from '../../lib/stores/store'
 
 /**
  * A store of one's own over a memory store: its five methods, without the optional ones (a store that predates

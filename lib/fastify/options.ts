@@ -1,0 +1,141 @@
+import type { FastifySseOptions, SseEncoding, SseLimits, SseReplyOptions, SseSerializer, SseShutdownRetry } from './types'
+import type { ShutdownRetry } from '../stream/shutdown-retry'
+import { ENCODINGS } from '../stream/compression'
+import type { SseStore } from '../stores/store'
+import { MemoryStore } from '../stores/memory-store'
+import { StreamLimits } from '../stream/stream-limits'
+import { FST_SSE_INVALID_OPTION } from '../core/errors'
+import { describe, isValidRetry } from '../protocol/framing'
+import { LIMITS_OPTIONS, PLUGIN_OPTIONS, REGISTER_OPTIONS, REPLY_OPTIONS, ROUTE_OPTIONS, refuseUnknownOptions } from '../core/option-names'
+import type { StreamTiming } from '../stream/stream-groups'
+
+/** The plugin's options once defaults are applied and every value is checked. */
+export interface Settings {
+  heartbeatInterval: number
+  retry: number | undefined
+  serializer: SseSerializer
+  lastEventIdQuery: string | false
+  maxBufferedBytes: number
+  writeTimeout: number
+  store: SseStore
+  limits: StreamLimits | undefined
+  compression: readonly SseEncoding[] | false
+  shutdownRetry: ShutdownRetry
+}
+
+const defaults: Omit<Settings, 'store' | 'limits' | 'compression' | 'shutdownRetry'> = {
+  heartbeatInterval: 15_000,
+  retry: undefined,
+  serializer: JSON.stringify,
+  lastEventIdQuery: 'lastEventId',
+  maxBufferedBytes: 256 * 1024,
+  writeTimeout: 30_000
+}
+
+const STORE_METHODS = ['append', 'readAfter', 'listen', 'unlisten', 'close'] as const
+
+// setInterval cannot wait longer than this: it fires at once instead.
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+/** Applies the defaults and checks every option, so that a bad one fails `register`, not a request. */
+export function resolveOptions (options: FastifySseOptions = {}): Settings {
+  refuseUnknownOptions(options, [...PLUGIN_OPTIONS, ...REGISTER_OPTIONS])
+  const settings = { ...defaults } as Settings
+  for (const key of Object.keys(defaults) as Array<keyof typeof defaults>) {
+    const value = (options as Record<string, unknown>)[key]
+    if (value !== undefined) (settings as unknown as Record<string, unknown>)[key] = value
+  }
+  checkTiming(settings)
+  checkSerializerAndRetry(settings)
+  check('lastEventIdQuery', settings.lastEventIdQuery === false ||
+    (typeof settings.lastEventIdQuery === 'string' && settings.lastEventIdQuery !== ''),
+  'a non-empty string or false', settings.lastEventIdQuery)
+  settings.store = resolveStore(options)
+  settings.limits = resolveLimits(options.limits)
+  settings.compression = resolveCompression(options.compression)
+  settings.shutdownRetry = resolveShutdownRetry(options.shutdownRetry)
+  return settings
+}
+
+function resolveShutdownRetry (retry: SseShutdownRetry | undefined): ShutdownRetry {
+  if (retry === undefined) return { min: 1000, max: 10_000 }
+  check('shutdownRetry', typeof retry === 'object' && retry !== null, 'an object { min, max }', retry)
+  const { min, max } = retry
+  for (const [name, value] of [['min', min], ['max', max]] as const) {
+    check(`shutdownRetry.${name}`, isValidRetry(value), 'a whole number of milliseconds, 0 or more', value)
+  }
+  check('shutdownRetry.max', max >= min, `at least shutdownRetry.min (${min})`, max)
+  return { min, max }
+}
+
+function resolveLimits (limits: SseLimits | undefined): StreamLimits | undefined {
+  if (limits === undefined) return undefined
+  check('limits', typeof limits === 'object' && limits !== null, 'an object', limits)
+  refuseUnknownOptions(limits, LIMITS_OPTIONS, 'limits.')
+  const { maxStreams = Infinity, maxStreamsPerAddress = Infinity, retryAfter = 5 } = limits
+  for (const [name, value] of [['maxStreams', maxStreams], ['maxStreamsPerAddress', maxStreamsPerAddress]] as const) {
+    check(`limits.${name}`, value === Infinity || isWholeNumberUpTo(value, 1, Number.MAX_SAFE_INTEGER),
+      'a whole number, 1 or more', value)
+  }
+  check('limits.retryAfter', isWholeNumberUpTo(retryAfter, 0, Number.MAX_SAFE_INTEGER), 'a whole number of seconds, 0 or more',
+    retryAfter)
+  return new StreamLimits(maxStreams, maxStreamsPerAddress, retryAfter)
+}
+
+function resolveStore ({ store, historySize, historyMaxAge }: FastifySseOptions): SseStore {
+  if (store === undefined) return new MemoryStore({ historySize, historyMaxAge })
+  check('store', typeof store === 'object' && store !== null &&
+    STORE_METHODS.every((method) => typeof store[method] === 'function'),
+  `an object with ${STORE_METHODS.join(', ')} methods`, store)
+  // History limits belong to the store given: two places to set them would be one too many.
+  for (const [name, value] of [['historySize', historySize], ['historyMaxAge', historyMaxAge]] as const) {
+    check(name, value === undefined, 'unset when a store is given (set the store\'s own limits)', value)
+  }
+  return store
+}
+
+/** The encodings offered, in order of preference, or false. */
+export function resolveCompression (compression: boolean | readonly SseEncoding[] | undefined, where = ''):
+readonly SseEncoding[] | false {
+  if (compression === undefined || compression === false) return false
+  if (compression === true) return ENCODINGS
+  check(where + 'compression', Array.isArray(compression) && compression.length > 0 &&
+    compression.every((encoding) => ENCODINGS.includes(encoding)), `a boolean, or a non-empty array of ${ENCODINGS.map((e) => `'${e}'`).join(', ')}`,
+    compression)
+  return compression
+}
+
+/** Checks the options of a `reply.sse()` call. */
+export function checkStreamOptions (options: SseReplyOptions): void {
+  refuseUnknownOptions(options, REPLY_OPTIONS, '', { names: ROUTE_OPTIONS, where: 'config.sse of the route' })
+  checkSerializerAndRetry(options)
+  check('filter', options.filter === undefined || typeof options.filter === 'function', 'a function', options.filter)
+  resolveCompression(options.compression)
+}
+
+/** Checks `serializer` and `retry`, set on the plugin, a route or a stream; `where` prefixes their names. */
+export function checkSerializerAndRetry (options: { serializer?: unknown, retry?: unknown }, where = ''): void {
+  check(where + 'serializer', options.serializer === undefined || typeof options.serializer === 'function',
+    'a function', options.serializer)
+  check(where + 'retry', options.retry === undefined || isValidRetry(options.retry),
+    'a whole number of milliseconds, 0 or more', options.retry)
+}
+
+/** Checks the timing of the plugin's streams, or a route's; `where` prefixes the names. */
+export function checkTiming (timing: StreamTiming, where = ''): void {
+  check(where + 'heartbeatInterval', isWholeNumberUpTo(timing.heartbeatInterval, 0, MAX_TIMER_MS),
+    `a whole number of milliseconds from 0 (off) to ${MAX_TIMER_MS}`, timing.heartbeatInterval)
+  check(where + 'maxBufferedBytes', isWholeNumberUpTo(timing.maxBufferedBytes, 1, Number.MAX_SAFE_INTEGER),
+    'a positive whole number of bytes', timing.maxBufferedBytes)
+  check(where + 'writeTimeout', isWholeNumberUpTo(timing.writeTimeout, 0, MAX_TIMER_MS),
+    `a whole number of milliseconds from 0 (off) to ${MAX_TIMER_MS}`, timing.writeTimeout)
+}
+
+/** Throws FST_SSE_INVALID_OPTION, naming the option, what it must be and (briefly) what it was. */
+export function check (name: string, valid: boolean, expected: string, value: unknown): void {
+  if (!valid) throw new FST_SSE_INVALID_OPTION(name, expected, describe(value))
+}
+
+export function isWholeNumberUpTo (value: unknown, min: number, max: number = Number.MAX_SAFE_INTEGER): boolean {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= min && value <= max
+}

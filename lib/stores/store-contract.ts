@@ -1,0 +1,259 @@
+import assert from 'node:assert/strict'
+import type { SseStore, StoredEvent } from './store'
+import { comparePositions, isPosition } from '../core/position'
+
+/** What the contract is given: a way to make stores over one shared backend (one per "process"), and its limits. */
+export interface StoreContractSubject {
+  /**
+   * A new store over the same backend as the others of this check (for a Redis store: a new client on the same
+   * server, as another instance would have), its history limited to `historySize` events a channel.
+   */
+  makeStore: (historySize: number) => SseStore | Promise<SseStore>
+  /** A channel name no other check uses (a store over a shared server keeps what earlier runs left). */
+  channelName: () => string
+  /**
+   * True if the store trims history only about `historySize` (Redis trims whole nodes: `MAXLEN ~`), and may keep
+   * more than that, never fewer.
+   * @default false
+   */
+  approximateHistory?: boolean
+}
+
+/** One check of the contract: give it to your test runner as `test(check.name, () => check.run(subject))`. */
+export interface StoreContractCheck {
+  name: string
+  run: (subject: StoreContractSubject) => Promise<void>
+}
+
+let nextEvent = 0
+
+/** An event as a channel hands it to its store: a framed body, and the JSON snapshot of the event. */
+function eventToStore (id?: string): { id: string | undefined, body: string, snapshot: string, n: number } {
+  const n = nextEvent++
+  return { id, body: `data: ${n}\n\n`, snapshot: JSON.stringify({ data: { n } }), n }
+}
+
+async function append (store: SseStore, channel: string, id?: string): Promise<StoredEvent> {
+  return await store.append(channel, eventToStore(id))
+}
+
+/** Resolves with the events `count` listeners calls brought, once they have all come, or rejects after 5 s. */
+function collect (store: SseStore, channel: string, count: number): { events: StoredEvent[], all: Promise<StoredEvent[]>, stop: () => void } {
+  const events: StoredEvent[] = []
+  let done!: (value: StoredEvent[]) => void
+  let fail!: (error: Error) => void
+  const all = new Promise<StoredEvent[]>((resolve, reject) => { done = resolve; fail = reject })
+  const timer = setTimeout(() => fail(new Error(`timed out after 5000 ms waiting for ${count} events (got ${events.length})`)), 5000)
+  const listener = (event: StoredEvent): void => {
+    events.push(event)
+    if (events.length === count) {
+      clearTimeout(timer)
+      done(events)
+    }
+  }
+  store.listen(channel, listener)
+  return { events, all, stop: () => { clearTimeout(timer); store.unlisten(channel, listener) } }
+}
+
+async function withStores (subject: StoreContractSubject, count: number, historySize: number,
+  check: (stores: SseStore[]) => Promise<void>): Promise<void> {
+  const stores: SseStore[] = []
+  try {
+    for (let i = 0; i < count; i++) stores.push(await subject.makeStore(historySize))
+    await check(stores)
+  } finally {
+    await Promise.all(stores.map(async (store) => await store.close()))
+  }
+}
+
+function positions (events: readonly StoredEvent[]): string[] {
+  return events.map((event) => event.position)
+}
+
+function assertIncreasing (events: readonly StoredEvent[], what: string): void {
+  for (let i = 1; i < events.length; i++) {
+    assert.ok(comparePositions(events[i - 1].position, events[i].position) < 0,
+      `${what}: position ${events[i - 1].position} comes before ${events[i].position}`)
+  }
+}
+
+/**
+ * The contract every `SseStore` must keep for channels to deliver exactly: what a store of your own (Postgres,
+ * NATS, ...) must pass. `fastify-sse-h2`'s own stores pass it in its test suite.
+ */
+export const storeContract: readonly StoreContractCheck[] = [
+  {
+    name: 'append gives an event its position, its id and its frame',
+    async run (subject) {
+      await withStores(subject, 1, 100, async ([store]) => {
+        const channel = subject.channelName()
+        const given = eventToStore()
+        const stored = await store.append(channel, given)
+        assert.ok(isPosition(stored.position), `the position ${stored.position} is <n> or <n>-<n>`)
+        assert.equal(stored.id, stored.position, 'without an id of its own, the id is the position')
+        assert.equal(stored.frame, `id: ${stored.id}\n${given.body}`)
+        const own = await append(store, channel, 'mine-1')
+        assert.equal(own.id, 'mine-1', 'the publisher\'s id is kept')
+        assert.equal(own.frame.startsWith('id: mine-1\n'), true)
+        assert.ok(comparePositions(stored.position, own.position) < 0, 'positions increase')
+      })
+    }
+  },
+  {
+    name: 'event is the snapshot with the id, read-only',
+    async run (subject) {
+      await withStores(subject, 1, 100, async ([store]) => {
+        const channel = subject.channelName()
+        const given = { id: 'snap-1', body: 'event: e\ndata: {"to":"ann"}\n\n', snapshot: '{"event":"e","data":{"to":"ann","tags":["a"]}}' }
+        const stored = await store.append(channel, given)
+        assert.deepEqual(stored.event, { event: 'e', data: { to: 'ann', tags: ['a'] }, id: 'snap-1' })
+        assert.equal(Object.isFrozen(stored.event), true)
+        assert.equal(Object.isFrozen((stored.event.data as { tags: string[] }).tags), true)
+        const replay = await store.readAfter(channel, 'never-sent')
+        assert.deepEqual(replay.events.map((event) => event.event), [stored.event], 'the same from a replay')
+      })
+    }
+  },
+  {
+    name: 'positions increase within a channel, across stores, in the order the store took the events',
+    async run (subject) {
+      await withStores(subject, 2, 1000, async ([a, b]) => {
+        const channel = subject.channelName()
+        const appended = await Promise.all(Array.from({ length: 40 }, async (_, i) => await append(i % 2 === 0 ? a : b, channel)))
+        const replay = await a.readAfter(channel, 'never-sent')
+        assert.equal(replay.found, false)
+        assertIncreasing(replay.events, 'the history')
+        assert.deepEqual(new Set(positions(replay.events)), new Set(positions(appended)), 'every event, once')
+      })
+    }
+  },
+  {
+    name: 'listeners in every store get every event of their channel, once, in the order of positions',
+    async run (subject) {
+      await withStores(subject, 3, 1000, async ([a, b, publisher]) => {
+        const channel = subject.channelName()
+        const other = subject.channelName()
+        const onA = collect(a, channel, 30)
+        const onB = collect(b, channel, 30)
+        const onOther = collect(b, other, 1)
+        // A channel is followed from the moment listen() returns: a store may need a moment to reach its backend.
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        const appended: StoredEvent[] = []
+        for (let i = 0; i < 30; i++) appended.push(await append(i % 3 === 0 ? a : publisher, channel))
+        await append(publisher, other)
+        try {
+          for (const got of [await onA.all, await onB.all]) {
+            assert.deepEqual(positions(got), positions(appended))
+            assert.deepEqual(got.map((event) => event.frame), appended.map((event) => event.frame))
+          }
+          assert.equal((await onOther.all).length, 1, 'channels are apart')
+        } finally {
+          onA.stop()
+          onB.stop()
+          onOther.stop()
+        }
+      })
+    }
+  },
+  {
+    name: 'unlisten stops a listener; the others go on',
+    async run (subject) {
+      await withStores(subject, 1, 100, async ([store]) => {
+        const channel = subject.channelName()
+        const stopped: StoredEvent[] = []
+        const listener = (event: StoredEvent): void => { stopped.push(event) }
+        store.listen(channel, listener)
+        const goesOn = collect(store, channel, 2)
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        await append(store, channel)
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        store.unlisten(channel, listener)
+        store.unlisten('never-listened', listener)
+        await append(store, channel)
+        await goesOn.all
+        goesOn.stop()
+        assert.equal(stopped.length, 1)
+      })
+    }
+  },
+  {
+    name: 'readAfter: the events after a retained id, with its position; all that is retained for any other',
+    async run (subject) {
+      await withStores(subject, 2, 100, async ([a, b]) => {
+        const channel = subject.channelName()
+        const first = await append(a, channel)
+        const own = await append(a, channel, 'own-id')
+        const last = await append(a, channel)
+        for (const store of [a, b]) {
+          assert.deepEqual(plainReplay(await store.readAfter(channel, first.id)),
+            plainReplay({ found: true, position: first.position, events: [own, last] }))
+          assert.deepEqual(plainReplay(await store.readAfter(channel, 'own-id')), plainReplay({ found: true, position: own.position, events: [last] }))
+          assert.deepEqual(plainReplay(await store.readAfter(channel, last.id)), plainReplay({ found: true, position: last.position, events: [] }))
+          for (const unknown of ['never-sent', `${first.id}0`, ` ${first.id}`, '']) {
+            assert.deepEqual(plainReplay(await store.readAfter(channel, unknown)), plainReplay({ found: false, events: [first, own, last] }),
+              `'${unknown}' is not a retained id`)
+          }
+        }
+        assert.deepEqual(plainReplay(await a.readAfter(subject.channelName(), first.id)), { found: false, events: [] },
+          'another channel has its own history')
+        const again = await append(a, channel, 'own-id')
+        assert.deepEqual(plainReplay(await b.readAfter(channel, 'own-id')), plainReplay({ found: true, position: again.position, events: [] }),
+          'a repeated id stands for its newest event')
+      })
+    }
+  },
+  {
+    name: 'readAfterPosition (if the store has it): the events after a retained position, whatever the ids',
+    async run (subject) {
+      await withStores(subject, 2, 100, async ([a, b]) => {
+        // Optional: a store without it is asked readAfter() with the position instead.
+        if (a.readAfterPosition === undefined) return
+        const channel = subject.channelName()
+        const first = await append(a, channel)
+        const own = await append(a, channel, 'own-id')
+        const last = await append(a, channel)
+        for (const store of [a, b]) {
+          const after = async (position: string): Promise<object> => plainReplay(await (store.readAfterPosition as
+            NonNullable<SseStore['readAfterPosition']>)(channel, position))
+          assert.deepEqual(await after(first.position), plainReplay({ found: true, position: first.position, events: [own, last] }))
+          assert.deepEqual(await after(own.position), plainReplay({ found: true, position: own.position, events: [last] }),
+            'the position of an event with an id of its own')
+          assert.deepEqual(await after(last.position), plainReplay({ found: true, position: last.position, events: [] }))
+          // Positions of no event: before them all, and after them.
+          const later = last.position.replace(/^\d+/, (major) => String(Number(major) + 1000))
+          for (const unknown of ['0', later]) {
+            assert.deepEqual(await after(unknown), plainReplay({ found: false, events: [first, own, last] }), `${unknown} is no retained position`)
+          }
+        }
+      })
+    }
+  },
+  {
+    name: 'history keeps the newest events, at least historySize of them',
+    async run (subject) {
+      await withStores(subject, 1, 5, async ([store]) => {
+        const channel = subject.channelName()
+        const appended: StoredEvent[] = []
+        for (let i = 0; i < 200; i++) appended.push(await append(store, channel))
+        const { found, events } = await store.readAfter(channel, 'never-sent')
+        assert.equal(found, false)
+        assert.ok(events.length >= 5, `at least historySize (got ${events.length})`)
+        if (subject.approximateHistory !== true) assert.equal(events.length, 5)
+        assert.ok(events.length < 200, 'older events are let go')
+        assert.deepEqual(positions(events), positions(appended.slice(-events.length)), 'the newest ones, oldest first')
+        const oldest = await store.readAfter(channel, appended[0].id)
+        assert.equal(oldest.found, false, 'an evicted id is not found')
+      })
+    }
+  }
+]
+
+function plain (event: StoredEvent): { id: string, position: string, frame: string } {
+  return { id: event.id, position: event.position, frame: event.frame }
+}
+
+function plainReplay (replay: { found: boolean, position?: string, events: StoredEvent[] }): object {
+  return replay.found
+    ? { found: true, position: replay.position, events: replay.events.map(plain) }
+    : { found: false, events: replay.events.map(plain) }
+}

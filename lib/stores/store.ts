@@ -1,0 +1,105 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { ChannelEvent } from '../channels/channel'
+
+/** An event as a channel's store keeps it. */
+export interface StoredEvent {
+  /** Its id as the client receives it: the publisher's, or the position when the publisher gave none. */
+  readonly id: string
+  /**
+   * Where it stands in its channel, given by the store: `<n>` or `<n>-<n>` (a counter, or a Redis stream entry
+   * id), increasing in the order the channel's events were stored, in every process.
+   */
+  readonly position: string
+  /** The event's bytes as every subscriber receives them, `id:` line included, ending with a blank line. */
+  readonly frame: string
+  /** The event as it was published, with its id, read-only: what subscription filters are given. */
+  readonly event: ChannelEvent
+}
+
+/** What a channel gives the store to keep. */
+export interface EventToStore {
+  /** The publisher's id, or undefined: the event's id is then its position. */
+  id: string | undefined
+  /** The event's fields other than `id`, framed, ending with a blank line. */
+  body: string
+  /** The event as it was published, without its id, as JSON: what the store hands back as `event`. */
+  snapshot: string
+}
+
+/** The retained events published after a last event id. */
+export type Replay =
+  /** The id is retained: `position` is its event's, and `events` are those after it, oldest first. */
+  | { found: true, position: string, events: StoredEvent[] }
+  /** The id is not retained (too old, or never given): `events` is all that is retained, oldest first. */
+  | { found: false, events: StoredEvent[] }
+
+export type StoredEventListener = (event: StoredEvent) => void
+
+/**
+ * Where channels keep their history and get their positions, and how a publish reaches every process.
+ * The memory store serves one process; a store over Redis serves several. Methods may answer at once
+ * or with a promise: the memory store answers at once, so that a publish costs no extra tick.
+ * `test/store-contract.ts` is the suite a store must pass.
+ */
+export interface SseStore {
+  /** Keeps the event in the channel's history and hands it to the channel's listeners, in every process. */
+  append: (channel: string, event: EventToStore) => StoredEvent | Promise<StoredEvent>
+  /** The retained events published after the event whose id is `lastEventId`, oldest first. */
+  readAfter: (channel: string, lastEventId: string) => Replay | Promise<Replay>
+  /**
+   * The retained events after the one at `position` (a position this store gave, or the same as one by
+   * `comparePositions`: `5` is `5-0`), oldest first, found as in readAfter. Streams of several channels resume each of
+   * them by position (their ids are cursors of positions). A store without it is asked readAfter() with the
+   * position as the id: right for events published without an id of their own.
+   */
+  readAfterPosition?: (channel: string, position: string) => Replay | Promise<Replay>
+  /**
+   * The position of the channel's newest event, or undefined when it has none. A store whose listeners get events
+   * later than `append()` resolves (through a reader, as Redis) must have it: a new subscriber is owed exactly the
+   * events after it. Without it, a subscriber is owed what listeners get after it subscribes.
+   */
+  head?: (channel: string) => string | undefined | Promise<string | undefined>
+  /** From now on, hands `listener` every event appended to the channel, in the order of their positions. */
+  listen: (channel: string, listener: StoredEventListener) => void
+  unlisten: (channel: string, listener: StoredEventListener) => void
+  /** Lets go of what the store holds (timers, connections). Called by `app.close()`. */
+  close: () => void | Promise<void>
+  /** Given the app's logger when the plugin registers, for a store that has things to say (outages). */
+  attach?: (log: FastifyBaseLogger) => void
+}
+
+/**
+ * A stored event for stores to hand out. Its `event` is parsed from the snapshot only when a filter asks for it,
+ * once, and frozen: every filter sees the same event, and none can change it for the others.
+ */
+export class SnapshotEvent implements StoredEvent {
+  readonly id: string
+  readonly position: string
+  readonly frame: string
+  private readonly snapshot: string
+  private parsed: ChannelEvent | undefined
+
+  constructor (id: string, position: string, body: string, snapshot: string) {
+    this.id = id
+    this.position = position
+    this.frame = 'id: ' + id + '\n' + body
+    this.snapshot = snapshot
+  }
+
+  get event (): ChannelEvent {
+    if (this.parsed === undefined) {
+      const event = JSON.parse(this.snapshot) as ChannelEvent
+      event.id = this.id
+      this.parsed = deepFreeze(event)
+    }
+    return this.parsed
+  }
+}
+
+function deepFreeze<T> (value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const key of Object.keys(value)) deepFreeze((value as Record<string, unknown>)[key])
+    Object.freeze(value)
+  }
+  return value
+}

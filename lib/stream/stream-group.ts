@@ -1,0 +1,88 @@
+import type { Http2Session } from 'node:http2'
+import { EventStream } from './transport'
+import type { StreamLimits } from './stream-limits'
+import { Stats } from '../observe/stats'
+import type { ClosingConnections } from './closing-connections'
+import { drawRetry, type ShutdownRetry } from './shutdown-retry'
+import { Heartbeat } from './heartbeat'
+
+/** The streams of one plugin instance whose connection is open: what the heartbeat and shutdown walk. */
+export class OpenStreams {
+  readonly maxBufferedBytes: number
+  readonly writeTimeout: number
+  readonly limits: StreamLimits | undefined
+  /** The plugin instance's counters, which its streams add to. */
+  readonly stats: Stats
+  private readonly streams = new Set<EventStream>()
+  // Connections of streams dropped (slow or frozen clients) that have not closed yet: shutdown lets go of them too,
+  // though no stream of theirs is open any more (a frozen HTTP/2 client never answers its GOAWAY).
+  private readonly lingering = new Set<Http2Session | EventStream>()
+  private readonly heartbeat: Heartbeat | undefined
+  /** True once closeAll() began: a stream that would open after it is refused. */
+  closing = false
+
+  // Counters of their own unless given the plugin instance's (a test of the delivery core builds the parts alone).
+  constructor (heartbeatInterval: number, maxBufferedBytes: number, writeTimeout: number, stats = new Stats(),
+    limits?: StreamLimits) {
+    this.maxBufferedBytes = maxBufferedBytes
+    this.writeTimeout = writeTimeout
+    this.stats = stats
+    this.limits = limits
+    this.heartbeat = heartbeatInterval > 0 || writeTimeout > 0
+      ? new Heartbeat(heartbeatInterval, writeTimeout, this.streams)
+      : undefined
+  }
+
+  /** How many streams are open. */
+  get size (): number {
+    return this.streams.size
+  }
+
+  add (stream: EventStream): void {
+    this.streams.add(stream)
+    this.limits?.opened(stream.address)
+    if (this.streams.size === 1) this.heartbeat?.start()
+  }
+
+  /** The stream was dropped: it counts no more, though its connection may not have closed yet. */
+  letGo (stream: EventStream): void {
+    if (!this.remove(stream)) return
+    const session = stream.session
+    // HTTP/1.1: until its socket's close, which destroy() brings.
+    if (session === undefined) {
+      this.lingering.add(stream)
+    } else if (!session.destroyed && !this.lingering.has(session)) {
+      this.lingering.add(session)
+      session.once('close', () => this.lingering.delete(session))
+    }
+  }
+
+  /** Its connection closed. */
+  delete (stream: EventStream): void {
+    this.lingering.delete(stream)
+    this.remove(stream)
+  }
+
+  private remove (stream: EventStream): boolean {
+    if (!this.streams.delete(stream)) return false
+    this.limits?.closed(stream.address)
+    if (this.streams.size === 0) this.heartbeat?.stop()
+    return true
+  }
+
+  /**
+   * Ends every stream, each told to reconnect after a delay drawn from `retry`, and lets go of their connections:
+   * from now on, no stream opens.
+   */
+  closeAll (connections: ClosingConnections, retry: ShutdownRetry): void {
+    this.closing = true
+    for (const stream of this.streams) {
+      connections.add(stream.response)
+      stream.shutdown(drawRetry(retry))
+    }
+    for (const connection of this.lingering) {
+      if (connection instanceof EventStream) connections.add(connection.response)
+      else connections.addHttp2Session(connection)
+    }
+  }
+}

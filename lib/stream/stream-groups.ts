@@ -1,0 +1,60 @@
+import type { FastifyError } from 'fastify'
+import type { StreamLimits } from './stream-limits'
+import type { ClosingConnections } from './closing-connections'
+import type { ShutdownRetry } from './shutdown-retry'
+import type { Stats } from '../observe/stats'
+import { OpenStreams } from './stream-group'
+
+/** How long a stream may stay quiet, fall behind, and wait for its client: set per plugin, or per route. */
+export interface StreamTiming {
+  heartbeatInterval: number
+  maxBufferedBytes: number
+  writeTimeout: number
+}
+
+/**
+ * The open streams of one plugin instance, grouped by timing: the plugin's, and one group for each other timing
+ * routes set in `config.sse`. Each group has its heartbeat timer; limits and shutdown span them all.
+ */
+export class StreamGroups {
+  readonly limits: StreamLimits | undefined
+  readonly stats: Stats
+  /** The group of streams with the plugin's timing. */
+  readonly main: OpenStreams
+  private readonly byTiming = new Map<string, OpenStreams>()
+
+  constructor (timing: StreamTiming, limits: StreamLimits | undefined, stats: Stats) {
+    this.limits = limits
+    this.stats = stats
+    this.main = this.group(timing)
+  }
+
+  /** The group of that timing, made on first use (when a route is added). */
+  group ({ heartbeatInterval, maxBufferedBytes, writeTimeout }: StreamTiming): OpenStreams {
+    const key = `${heartbeatInterval}/${maxBufferedBytes}/${writeTimeout}`
+    let group = this.byTiming.get(key)
+    if (group === undefined) {
+      group = new OpenStreams(heartbeatInterval, maxBufferedBytes, writeTimeout, this.stats, this.limits)
+      this.byTiming.set(key, group)
+    }
+    return group
+  }
+
+  /** Why a new stream from that address may not open now (limits count the streams of every group). */
+  refusal (address: string): FastifyError | undefined {
+    if (this.limits === undefined) return undefined
+    let open = 0
+    for (const group of this.byTiming.values()) open += group.size
+    return this.limits.refusal(open, address)
+  }
+
+  /** True once closeAll() began: a stream that would open after it is refused. */
+  get closing (): boolean {
+    return this.main.closing
+  }
+
+  /** Ends every stream of every group: see OpenStreams.closeAll(). */
+  closeAll (connections: ClosingConnections, retry: ShutdownRetry): void {
+    for (const group of this.byTiming.values()) group.closeAll(connections, retry)
+  }
+}
