@@ -12,7 +12,8 @@ import type { EventStream } from '../index'
 root.setTimeout(300_000)
 
 // The load of issue 8, in CI: 50,000 streams opened and dropped; app.close() with 10,000 subscribers while
-// events are being published. What each took is printed as a comment; RELIABILITY.md keeps the figures.
+// events are being published. What each took is printed as a comment; docs/delivery-guarantees.md keeps the
+// figures.
 
 const CHURN = 50_000
 // Streams opened at once, over sessions used for PER_SESSION streams each: Node answers a connection that

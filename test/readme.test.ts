@@ -3,10 +3,10 @@ import { t as root, teardown, test, type Test } from 'tap'
 import { spawn, execFileSync } from 'node:child_process'
 import { once } from 'node:events'
 import http2 from 'node:http2'
-import { readFileSync, readdirSync } from 'node:fs'
+import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { dirname, join, relative, resolve } from 'node:path'
 import ts from 'typescript'
 import { chromium, type Browser } from 'playwright-core'
 import { testCertificate, type Protocol, type TestServer } from './helpers/server'
@@ -16,47 +16,57 @@ import { binaryPath, missingService, mustSkip } from './helpers/services'
 import { within } from './helpers/wait'
 import { errors } from '../index'
 
-// Every block of the README runs, each its own server: on a loaded 2-core machine, longer than tap's 120 s.
+// Every block of the docs runs, each its own server: on a loaded 2-core machine, longer than tap's 120 s.
 root.setTimeout(300_000)
 
-// Every js and ts code block of README.md, run as it is written. How a block is run:
+// Every js and ts code block of README.md, of every docs/*.md page and of CONTRIBUTING.md, run as it is written
+// (CONTRIBUTING.md says how to write one). How a block is run:
 // - js, by default: server code for an `app`. It runs as an ES module in an app that depends on the package by
 //   name, given `app` (HTTP/2 over TLS; the plugin registered unless the block registers it), `sse`, `Fastify`,
-//   `require`, and the names README leaves to the reader (test/helpers/readme-block.mjs, GIVEN). Then the app
+//   `require`, and the names the docs leave to the reader (test/helpers/readme-block.mjs, GIVEN). Then the app
 //   listens, and every route the block added is asked once (GET: the stream opens; POST: a JSON body), or
 //   its probe below runs instead. It must log no warning or error, and print nothing on stderr.
 // - ts: compiled against the package's types, given `app` and `sse` as a js block is, and the package's and
-//   Fastify's type names it uses; an interface the package exports too must have the same members (README's
-//   `SseStore` is the package's).
+//   Fastify's type names it uses; an interface the package exports too must have the same members (the
+//   `SseStore` of docs/stores.md is the package's).
 // An HTML comment on the line above a block's fence says otherwise, or more:
 //   <!-- doctest: program -->       a whole program: run as is (as server.mjs, beside a key.pem and a cert.pem),
 //                                   with PORT=0; it must log Fastify's "Server listening at" line
 //   <!-- doctest: page -->          browser code: run in Chromium, in a page of the server of the closest
-//   <!-- doctest: page on "Title" -->  server block above (or of the first under that heading); every
-//                                   EventSource it opens must open, and it must throw nothing
+//   <!-- doctest: page on "Title" -->  server block above in its file (or of the first under that heading of its
+//   <!-- doctest: page on "README.md#Title" -->  file, or of another file); every EventSource it opens must
+//                                   open, and it must throw nothing
 //   <!-- doctest: test -->          a test file of the reader's (node:test): run with `node --test`, it must pass
 //   <!-- doctest: needs redis-server -->  runs with a real Redis (REDIS_URL); skipped without one, as suites are
 //   <!-- doctest: skip, because … -->      not run, with the reason said (a block that cannot run alone)
-// A probe (PROBES, by heading, `Heading [2]` for the second block under it) checks what the prose around a block
-// promises. Failures name the block by its README line. README_BLOCKS=352,383 runs only the blocks at those lines.
+// A probe (PROBES, by file and heading, `docs/api.md#Heading [2]` for the second block under it) checks what the
+// prose around a block promises. Failures name the block by its file and line. README_BLOCKS narrows the run:
+// `README_BLOCKS=docs/api.md` (a page), `README_BLOCKS=README.md:130,docs/api.md:120` (blocks by their line),
+// `README_BLOCKS=130` (the block at that line of any page).
 
 const repo = resolve(__dirname, '..')
-const README = join(repo, 'README.md')
+/** The pages whose blocks run, by their path from the repository's root. */
+const PAGES = ['README.md', ...readdirSync(join(repo, 'docs')).filter((name) => name.endsWith('.md')).sort()
+  .map((name) => `docs/${name}`), 'CONTRIBUTING.md']
+/** The pages whose links are checked: those, and the benchmarks' page. */
+const LINKED_PAGES = [...PAGES, 'bench/README.md']
 const chromiumMissing = mustSkip(missingService('chromium'))
 const redisMissing = mustSkip(missingService('redis-server'))
 
 type Kind = 'fragment' | 'program' | 'page' | 'test' | 'types' | 'skip'
 
 interface Block {
+  /** The page it is in, by its path from the repository's root: `docs/api.md`. */
+  file: string
   /** The line of the opening fence: the block's first line is the next one. */
   line: number
   lang: string
   code: string
   heading: string
-  /** The heading, and `#n` for the n-th block under it (n > 1). */
+  /** `file#heading`, and ` [n]` for the n-th block under that heading (n > 1): the key of its probe. */
   name: string
   kind: Kind
-  /** For a page: the heading whose first server block serves it. */
+  /** For a page: `file#heading`, the heading whose first server block serves it. */
   on: string | undefined
   needs: string[]
   skipReason: string | undefined
@@ -64,7 +74,17 @@ interface Block {
 
 const RUNNABLE = new Set(['js', 'javascript', 'mjs', 'ts', 'typescript'])
 
-function readBlocks (markdown: string): Block[] {
+/** Where a block is: `docs/api.md:120`, the line of its opening fence. */
+function at (block: Pick<Block, 'file' | 'line'>): string {
+  return `${block.file}:${block.line}`
+}
+
+/** How a block is named in a failure: `docs/api.md:120 (Events)`. */
+function title (block: Block): string {
+  return `${at(block)} (${block.name.slice(block.file.length + 1)})`
+}
+
+function readBlocks (file: string, markdown: string): Block[] {
   const lines = markdown.split('\n')
   const blocks: Block[] = []
   const perHeading = new Map<string, number>()
@@ -75,7 +95,7 @@ function readBlocks (markdown: string): Block[] {
     const fence = /^```(\S*)\s*$/.exec(lines[i])
     if (fence === null) continue
     const end = lines.indexOf('```', i + 1)
-    if (end === -1) throw new Error(`README.md:${i + 1}: a code block that never closes`)
+    if (end === -1) throw new Error(`${file}:${i + 1}: a code block that never closes`)
     const lang = fence[1]
     if (RUNNABLE.has(lang)) {
       const count = (perHeading.get(heading) ?? 0) + 1
@@ -84,12 +104,13 @@ function readBlocks (markdown: string): Block[] {
       while (above >= 0 && lines[above].trim() === '') above--
       const marker = above >= 0 ? /^<!--\s*doctest:(.*?)-->\s*$/.exec(lines[above].trim()) : null
       blocks.push({
+        file,
         line: i + 1,
         lang,
         code: lines.slice(i + 1, end).join('\n') + '\n',
         heading,
-        name: count === 1 ? heading : `${heading} [${count}]`,
-        ...readMarker(marker?.[1] ?? '', lang, i + 1)
+        name: `${file}#${heading}${count === 1 ? '' : ` [${count}]`}`,
+        ...readMarker(marker?.[1] ?? '', lang, file, i + 1)
       })
     }
     i = end
@@ -97,33 +118,40 @@ function readBlocks (markdown: string): Block[] {
   return blocks
 }
 
-function readMarker (text: string, lang: string, line: number): Pick<Block, 'kind' | 'on' | 'needs' | 'skipReason'> {
+function readMarker (text: string, lang: string, file: string, line: number): Pick<Block, 'kind' | 'on' | 'needs' | 'skipReason'> {
   const words = text.trim()
   const skip = /^skip\b[,:]?\s*(.*)$/.exec(words)
   if (skip !== null) {
-    if (skip[1].trim() === '') throw new Error(`README.md:${line}: <!-- doctest: skip --> needs a reason: "skip, because …"`)
+    if (skip[1].trim() === '') throw new Error(`${file}:${line}: <!-- doctest: skip --> needs a reason: "skip, because …"`)
     return { kind: 'skip', on: undefined, needs: [], skipReason: skip[1].trim() }
   }
   const rest = words.replace(/\bon "([^"]+)"/, '').replace(/\bneeds [\w-]+/g, '').replace(/\b(program|page|test)\b/, '').replace(/,/g, '')
   if (rest.trim() !== '') {
-    throw new Error(`README.md:${line}: <!-- doctest:${text}--> is not understood: say program, page, page on "Heading", ` +
+    throw new Error(`${file}:${line}: <!-- doctest:${text}--> is not understood: say program, page, page on "Heading", ` +
       'test, needs redis-server, or skip, because … (see test/readme.test.ts)')
   }
   const kind = /\bprogram\b/.test(words)
     ? 'program'
     : /\bpage\b/.test(words) ? 'page' : /\btest\b/.test(words) ? 'test' : lang.startsWith('t') ? 'types' : 'fragment'
+  const on = /\bon "([^"]+)"/.exec(words)?.[1]
   return {
     kind,
-    on: /\bon "([^"]+)"/.exec(words)?.[1],
+    // "Heading" is one of the block's own page; "docs/api.md#Heading" one of another page.
+    on: on === undefined ? undefined : PAGES.some((page) => on.startsWith(`${page}#`)) ? on : `${file}#${on}`,
     needs: [...words.matchAll(/\bneeds ([\w-]+)/g)].map((match) => match[1]),
     skipReason: undefined
   }
 }
 
-/** Where a block's lines are in README: block.mjs:12 is README.md:(fence + 12). */
-function inReadme (block: Block, text: string): string {
-  return text.replace(/(?:file:\/\/)?[^\s()'"]*readme-\d+(?:\.test)?\.(?:mjs|ts):(\d+)(?::\d+)?/g,
-    (match, line: string) => `README.md:${block.line + Number(line)}`)
+/** The name of the file a block is written to, in the app: `doctest-docs-api-md-120.mjs`. */
+function blockFile (block: Block, extension: string): string {
+  return `doctest-${block.file.replace(/\W+/g, '-')}-${block.line}${extension}`
+}
+
+/** Where a block's lines are in its page: doctest-docs-api-md-120.mjs:12 is docs/api.md:(120 + 12). */
+function inPage (block: Block, text: string): string {
+  return text.replace(/(?:file:\/\/)?[^\s()'"]*doctest-[\w-]+?-\d+(?:\.test)?\.(?:mjs|ts):(\d+)(?::\d+)?/g,
+    (match, line: string) => `${block.file}:${block.line + Number(line)}`)
 }
 
 // The package as an app installs it: a fresh build, in a folder of its own, that an app depends on by name.
@@ -137,7 +165,7 @@ let layoutPromise: Promise<Layout> | undefined
 
 async function layout (): Promise<Layout> {
   layoutPromise ??= (async () => {
-    const root = await mkdtemp(join(tmpdir(), 'fastify-sse-h2-readme-'))
+    const root = await mkdtemp(join(tmpdir(), 'fastify-sse-h2-docs-'))
     const pkg = join(root, 'fastify-sse-h2')
     const app = join(root, 'app')
     await mkdir(pkg)
@@ -175,26 +203,26 @@ interface BlockServer {
   stop: () => Promise<void>
 }
 
-const ENV = { NODE_OPTIONS: '', COOKIE_SECRET: 'a secret for the README test', PORT: '0' }
+const ENV = { NODE_OPTIONS: '', COOKIE_SECRET: 'a secret for the docs\' test', PORT: '0' }
 
 async function startBlock (t: Test, block: Block, env: Record<string, string> = {}): Promise<BlockServer> {
   const { app, certificate } = await layout()
   const program = block.kind === 'program'
-  const file = join(app, program ? 'server.mjs' : `readme-${block.line}.mjs`)
+  const file = join(app, program ? 'server.mjs' : blockFile(block, '.mjs'))
   await writeFile(file, block.code)
   const args = program ? [file] : [join(__dirname, 'helpers', 'readme-block.mjs'), file]
   const child = spawn(process.execPath, args, { cwd: app, env: { ...process.env, ...ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   const stopped = once(child, 'exit')
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
-    await within(stopped, `README.md:${block.line} to stop`)
+    await within(stopped, `${at(block)} to stop`)
   }
   t.teardown(stop)
   const complaints: string[] = []
   let stderr = ''
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
     stderr += chunk
-    complaints.push(`stderr: ${inReadme(block, chunk.trim())}`)
+    complaints.push(`stderr: ${inPage(block, chunk.trim())}`)
   })
   const ready = new Promise<{ origin: string, routes: Route[] }>((resolve, reject) => {
     let buffered = ''
@@ -208,13 +236,13 @@ async function startBlock (t: Test, block: Block, env: Record<string, string> = 
         if (record?.doctest === 'listening') resolve({ origin: record.origin as string, routes: record.routes as Route[] })
         const address = /^Server listening at (https?:\/\/127\.0\.0\.1:\d+)$/.exec(String(record?.msg))
         if (address !== null) resolve({ origin: address[1], routes: [] })
-        if (typeof record?.level === 'number' && record.level >= 40) complaints.push(`logged: ${inReadme(block, line)}`)
+        if (typeof record?.level === 'number' && record.level >= 40) complaints.push(`logged: ${inPage(block, line)}`)
       }
     })
     child.once('exit', (code, signal) => reject(new Error(
-      `README.md:${block.line} (${block.name}) exited (${String(code ?? signal)}) before it listened:\n${inReadme(block, stderr)}`)))
+      `${title(block)} exited (${String(code ?? signal)}) before it listened:\n${inPage(block, stderr)}`)))
   })
-  const { origin, routes } = await within(ready, `README.md:${block.line} (${block.name}) to listen`, 20_000)
+  const { origin, routes } = await within(ready, `${title(block)} to listen`, 20_000)
   const tls = origin.startsWith('https:')
   return {
     origin,
@@ -268,11 +296,11 @@ async function askEveryRoute (t: Test, block: Block, server: BlockServer): Promi
   for (const route of server.routes) {
     if (route.method === 'GET') {
       const client = await openStream(t, asTestServer(server), pathOf(route))
-      t.ok(client.status < 500, `README.md:${block.line}: GET ${route.url} answers ${client.status}`)
+      t.ok(client.status < 500, `${at(block)}: GET ${route.url} answers ${client.status}`)
       client.close()
     } else if (route.method === 'POST') {
       const answer = await request(t, server, 'POST', pathOf(route), {})
-      t.ok(answer.status < 500, `README.md:${block.line}: POST ${route.url} answers ${answer.status}: ${answer.body}`)
+      t.ok(answer.status < 500, `${at(block)}: POST ${route.url} answers ${answer.status}: ${answer.body}`)
     }
   }
 }
@@ -286,9 +314,9 @@ interface ProbeContext {
   browser: () => Promise<Browser | undefined>
 }
 
-/** Checks of what the prose around a block promises, by the block's name. */
+/** Checks of what the prose around a block promises, by the block's name: its page, `#`, its heading. */
 const PROBES: Record<string, (context: ProbeContext) => Promise<void>> = {
-  async 'HTTP/2 with TLS (what browsers speak)' ({ t, server, browser }) {
+  async 'README.md#HTTP/2 with TLS (what browsers speak)' ({ t, server, browser }) {
     const page = await request(t, server, 'GET', '/')
     t.equal(page.status, 200, 'https://localhost:8443/ answers with the page')
     t.match(page.headers['content-type'], /^text\/html/)
@@ -314,7 +342,16 @@ const PROBES: Record<string, (context: ProbeContext) => Promise<void>> = {
     t.same(errors, [], 'no script error')
   },
 
-  async 'Push: a handle' ({ t, server }) {
+  async 'README.md#HTTP/2 without TLS (h2c: service to service, behind a proxy that terminates TLS)' ({ t, server }) {
+    t.equal(server.protocol, 'h2c', 'it listens for HTTP/2 without TLS')
+    const clock = await openStream(t, asTestServer(server), '/clock')
+    const [first] = await clock.waitForEvents(1)
+    t.equal(first.event, 'time')
+    t.match(JSON.parse(first.data), { now: /^\d{4}-\d\d-\d\dT/ }, 'a client with prior knowledge gets the time from /clock')
+    clock.close()
+  },
+
+  async 'README.md#Push: a handle' ({ t, server }) {
     // One client after another: a listener left behind by each would add up to Node's warning, and to the count.
     for (let i = 0; i < 15; i++) {
       const gone = await openStream(t, asTestServer(server), '/updates')
@@ -333,7 +370,7 @@ const PROBES: Record<string, (context: ProbeContext) => Promise<void>> = {
     t.same(Object.keys(JSON.parse(update.data)), ['n'], 'the update reaches the open stream')
   },
 
-  async 'Metrics with prom-client' ({ t, server }) {
+  async 'docs/operating.md#Metrics with prom-client' ({ t, server }) {
     const metrics = async (): Promise<string> => (await request(t, server, 'GET', '/metrics')).body
     const clock = await openStream(t, asTestServer(server), '/clock')
     await clock.waitForEvents(1)
@@ -351,11 +388,11 @@ const PROBES: Record<string, (context: ProbeContext) => Promise<void>> = {
       'its time open, by route, from the diagnostics channels')
   },
 
-  async 'Channels: fan-out to every subscriber' ({ t, server }) {
+  async 'README.md#Channels: fan-out to every subscriber' ({ t, server }) {
     await publishReachesSubscribers(t, server, server)
   },
 
-  async 'Several instances: the Redis store' ({ t, server, start }) {
+  async 'docs/stores.md#Several instances: the Redis store' ({ t, server, start }) {
     await publishReachesSubscribers(t, server, await start())
   }
 }
@@ -388,7 +425,7 @@ async function launchBrowser (t: Test): Promise<Browser | undefined> {
   return browser
 }
 
-// What README's page snippets take for granted, and a record of the EventSources they open.
+// What the docs' page snippets take for granted, and a record of the EventSources they open.
 const PAGE_GIVENS = `
 window.__doctest = { sources: [] }
 window.EventSource = class EventSource extends window.EventSource {
@@ -409,7 +446,7 @@ async function runPage (t: Test, browser: Browser, block: Block, server: BlockSe
   await page.goto(`${server.origin}/__doctest/page`)
   // As the page's script: in a function, so that a top-level `await` works as in a module.
   await page.evaluate(`(async () => {\n${block.code}\n})()`).catch((error: Error) => {
-    throw new Error(`README.md:${block.line} (${block.name}) threw in the page: ${error.message}`)
+    throw new Error(`${title(block)} threw in the page: ${error.message}`)
   })
   const opened = await page.waitForFunction(() => {
     const { sources } = (window as unknown as { __doctest: { sources: EventSource[] } }).__doctest
@@ -417,32 +454,32 @@ async function runPage (t: Test, browser: Browser, block: Block, server: BlockSe
   }).then(() => true, () => false)
   const states = await page.evaluate(() => (window as unknown as { __doctest: { sources: EventSource[] } }).__doctest
     .sources.map((source) => `${source.url}: ${['connecting', 'open', 'closed'][source.readyState]}`))
-  t.ok(opened, `README.md:${block.line}: every EventSource it opens opens (${states.join(', ') || 'none opened'})`)
-  t.same(errors, [], `README.md:${block.line}: no script error`)
+  t.ok(opened, `${at(block)}: every EventSource it opens opens (${states.join(', ') || 'none opened'})`)
+  t.same(errors, [], `${at(block)}: no script error`)
 }
 
 /** Runs a test block as the reader would, `node --test` in an app that installed the package: it must pass. */
 async function runTestFile (t: Test, block: Block): Promise<void> {
   const { app } = await layout()
-  const file = join(app, `readme-${block.line}.test.mjs`)
+  const file = join(app, blockFile(block, '.test.mjs'))
   await writeFile(file, block.code)
   const child = spawn(process.execPath, ['--test', file], { cwd: app, env: { ...process.env, ...ENV }, stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => { output += chunk })
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => { output += chunk })
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-  const [code] = await within(once(child, 'exit'), `README.md:${block.line} (${block.name}) to run its tests`, 30_000)
-  t.equal(code, 0, `README.md:${block.line} (${block.name}): node --test passes${code === 0 ? '' : `:\n${inReadme(block, output)}`}`)
+  const [code] = await within(once(child, 'exit'), `${title(block)} to run its tests`, 30_000)
+  t.equal(code, 0, `${title(block)}: node --test passes${code === 0 ? '' : `:\n${inPage(block, output)}`}`)
 }
 
-/** The server block a page runs against: the first under its `on` heading, or the closest above it. */
+/** The server block a page runs against: the first under its `on` heading, or the closest above it in its file. */
 function serverOf (blocks: Block[], page: Block): Block {
   const servers = blocks.filter((block) => block.kind === 'fragment' || block.kind === 'program')
   const found = page.on !== undefined
-    ? servers.find((block) => block.heading === page.on)
-    : servers.filter((block) => block.line < page.line).at(-1)
+    ? servers.find((block) => `${block.file}#${block.heading}` === page.on)
+    : servers.filter((block) => block.file === page.file && block.line < page.line).at(-1)
   if (found === undefined) {
-    throw new Error(`README.md:${page.line}: no server block ${page.on === undefined ? 'above it' : `under "${page.on}"`}`)
+    throw new Error(`${at(page)}: no server block ${page.on === undefined ? 'above it' : `under "${page.on}"`}`)
   }
   return found
 }
@@ -460,7 +497,7 @@ async function checkTypes (t: Test, block: Block): Promise<void> {
     moduleResolution: ts.ModuleResolutionKind.Node16,
     typeRoots: [join(app, 'node_modules', '@types')]
   }
-  const exportsFile = join(app, 'readme-exports.ts')
+  const exportsFile = join(app, 'doctest-exports.ts')
   await writeFile(exportsFile, "import type * as Package from 'fastify-sse-h2'\nimport type * as Fastify from 'fastify'\n" +
     'export type { Package, Fastify }\n')
   const probe = ts.createProgram([exportsFile], options)
@@ -516,7 +553,7 @@ async function checkTypes (t: Test, block: Block): Promise<void> {
     prelude += `export const same${name}: Same<${name}, Package.${name}> = true\n`
     prelude += `export const sameMembersOf${name}: Same<keyof ${name}, keyof Package.${name}> = true\n`
   }
-  const file = join(app, `readme-${block.line}.ts`)
+  const file = join(app, blockFile(block, '.ts'))
   await writeFile(file, block.code + prelude)
   const program = ts.createProgram([file], options)
   const blockLines = block.code.split('\n').length - 1
@@ -531,56 +568,107 @@ async function checkTypes (t: Test, block: Block): Promise<void> {
       if (name === undefined) return `(the names given to it) ${text}: ${message}`
       return `its ${name} is not the package's ${name} (the same members, each assignable to the other)`
     }
-    return `README.md:${block.line + line + 1}: ${message}`
+    return `${block.file}:${block.line + line + 1}: ${message}`
   })
-  t.same(problems, [], `README.md:${block.line} (${block.name}) compiles against the package's types` +
+  t.same(problems, [], `${title(block)} compiles against the package's types` +
     (compared.length > 0 ? `, and its ${compared.join(', ')} is the package's` : ''))
 }
 
-const readme = readFileSync(README, 'utf8')
-const blocks = readBlocks(readme)
+const pages = new Map(PAGES.map((page) => [page, readFileSync(join(repo, page), 'utf8')]))
+const blocks = [...pages].flatMap(([page, markdown]) => readBlocks(page, markdown))
 
-test('README.md: its Errors section has every error code the plugin raises', async (t) => {
-  const section = readme.slice(readme.indexOf('\n## Errors'), readme.indexOf('\n## ', readme.indexOf('\n## Errors') + 1))
-  t.same(Object.keys(errors).filter((code) => !section.includes(`\`${code}\``)), [], 'none missing from README.md\'s ## Errors')
+/** The anchors GitHub gives a page's headings (github-slugger): lower case, punctuation dropped, spaces as `-`. */
+function anchorsOf (markdown: string): Set<string> {
+  const anchors = new Set<string>()
+  const seen = new Map<string, number>()
+  for (const [, heading] of withoutCode(markdown).matchAll(/^#{1,6}\s+(.*?)\s*#*\s*$/gm)) {
+    const slug = heading.toLowerCase().replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, '').replace(/ /g, '-')
+    const count = seen.get(slug) ?? 0
+    seen.set(slug, count + 1)
+    anchors.add(count === 0 ? slug : `${slug}-${count}`)
+  }
+  return anchors
+}
+
+/** A page with its fenced blocks blanked (their lines kept), so that nothing in them reads as a heading or a link. */
+function withoutCode (markdown: string): string {
+  return markdown.replace(/^```[^\n]*\n[\s\S]*?^```$/gm, (block) => block.replace(/[^\n]/g, ''))
+}
+
+test('docs/api.md: its Errors section has every error code the plugin raises', async (t) => {
+  const api = pages.get('docs/api.md') ?? ''
+  const start = api.indexOf('\n## Errors')
+  t.not(start, -1, 'docs/api.md has a ## Errors section')
+  const end = api.indexOf('\n## ', start + 1)
+  const section = api.slice(start, end === -1 ? undefined : end)
+  t.same(Object.keys(errors).filter((code) => !section.includes(`\`${code}\``)), [], 'none missing from docs/api.md\'s ## Errors')
 })
 
-test('README.md: every js and ts block runs as written', async (t) => {
+test('every relative link of the docs leads to a file, and every #anchor to a heading of it', async (t) => {
+  const broken: string[] = []
+  for (const page of LINKED_PAGES) {
+    const lines = withoutCode(readFileSync(join(repo, page), 'utf8')).split('\n')
+    lines.forEach((text, index) => {
+      // Inline code is no link, but a link's text may be code: [`EventStream`](#eventstream).
+      for (const [, target] of text.replace(/`[^`]*`/g, 'code').matchAll(/\]\(([^)\s]+)\)/g)) {
+        if (/^[a-z][\w+.-]*:/i.test(target)) continue   // https:, mailto:
+        const [path, anchor] = target.split('#')
+        const file = path === '' ? page : relative(repo, resolve(repo, dirname(page), path))
+        if (!existsSync(join(repo, file))) {
+          broken.push(`${page}:${index + 1}: ${target}: no file ${file}`)
+        } else if (anchor !== undefined && !(file.endsWith('.md') && anchorsOf(readFileSync(join(repo, file), 'utf8')).has(anchor))) {
+          broken.push(`${page}:${index + 1}: ${target}: no heading of ${file} has the anchor #${anchor}`)
+        }
+      }
+    })
+  }
+  t.same(broken, [], `the links of ${LINKED_PAGES.join(', ')}`)
+})
+
+/** The blocks README_BLOCKS asks for: `docs/api.md` (a page), `docs/api.md:120` (a block), `120` (of any page). */
+function selected (block: Block): boolean {
+  const only = process.env.README_BLOCKS?.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '')
+  if (only === undefined || only.length === 0) return true
+  return only.some((entry) => /^\d+$/.test(entry)
+    ? block.line === Number(entry)
+    : entry.includes(':') ? entry === at(block) : entry === block.file)
+}
+
+test('the docs: every js and ts block runs as written', async (t) => {
   const names = new Set(blocks.map((block) => block.name))
-  t.same(Object.keys(PROBES).filter((name) => !names.has(name)), [], 'every probe has its block (a heading renamed?)')
+  t.same(Object.keys(PROBES).filter((name) => !names.has(name)), [], 'every probe has its block (a heading renamed, a block moved?)')
   let redisUrl: string | undefined
 
-  const only = process.env.README_BLOCKS?.split(',').map(Number)
   const allBlocks = t
   for (const block of blocks) {
-    if (only !== undefined && !only.includes(block.line)) continue
-    const title = `README.md:${block.line} (${block.name})`
+    if (!selected(block)) continue
+    const label = title(block)
     if (block.kind === 'skip') {
-      await t.test(title, { skip: `<!-- doctest: skip --> ${String(block.skipReason)}` }, async () => {})
+      await t.test(label, { skip: `<!-- doctest: skip --> ${String(block.skipReason)}` }, async () => {})
       continue
     }
     if (block.kind === 'types') {
-      await t.test(title, async (t) => { await checkTypes(t, block) })
+      await t.test(label, async (t) => { await checkTypes(t, block) })
       continue
     }
     if (block.kind === 'test') {
-      await t.test(title, async (t) => { await runTestFile(t, block) })
+      await t.test(label, async (t) => { await runTestFile(t, block) })
       continue
     }
     const needsRedis = block.needs.includes('redis-server')
     if (needsRedis && redisMissing !== false) {
-      await t.test(title, { skip: redisMissing }, async () => {})
+      await t.test(label, { skip: redisMissing }, async () => {})
       continue
     }
     if (block.kind === 'page') {
-      await t.test(title, { skip: chromiumMissing }, async (t) => {
+      await t.test(label, { skip: chromiumMissing }, async (t) => {
         const server = await startBlock(t, serverOf(blocks, block))
         await runPage(t, await launchBrowser(t) as Browser, block, server)
         t.same(server.complaints(), [], 'its server logged no warning or error')
       })
       continue
     }
-    await t.test(title, async (t) => {
+    await t.test(label, async (t) => {
       // One Redis for all the blocks: started by the first that needs it, stopped after the last.
       if (needsRedis) redisUrl ??= (await startRedis(allBlocks)).url
       const env: Record<string, string> = redisUrl === undefined ? {} : { REDIS_URL: redisUrl }

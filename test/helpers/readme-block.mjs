@@ -1,6 +1,7 @@
-// Runs one code block of README.md as a server, for test/readme.test.ts: `node readme-block.mjs <block.mjs>`.
+// Runs one code block of the docs (README.md, docs/*.md, CONTRIBUTING.md) as a server, for test/readme.test.ts:
+// `node readme-block.mjs <block.mjs>`.
 // The block lives in an app that depends on the package by name, and is run as it is written, as an ES module.
-// Before it runs, it is given what README examples take for granted (`app`, `sse`, `require`, and the names
+// Before it runs, it is given what the docs' examples take for granted (`app`, `sse`, `require`, and the names
 // they leave to the reader, GIVEN below); after it, `app` listens on a free port of 127.0.0.1 (h2), and one
 // JSON line on stdout says where, with the routes the block added. A block that makes its own app and listens
 // (a whole program) is run directly instead, not through this file. Plain JavaScript: nothing to compile.
@@ -15,7 +16,7 @@ const require = createRequire(blockFile)
 const Fastify = require('fastify')
 const sse = require('fastify-sse-h2')
 
-/** An endless source of `{ id, data }` events, one every 100 ms, as README's `ticks()` or `prices()`. */
+/** An endless source of `{ id, data }` events, one every 100 ms, as the docs' `ticks()` or `prices()`. */
 async function * every100ms (name) {
   for (let n = 0; ; n++) {
     yield { id: String(n), data: { [name]: n } }
@@ -25,7 +26,7 @@ async function * every100ms (name) {
 
 const ROWS = [1, 2, 3, 4, 5].map((id) => ({ id: String(id), title: `row ${id}` }))
 
-/** What README examples leave to the reader: a database, an event bus of the app, its users and their tokens. */
+/** What the docs' examples leave to the reader: a database, an event bus of the app, its users and their tokens. */
 const GIVEN = {
   ticks: () => every100ms('tick'),
   source: () => every100ms('n'),
@@ -52,7 +53,7 @@ const routes = []
 app.addHook('onRoute', (route) => {
   for (const method of [route.method].flat()) if (method !== 'HEAD') routes.push({ method, url: route.url })
 })
-// Set by the app's authentication (README's recipes show two ways): here, user 1 until a block's own hook says.
+// Set by the app's authentication (docs/recipes.md shows two ways): here, user 1 until a block's own hook says.
 app.decorateRequest('user', null)
 app.addHook('onRequest', async (request) => { request.user = { id: 1 } })
 app.get('/__doctest/page', (request, reply) => reply.type('text/html; charset=utf-8').send('<!doctype html><title>doctest</title>'))
