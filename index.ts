@@ -1,86 +1,45 @@
 import fp from 'fastify-plugin'
-import type { FastifyInstance, RouteOptions } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import type {
-  FastifySseOptions, SseEvent, SseIterableSource, SseMessage, SseReplyOptions, SseSerializer, SseSource,
-  SseSourceContext, SseEncoding, SseLimits, SseShutdownRetry, SseRouteOptions, SseChannelOptions, SseMessageOf,
-  SseEventFields, RouteSseMessage, RouteEventStream, SseChannelEntry, SseSubscribeOptions
+  FastifySseOptions, SseIterableSource, SseReplyOptions, SseSource, SseLimits, SseShutdownRetry, SseRouteOptions,
+  RouteEventStream, SseChannelEntry
 } from './lib/fastify/types'
-import type { ChannelEvent, ChannelFilter } from './lib/channels/channel'
+import type { SseEvent, SseMessage, SseSerializer, SseSourceContext, SseEventFields, ChannelEvent } from './lib/core/events'
+import type { SseCloseCode, SseRefusalCode, SseReplayOutcome } from './lib/core/codes'
+import type { SseMessageOf, RouteSseMessage } from './lib/protocol/schema-types'
+import type { SseEncoding } from './lib/stream/compression'
+import type { ChannelFilter } from './lib/channels/channel'
+import type { SseSubscribeOptions } from './lib/channels/channel-list'
+import type { SseChannelOptions } from './lib/channels/channels'
 import type { EventToStore, Replay, SseStore, StoredEvent, StoredEventListener } from './lib/stores/store'
 import type { MemoryStoreOptions } from './lib/stores/memory-store'
 import type { SseStats, SseProtocolStats } from './lib/observe/stats'
-import type {
-  SseCloseCode, SseRefusalCode, SseReplayOutcome, StreamOpenMessage, StreamCloseMessage, StreamDropMessage,
-  StreamRefuseMessage, ChannelPublishMessage, ChannelReplayMessage
-} from './lib/observe/diagnostics'
-import { EventStream } from './lib/stream/transport'
+import type * as diagnostics from './lib/observe/diagnostics'
+import { EventStream } from './lib/channels/event-stream'
 import { Channel, MISSED_EVENT } from './lib/channels/channel'
 import { Channels } from './lib/channels/channels'
 import { MemoryStore } from './lib/stores/memory-store'
-import { SnapshotEvent } from './lib/stores/store'
-import { StreamGroups } from './lib/stream/stream-groups'
-import { Stats } from './lib/observe/stats'
-import { ChannelSchemas } from './lib/channels/channel-schemas'
-import { ClosingConnections } from './lib/stream/closing-connections'
-import { ServerSessions } from './lib/stream/server-sessions'
-import { resolveOptions } from './lib/fastify/options'
-import { createReplySse } from './lib/fastify/reply-sse'
-import { createRouteOptionsReader } from './lib/fastify/route-options'
-import { claimContext } from './lib/fastify/registration'
-import { wantsEventStream } from './lib/protocol/negotiation'
+import { SnapshotEvent } from './lib/protocol/snapshot'
 import { eventStreamItemSchemas } from './lib/fastify/openapi'
-import { isRefused } from './lib/fastify/refusal'
+import { registerSse } from './lib/fastify/plugin'
 import * as errors from './lib/core/errors'
 
+/** `fastify-sse-h2:stream:open`: a stream opened (its headers are sent), in the request's async context. */
+type StreamOpenMessage = diagnostics.StreamOpenMessage<EventStream>
+/** `fastify-sse-h2:stream:close`: a stream that opened has ended; `code` says why. */
+type StreamCloseMessage = diagnostics.StreamCloseMessage<EventStream>
+/** `fastify-sse-h2:stream:drop`: the server is dropping a client that fell behind or took nothing for `writeTimeout`. */
+type StreamDropMessage = diagnostics.StreamDropMessage<EventStream>
+/** `fastify-sse-h2:stream:refuse`: a stream was refused before it opened (a `503`, or a reply already sent). */
+type StreamRefuseMessage = diagnostics.StreamRefuseMessage
+/** `fastify-sse-h2:channel:publish`: the store took an event published in this process. */
+type ChannelPublishMessage = diagnostics.ChannelPublishMessage
+/** `fastify-sse-h2:channel:replay`: a subscriber's replay after its `Last-Event-ID` was written, or failed. */
+type ChannelReplayMessage = diagnostics.ChannelReplayMessage<EventStream>
+
+/** The plugin: `app.register(sse, options)` (lib/fastify/plugin.ts). */
 async function fastifySseH2 (fastify: FastifyInstance, options: FastifySseOptions): Promise<void> {
-  const settings = resolveOptions(options)
-  claimContext(fastify)
-  const stats = new Stats()
-  const openStreams = new StreamGroups(settings, settings.limits, stats)
-  const sessions = new ServerSessions()
-  if (fastify.initialConfig.http2 === true) sessions.watch(fastify.server)
-  const connections = new ClosingConnections(sessions)
-  const schemas = new ChannelSchemas(fastify, settings.serializer)
-  const channels = new Channels(settings.store, settings.serializer, fastify.log, schemas, stats)
-
-  fastify.decorate('sse', channels)
-  fastify.decorateReply('sse', createReplySse(settings, openStreams, schemas, connections))
-  // The same everywhere: where the plugin is registered in encapsulated contexts only, the root has it already.
-  if (!fastify.hasRequestDecorator('wantsEventStream')) fastify.decorateRequest('wantsEventStream', { getter: wantsEventStream })
-  fastify.addHook('onRoute', createRouteOptionsReader(settings, openStreams))
-  fastify.addHook('onRoute', quietSseReturn)
-  // Before the server stops accepting: it waits for open connections, and event streams never end by themselves.
-  fastify.addHook('preClose', async function closeEventStreams () {
-    openStreams.closeAll(connections, settings.shutdownRetry)
-    sessions.goAway()
-    // A client that has not let go of its connection within the grace is dropped with it.
-    await connections.closed()
-  })
-  fastify.addHook('onClose', async function closeChannels () {
-    await channels.close()
-  })
-}
-
-/**
- * `return reply.sse(...)` and a bare `reply.sse(...)` must be quiet in sync and async handlers alike. Fastify
- * sends what a handler returns, and warns when the reply was hijacked or sent already; and when an async
- * handler resolves to nothing while its reply is still being sent (a refusal going through async hooks), it
- * sends the reply a second time. So a sync handler's stream becomes nothing, and an async handler whose stream
- * was refused resolves to the reply, which Fastify waits for as it does for `return reply`.
- */
-function quietSseReturn (route: RouteOptions): void {
-  const handler = route.handler
-  if (handler.constructor.name === 'AsyncFunction') {
-    route.handler = async function sseAwareAsyncHandler (this: FastifyInstance, request, reply) {
-      const result = await handler.call(this, request, reply)
-      return result instanceof EventStream || isRefused(reply) ? reply : result
-    }
-    return
-  }
-  route.handler = function sseAwareHandler (this: FastifyInstance, request, reply) {
-    const result = handler.call(this, request, reply)
-    return result instanceof EventStream ? undefined : result
-  }
+  await registerSse(fastify, options)
 }
 
 fp(fastifySseH2, { fastify: '5.x', name: 'fastify-sse-h2' })

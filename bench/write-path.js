@@ -9,8 +9,8 @@
 // Run it with N and with 0 and subtract: what is left is the work of the N events.
 
 const { Writable } = require('node:stream')
-const { EventStream } = require('../dist/lib/stream/transport')
-const { OpenStreams } = require('../dist/lib/stream/stream-group')
+const { EventStream } = require('../dist/lib/channels/event-stream')
+const { StreamGroup } = require('../dist/lib/stream/stream-group')
 const { Channels } = require('../dist/lib/channels/channels')
 const { ChannelSchemas } = require('../dist/lib/channels/channel-schemas')
 const { MemoryStore } = require('../dist/lib/stores/memory-store')
@@ -41,7 +41,7 @@ function open (openStreams, channel) {
 }
 
 async function fanout (events) {
-  const openStreams = new OpenStreams(0, 1024 * 1024, 0)
+  const openStreams = new StreamGroup(0, 1024 * 1024, 0)
   const channels = new Channels(new MemoryStore(), JSON.stringify, log, new ChannelSchemas({}, JSON.stringify))
   const channel = channels.channel('news')
   for (let i = 0; i < SUBSCRIBERS; i++) open(openStreams, channel)
@@ -51,7 +51,7 @@ async function fanout (events) {
 }
 
 async function pull (events) {
-  const stream = open(new OpenStreams(0, 1024 * 1024, 0))
+  const stream = open(new StreamGroup(0, 1024 * 1024, 0))
   let sent = 0
   for (let i = 0; i < events; i++) {
     if (stream.send({ data: DATA })) sent++

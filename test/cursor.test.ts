@@ -1,7 +1,8 @@
 import { test } from 'tap'
 import fc from 'fast-check'
 import type { Subscription } from '../lib/channels/subscription'
-import { MAX_CURSOR_CHANNELS, MAX_CURSOR_LENGTH, StreamCursor, channelKey, isCursor, refuseOwnId } from '../lib/channels/cursor'
+import { StreamCursor, refuseOwnId } from '../lib/channels/cursor'
+import { MAX_CURSOR_CHANNELS, MAX_CURSOR_LENGTH, channelKey, isCursor } from '../lib/protocol/cursor-encoding'
 import { comparePositions } from '../lib/core/position'
 
 // The cursor of a stream of several channels: written from its subscriptions' positions, read back by a resume.

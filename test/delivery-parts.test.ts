@@ -3,8 +3,9 @@ import { once } from 'node:events'
 import type { FastifyInstance } from 'fastify'
 import { comparePositions, isPosition } from '../lib/core/position'
 import { snapshotOf } from '../lib/protocol/snapshot'
-import { EventStream, type RawResponse } from '../lib/stream/transport'
-import { OpenStreams } from '../lib/stream/stream-group'
+import { EventStream } from '../lib/channels/event-stream'
+import type { RawResponse } from '../lib/stream/response'
+import { StreamGroup } from '../lib/stream/stream-group'
 import { Channels } from '../lib/channels/channels'
 import { ChannelSchemas } from '../lib/channels/channel-schemas'
 import { MemoryStore } from '../lib/stores/memory-store'
@@ -50,7 +51,7 @@ test('a snapshot is the event as JSON sees it, whatever the serializer', async (
 /** A stream over a fake response, subscribed to `channel` of channels over `store`. */
 function harness (store: SseStore): { channels: Channels, open: (name: string, lastEventId?: string) => { res: FakeResponse, stream: EventStream }, log: ReturnType<typeof recordingLogger> } {
   const log = recordingLogger()
-  const openStreams = new OpenStreams(0, 1024 * 1024, 0)
+  const openStreams = new StreamGroup(0, 1024 * 1024, 0)
   const channels = new Channels(store, JSON.stringify, log, new ChannelSchemas({} as unknown as FastifyInstance, JSON.stringify))
   const open = (name: string, lastEventId?: string): { res: FakeResponse, stream: EventStream } => {
     const res = new FakeResponse()
@@ -203,7 +204,7 @@ test('a channel closes once the store hands back its own last publish, or warns 
 
 test('a stream dropped again, or after its connection closed, frees its slot once: the others still count', async (t) => {
   const log = recordingLogger()
-  const openStreams = new OpenStreams(0, 1024 * 1024, 0)
+  const openStreams = new StreamGroup(0, 1024 * 1024, 0)
   const open = (): { res: FakeResponse, stream: EventStream } => {
     const res = new FakeResponse()
     const stream = new EventStream(res as unknown as RawResponse, log, undefined, JSON.stringify, openStreams)
@@ -229,7 +230,7 @@ test('a stream dropped again, or after its connection closed, frees its slot onc
 
 test('a filter that throws while its stream catches up before an own send(): that stream closes, the others get it', async (t) => {
   const { channels, log } = harness(new MemoryStore())
-  const openStreams = new OpenStreams(0, 1024 * 1024, 0)
+  const openStreams = new StreamGroup(0, 1024 * 1024, 0)
   const news = channels.channel('news')
   const streamWith = (filter: ((event: { data?: unknown }) => boolean) | undefined): { res: FakeResponse, stream: EventStream } => {
     const res = new FakeResponse()
@@ -254,7 +255,7 @@ test('a filter that throws while its stream catches up before an own send(): tha
 test('a compressed stream whose client stops reading: what the compressor holds counts, and it is dropped as slow', async (t) => {
   const { randomBytes } = await import('node:crypto')
   const log = recordingLogger()
-  const openStreams = new OpenStreams(0, 16 * 1024, 0)
+  const openStreams = new StreamGroup(0, 16 * 1024, 0)
   const res = new FakeResponse()
   res.setMode('stalled')
   const stream = new EventStream(res as unknown as RawResponse, log, undefined, JSON.stringify, openStreams)
@@ -298,7 +299,7 @@ test('a subscriber whose client leaves while head() is on its way gets nothing, 
 test('a stream closed before it subscribes is answered at once and not subscribed', async (t) => {
   const { channels } = harness(new MemoryStore())
   const res = new FakeResponse()
-  const stream = new EventStream(res as unknown as RawResponse, recordingLogger(), undefined, JSON.stringify, new OpenStreams(0, 1024, 0))
+  const stream = new EventStream(res as unknown as RawResponse, recordingLogger(), undefined, JSON.stringify, new StreamGroup(0, 1024, 0))
   stream.open(200, {}, undefined, false)
   stream.close()
   const news = channels.channel('news')
@@ -323,7 +324,7 @@ test('head() answering at once answers the stream at once; answering late, only 
   const atOnce = harness(withHead(() => undefined))
   const { res: quick, stream: quickStream } = atOnce.open('other')
   const answers: unknown[] = []
-  const stream = new EventStream(new FakeResponse() as unknown as RawResponse, recordingLogger(), undefined, JSON.stringify, new OpenStreams(0, 1024, 0))
+  const stream = new EventStream(new FakeResponse() as unknown as RawResponse, recordingLogger(), undefined, JSON.stringify, new StreamGroup(0, 1024, 0))
   stream.open(200, {}, undefined, false)
   atOnce.channels.channel('news').subscribe(stream, undefined, undefined, (error) => answers.push(error))
   t.same(answers, [undefined], 'answered in the call')

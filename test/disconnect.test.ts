@@ -13,7 +13,7 @@ import { watchProcess } from './helpers/process-problems'
 import {
   Reachable, activeResources, listenerCounts, startClock, trackTimers, waitUntilSteady
 } from './helpers/resources'
-import { OpenStreams } from '../lib/stream/stream-group'
+import { StreamGroup } from '../lib/stream/stream-group'
 import type { EventStream } from '../index'
 
 interface Teardown {
@@ -249,13 +249,13 @@ for (const protocol of HTTP2) {
  * and read as they are: by how many streams they hold.
  */
 function watchRegistries (t: Teardown): () => number {
-  const registries = new Set<OpenStreams>()
-  const add = OpenStreams.prototype.add
-  OpenStreams.prototype.add = function (stream: EventStream) {
+  const registries = new Set<StreamGroup>()
+  const add = StreamGroup.prototype.add
+  StreamGroup.prototype.add = function (stream: EventStream) {
     registries.add(this)
     add.call(this, stream)
   }
-  t.teardown(() => { OpenStreams.prototype.add = add })
+  t.teardown(() => { StreamGroup.prototype.add = add })
   return () => [...registries].reduce((sum, registry) =>
     sum + (registry as unknown as { streams: Set<EventStream> }).streams.size, 0)
 }

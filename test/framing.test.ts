@@ -3,7 +3,7 @@ import { test } from 'tap'
 import fc from 'fast-check'
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
 import { frameBody, frameComment, frameEvent, frameRetry } from '../lib/protocol/framing'
-import type { SseEvent } from '../lib/fastify/types'
+import type { SseEvent } from '../lib/core/events'
 import { errors } from '../index'
 
 // What a client gets from a frame, in the order it gets it: the parser reports comments and retry as it reads

@@ -1,11 +1,16 @@
 import type { ChannelFilter } from './channel'
-import type { SseSubscribeOptions } from '../fastify/types'
 import { Channel } from './channel'
-import { MAX_CURSOR_CHANNELS } from './cursor'
+import { MAX_CURSOR_CHANNELS } from '../protocol/cursor-encoding'
 import { FST_SSE_NOT_A_CHANNEL, FST_SSE_TOO_MANY_CHANNELS } from '../core/errors'
-import { describe } from '../protocol/framing'
-import { check } from '../fastify/options'
+import { describe } from '../core/describe'
+import { check } from '../core/checks'
 import { SUBSCRIBE_OPTIONS, refuseUnknownOptions } from '../core/option-names'
+
+/** Options of `stream.subscribe(channel, options)`. */
+export interface SseSubscribeOptions {
+  /** Which of the channel's events this stream receives, as `reply.sse(channel, { filter })`'s. */
+  filter?: ChannelFilter
+}
 
 /** A channel of a stream, checked, and which of its events the stream receives. */
 export interface ChannelEntry {

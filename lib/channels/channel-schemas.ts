@@ -1,10 +1,11 @@
 import type { FastifyInstance } from 'fastify'
 import SerializerSelector from '@fastify/fast-json-stringify-compiler'
-import type { SseChannelOptions, SseSerializer } from '../fastify/types'
+import type { SseSerializer } from '../core/events'
+import type { SseChannelOptions } from './channels'
 import type { Channel } from './channel'
 import { EVENT_STREAM, eventSerializer } from '../protocol/event-schema'
 import { CHANNEL_OPTIONS, refuseUnknownOptions } from '../core/option-names'
-import { check } from '../fastify/options'
+import { check } from '../core/checks'
 
 // What Fastify gives a serializer compiler (FastifyRouteSchemaDef), as a channel has it.
 type SerializerCompiler = (route: { schema: object, method: string, url: string, httpStatus: string, contentType: string }) =>

@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { EventStream } from '../stream/transport'
-import type { SseEvent, SseMessage, SseSerializer } from '../fastify/types'
+import type { EventStream } from './event-stream'
+import type { ChannelEvent, SseMessage, SseSerializer } from '../core/events'
 import type { Replay, SseStore, StoredEvent } from '../stores/store'
 import type { ResumeFrom } from './cursor'
 import type { Stats } from '../observe/stats'
@@ -15,11 +15,6 @@ export { MISSED_EVENT } from './subscription'
 
 /** Decides, per subscriber, which events of a channel it receives. */
 export type ChannelFilter = (event: ChannelEvent) => boolean
-
-/** What a filter is given: the event as it was published, with its id; read-only. */
-export interface ChannelEvent extends SseEvent {
-  id: string
-}
 
 // An id no event has (ids never hold a line feed): a replay after it is all that is retained.
 const NO_EVENT_ID = '\n'
@@ -130,8 +125,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
     const subscription = new Subscription(this, stream, filter, this.livePosition)
     this.subscriptions.add(subscription)
     this.stats.subscriptions++
-    stream.subscriptions.push(subscription)
-    stream.cursor?.add(subscription, stream.subscriptions)
+    stream.attach(subscription)
     if (from === undefined) {
       if (this.store.head !== undefined) this.startAtHead(subscription, this.store.head, answer)
       else answer?.()

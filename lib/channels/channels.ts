@@ -1,11 +1,21 @@
 import type { FastifyBaseLogger, FastifyTypeProvider, FastifyTypeProviderDefault } from 'fastify'
-import type { SseChannelOptions, SseMessageOf, SseSerializer } from '../fastify/types'
+import type { SseSerializer } from '../core/events'
+import type { SseMessageOf } from '../protocol/schema-types'
 import type { SseStore } from '../stores/store'
 import type { ChannelSchemas } from './channel-schemas'
 import { Stats, type SseStats } from '../observe/stats'
 import { Channel } from './channel'
 import { FST_SSE_INVALID_CHANNEL } from '../core/errors'
-import { describe } from '../protocol/framing'
+import { describe } from '../core/describe'
+
+/** Options of a channel, given when it is made: `app.sse.channel(name, { schema })`. */
+export interface SseChannelOptions<Schema extends object = object> {
+  /**
+   * Event schema of the channel's events: their data is serialized by it (compiled once, with the app's
+   * serializer compiler), and what it does not declare is dropped. A data schema, or an event map.
+   */
+  schema?: Schema
+}
 
 /** `app.sse`: the channels of one plugin instance, by name, over one store. */
 // TypeProvider: the app's type provider (`app.withTypeProvider()`), which types the events of a channel's schema.

@@ -1,5 +1,5 @@
 import type { Channel, ChannelFilter } from './channel'
-import type { EventStream } from '../stream/transport'
+import type { EventStream } from './event-stream'
 import type { Replay, StoredEvent } from '../stores/store'
 import type { StreamCursor } from './cursor'
 import { comparePositions } from '../core/position'
@@ -68,11 +68,11 @@ export class Subscription {
     if (from === events.length) return
     if (shared !== undefined && from === 0 && this.filter === undefined && this.stream.cursor === undefined) {
       this.position = events[events.length - 1].position
-      this.stream.writeChannel(shared(), events.length)
+      this.stream.writeShared(shared(), events.length)
       return
     }
     const frames = this.framesFrom(events, from)
-    if (frames !== '') this.stream.writeChannel(frames, this.framed)
+    if (frames !== '') this.stream.writeShared(frames, this.framed)
   }
 
   /** Holds live events back until `replayed()`; the stream's cursor says `from` of it meanwhile. */
@@ -111,7 +111,7 @@ export class Subscription {
     if (this.cancelled || this.stream.hasEnded) return
     if (backlog !== undefined) {
       const frames = this.framesFrom(backlog, this.firstAfterPosition(backlog))
-      if (frames !== '') this.stream.writeChannel(frames, this.framed)
+      if (frames !== '') this.stream.writeShared(frames, this.framed)
       this.stream.settled()
     }
   }

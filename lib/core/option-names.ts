@@ -1,5 +1,5 @@
 import { FST_SSE_INVALID_OPTION } from './errors'
-import { describe } from '../protocol/framing'
+import { describe } from './describe'
 
 // The names each place takes options under: a name not in its list is refused, never ignored, so that a
 // misspelt option (`heartbeat: 5000`) fails where it is written.
@@ -25,7 +25,7 @@ export const CHANNEL_OPTIONS = ['schema'] as const
 export const SUBSCRIBE_OPTIONS = ['filter'] as const
 
 /** Options known elsewhere, and where they are set instead. */
-export interface OptionsElsewhere {
+interface OptionsElsewhere {
   names: readonly string[]
   where: string
 }

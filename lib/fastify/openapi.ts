@@ -38,7 +38,7 @@ export function eventStreamItemSchemas<Given extends { openapiObject: object } |
 }
 
 /** The item schema of the events an event schema describes. */
-export function itemSchemaOf (schema: JsonObject): JsonObject {
+function itemSchemaOf (schema: JsonObject): JsonObject {
   const map = eventMap(schema)
   if (map === undefined) return eventItem(undefined, schema)
   return { oneOf: [...map].map(([type, data]) => eventItem(type, data)) }

@@ -1,11 +1,13 @@
-import type { FastifySseOptions, SseEncoding, SseLimits, SseReplyOptions, SseSerializer, SseShutdownRetry } from './types'
+import type { FastifySseOptions, SseLimits, SseReplyOptions, SseShutdownRetry } from './types'
+import type { SseSerializer } from '../core/events'
+import type { SseEncoding } from '../stream/compression'
 import type { ShutdownRetry } from '../stream/shutdown-retry'
 import { ENCODINGS } from '../stream/compression'
 import type { SseStore } from '../stores/store'
 import { MemoryStore } from '../stores/memory-store'
 import { StreamLimits } from '../stream/stream-limits'
-import { FST_SSE_INVALID_OPTION } from '../core/errors'
-import { describe, isValidRetry } from '../protocol/framing'
+import { check, isWholeNumberUpTo } from '../core/checks'
+import { isValidRetry } from '../protocol/framing'
 import { LIMITS_OPTIONS, PLUGIN_OPTIONS, REGISTER_OPTIONS, REPLY_OPTIONS, ROUTE_OPTIONS, refuseUnknownOptions } from '../core/option-names'
 import type { StreamTiming } from '../stream/stream-groups'
 
@@ -129,13 +131,4 @@ export function checkTiming (timing: StreamTiming, where = ''): void {
     'a positive whole number of bytes', timing.maxBufferedBytes)
   check(where + 'writeTimeout', isWholeNumberUpTo(timing.writeTimeout, 0, MAX_TIMER_MS),
     `a whole number of milliseconds from 0 (off) to ${MAX_TIMER_MS}`, timing.writeTimeout)
-}
-
-/** Throws FST_SSE_INVALID_OPTION, naming the option, what it must be and (briefly) what it was. */
-export function check (name: string, valid: boolean, expected: string, value: unknown): void {
-  if (!valid) throw new FST_SSE_INVALID_OPTION(name, expected, describe(value))
-}
-
-export function isWholeNumberUpTo (value: unknown, min: number, max: number = Number.MAX_SAFE_INTEGER): boolean {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value >= min && value <= max
 }

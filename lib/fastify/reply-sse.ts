@@ -5,7 +5,7 @@ import type { StreamGroups } from '../stream/stream-groups'
 import type { StreamLimits } from '../stream/stream-limits'
 import type { ClosingConnections } from '../stream/closing-connections'
 import type { ChannelSchemas } from '../channels/channel-schemas'
-import { EventStream } from '../stream/transport'
+import { EventStream } from '../channels/event-stream'
 import { resolveStreamSettings } from './route-options'
 import { chooseEncoding } from '../stream/compression'
 import { eventStreamHeaders } from '../protocol/response-headers'
@@ -20,36 +20,36 @@ import {
   FST_SSE_ALREADY_SENT, FST_SSE_CHANNEL_CLOSED, FST_SSE_INVALID_OPTION, FST_SSE_SCHEMA_MISMATCH,
   FST_SSE_SERVER_CLOSING, FST_SSE_CHANNEL_UNAVAILABLE
 } from '../core/errors'
-import { describe } from '../protocol/framing'
+import { describe } from '../core/describe'
 
-export type ReplySse = (this: FastifyReply, source?: SseSource, options?: SseReplyOptions) => EventStream
+type ReplySse = (this: FastifyReply, source?: SseSource, options?: SseReplyOptions) => EventStream
 
 /** Makes `reply.sse()` for one plugin instance. */
-export function createReplySse (settings: Settings, openStreams: StreamGroups, schemas: ChannelSchemas,
+export function createReplySse (settings: Settings, streamGroups: StreamGroups, schemas: ChannelSchemas,
   connections: ClosingConnections): ReplySse {
   return function sse (this: FastifyReply, source?: SseSource, options?: SseReplyOptions): EventStream {
     const reply = this
-    const { serializer, retry, compression, openStreams: group, eventSchema } = resolveStreamSettings(reply, settings,
-      openStreams, options)
+    const { serializer, retry, compression, group, eventSchema } = resolveStreamSettings(reply, settings,
+      streamGroups, options)
     const lastEventId = readLastEventId(reply.request, settings.lastEventIdQuery)
-    const stream = new EventStream(reply.raw, reply.log, lastEventId, serializer, group)
+    // A channel's events are framed once, by its own schema: a route's event schema cannot strip them.
+    const checkRoute = eventSchema === undefined
+      ? undefined
+      : (channel: Channel): void => {
+          if (schemas.schemaOf(channel) === undefined) throw new FST_SSE_SCHEMA_MISMATCH(channel.name)
+        }
+    const address = streamGroups.limits === undefined ? '' : reply.request.ip
+    const stream = new EventStream(reply.raw, reply.log, lastEventId, serializer, group, address, checkRoute)
 
     const channels: ChannelEntry[] | undefined = source instanceof Channel
       ? [{ channel: source, filter: options?.filter }]
       : isChannelList(source) ? channelEntries(source) : undefined
-    // A channel's events are framed once, by its own schema: a route's event schema cannot strip them.
-    if (eventSchema !== undefined) {
-      stream.checkChannel = (channel) => {
-        if (schemas.schemaOf(channel) === undefined) throw new FST_SSE_SCHEMA_MISMATCH(channel.name)
-      }
-      for (const { channel } of channels ?? []) stream.checkChannel(channel)
-    }
+    if (checkRoute !== undefined) for (const { channel } of channels ?? []) checkRoute(channel)
     if (!(source instanceof Channel) && options?.filter !== undefined) {
       throw new FST_SSE_INVALID_OPTION('filter', 'given with a channel source only (a list gives each channel its own: ' +
         '{ channel, filter })', 'a filter for another source')
     }
-    if (openStreams.limits !== undefined) stream.address = reply.request.ip
-    const refusal = whyNot(reply, openStreams, stream.address)
+    const refusal = whyNot(reply, streamGroups, address)
     const closed = channels?.find(({ channel }) => channel.closed)
     if (refusal === undefined && closed !== undefined) throw new FST_SSE_CHANNEL_CLOSED(closed.channel.name)
 
@@ -63,7 +63,7 @@ export function createReplySse (settings: Settings, openStreams: StreamGroups, s
         : openSource(source, { signal: stream.signal, lastEventId })
       if (refusal !== undefined) {
         abandon(stream, pulled, refusal, reply.log)
-        refuse(reply, refusal, openStreams, connections, settings)
+        refuse(reply, refusal, streamGroups, connections, settings)
         return stream
       }
       const headers = eventStreamHeaders(reply.getHeaders(), 'stream' in reply.raw)
@@ -91,7 +91,7 @@ export function createReplySse (settings: Settings, openStreams: StreamGroups, s
             if (waiting === 0) return
             waiting = error === undefined ? waiting - 1 : 0
             if (answering && waiting === 0 && error === undefined) open()
-            else if (waiting === 0) answerLater(reply, stream, open, error === undefined ? undefined : unavailable(channel, error), openStreams, connections, settings)
+            else if (waiting === 0) answerLater(reply, stream, open, error === undefined ? undefined : unavailable(channel, error), streamGroups, connections, settings)
           })
         }
         answering = false
@@ -112,11 +112,11 @@ export function createReplySse (settings: Settings, openStreams: StreamGroups, s
  * drawn from shutdownRetry, so that refused clients come back spread out.
  */
 function answerLater (reply: FastifyReply, stream: EventStream, open: () => void, error: FastifyError | undefined,
-  openStreams: StreamGroups, connections: ClosingConnections, settings: Settings): void {
-  const refusal = error ?? (openStreams.closing ? new FST_SSE_SERVER_CLOSING() : undefined)
+  streamGroups: StreamGroups, connections: ClosingConnections, settings: Settings): void {
+  const refusal = error ?? (streamGroups.closing ? new FST_SSE_SERVER_CLOSING() : undefined)
   if (refusal !== undefined) {
     stream.abandon(refusal)
-    refuse(reply, refusal, openStreams, connections, settings)
+    refuse(reply, refusal, streamGroups, connections, settings)
     return
   }
   try {
@@ -132,17 +132,17 @@ function unavailable (channel: Channel, error: unknown): FastifyError {
 }
 
 /** Why no stream may open on this reply now, or undefined if one may. */
-function whyNot (reply: FastifyReply, openStreams: StreamGroups, address: string): FastifyError | undefined {
+function whyNot (reply: FastifyReply, streamGroups: StreamGroups, address: string): FastifyError | undefined {
   if (reply.sent || reply.raw.headersSent) {
     return new FST_SSE_ALREADY_SENT(reply.request.method, reply.routeOptions.url ?? reply.request.url)
   }
-  if (openStreams.closing) return new FST_SSE_SERVER_CLOSING()
-  return openStreams.refusal(address)
+  if (streamGroups.closing) return new FST_SSE_SERVER_CLOSING()
+  return streamGroups.refusal(address)
 }
 
-function refuse (reply: FastifyReply, reason: FastifyError, openStreams: StreamGroups, connections: ClosingConnections,
+function refuse (reply: FastifyReply, reason: FastifyError, streamGroups: StreamGroups, connections: ClosingConnections,
   settings: Settings): void {
-  openStreams.stats.streamRefused(reply, reason)
+  streamGroups.stats.streamRefused(reply, reason)
   if (reason instanceof FST_SSE_ALREADY_SENT) {
     // As Fastify's own reply.send() does on a reply already sent: a warning, and nothing thrown (this may run in a
     // timer, where a throw would end the process). The handle returned is closed.
@@ -155,7 +155,7 @@ function refuse (reply: FastifyReply, reason: FastifyError, openStreams: StreamG
   } else if (reason instanceof FST_SSE_CHANNEL_UNAVAILABLE) {
     refuseStream(reply, reason, drawRetryAfter(settings.shutdownRetry))
   } else {
-    const limits = openStreams.limits as StreamLimits
+    const limits = streamGroups.limits as StreamLimits
     limits.noteRefusal(reply.log)
     refuseStream(reply, reason, limits.retryAfter)
   }

@@ -1,26 +1,29 @@
 import type { FastifyReply, RouteOptions } from 'fastify'
-import type { SseEncoding, SseReplyOptions, SseRouteOptions, SseSerializer } from './types'
+import type { SseReplyOptions, SseRouteOptions } from './types'
+import type { SseSerializer } from '../core/events'
+import type { SseEncoding } from '../stream/compression'
 import type { Settings } from './options'
-import type { OpenStreams } from '../stream/stream-group'
+import type { StreamGroup } from '../stream/stream-group'
 import type { StreamGroups } from '../stream/stream-groups'
-import { check, checkSerializerAndRetry, checkStreamOptions, checkTiming, resolveCompression } from './options'
+import { checkSerializerAndRetry, checkStreamOptions, checkTiming, resolveCompression } from './options'
+import { check } from '../core/checks'
 import { ROUTE_OPTIONS, refuseUnknownOptions } from '../core/option-names'
 import { EVENT_STREAM, eventSerializer, findEventSchema, type DeclaredEventSchema } from '../protocol/event-schema'
 import { refuseUnacceptable } from '../protocol/negotiation'
 import { FST_SSE_INVALID_OPTION } from '../core/errors'
-import { describe } from '../protocol/framing'
+import { describe } from '../core/describe'
 
 // Where a route's resolved settings are kept: in its config, which Fastify copies into the route's context
 // after the onRoute hooks, and gives back as reply.routeOptions.config.
 const kRouteSettings = Symbol('fastify-sse-h2.route')
 
 /** A route's `config.sse` and event schema, read and checked once, when the route is added. */
-export interface RouteSettings {
+interface RouteSettings {
   retry: number | undefined
   serializer: SseSerializer | undefined
   compression: readonly SseEncoding[] | false | undefined
   /** The group of streams with this route's timing (heartbeat, buffer bound, write timeout). */
-  openStreams: OpenStreams
+  group: StreamGroup
   eventSchema: DeclaredEventSchema | undefined
   /** The event schema's serializer, made for the route's first stream. */
   eventSerializer: SseSerializer | undefined
@@ -28,11 +31,11 @@ export interface RouteSettings {
 }
 
 /** What one stream uses: its `reply.sse()` options, else its route's, else the plugin's. */
-export interface StreamSettings {
+interface StreamSettings {
   serializer: SseSerializer
   retry: number | undefined
   compression: readonly SseEncoding[] | false
-  openStreams: OpenStreams
+  group: StreamGroup
   /** The route's event schema, when its serializer is the one used. */
   eventSchema: DeclaredEventSchema | undefined
 }
@@ -78,7 +81,7 @@ function resolveRouteOptions (options: unknown, eventSchema: DeclaredEventSchema
     retry: route.retry,
     serializer: route.serializer,
     compression: route.compression === undefined ? undefined : resolveCompression(route.compression, 'config.sse.'),
-    openStreams: groups.group(timing),
+    group: groups.group(timing),
     eventSchema,
     eventSerializer: undefined,
     negotiate: route.negotiate === true
@@ -98,7 +101,7 @@ export function resolveStreamSettings (reply: FastifyReply, settings: Settings, 
     compression: options?.compression !== undefined
       ? resolveCompression(options.compression)
       : route?.compression ?? settings.compression,
-    openStreams: route?.openStreams ?? groups.main,
+    group: route?.group ?? groups.main,
     eventSchema: schemaApplies ? route?.eventSchema : undefined
   }
 }

@@ -1,73 +1,9 @@
 import type { Readable } from 'node:stream'
-import type { FastifyTypeProvider } from 'fastify'
-import type { Channel, ChannelFilter } from '../channels/channel'
-import type { EventStream } from '../stream/transport'
+import type { SseMessage, SseSerializer, SseSourceContext } from '../core/events'
+import type { SseEncoding } from '../stream/compression'
 import type { SseStore } from '../stores/store'
-
-/**
- * One server-sent event: at least one of these fields, and no other (an object with none, or another, is refused).
- * `Data` is the type of its data: what an event schema declares, with a type provider.
- */
-export interface SseEvent<Data = unknown> {
-  /**
-   * The event's data. A string is written as it is, one `data:` line per line of text;
-   * a Buffer or Uint8Array is written base64-encoded; any other value goes through the serializer
-   * (or the event schema's).
-   * `undefined` writes no `data:` line (the client then dispatches no event).
-   */
-  data?: Data
-  /** The event id: the client sends it back as `Last-Event-ID` when it reconnects. `0` and `''` are sent. */
-  id?: string | number
-  /** The event type: the client's `addEventListener(type)` receives it. Default on the client: `message`. */
-  event?: string
-  /** Milliseconds the client waits before reconnecting, from now on. */
-  retry?: number
-  /** A comment line (`: text`): clients ignore it; proxies see traffic. */
-  comment?: string
-}
-
-/**
- * An event, or a plain string that is sent as the data of a `message` event (where the data may be any
- * string: not with an event schema that declares other data).
- */
-export type SseMessage<Data = unknown> = SseEvent<Data> | (string extends Data ? string : never)
-
-/**
- * Turns a value that is not a string into the text of `data:` lines. It is also given the event's type, as a
- * second argument (`undefined` for a `message` event).
- */
-export type SseSerializer = (data: unknown) => string
-
-/** The fields of an event besides its type and data. */
-export type SseEventFields = Omit<SseEvent, 'event' | 'data'>
-
-// An event map: a oneOf or anyOf each branch of which declares its `event` as a constant (see lib/event-schema.ts).
-interface EventMapBranch {
-  properties: { event: { const: string } | { enum: readonly [string] } }
-}
-type IsEventMap<Schema> = Schema extends { oneOf: readonly EventMapBranch[] } ? true
-  : Schema extends { anyOf: readonly EventMapBranch[] } ? true : false
-
-/** The type a type provider gives the value a schema serializes (as Fastify's own CallSerializerTypeProvider). */
-type SerializedType<TypeProvider extends FastifyTypeProvider, Schema> = (TypeProvider & { schema: Schema })['serializer']
-
-/**
- * The messages an event schema allows: events whose data it declares, or, for an event map, the events of the
- * types it declares. Without a type provider, any message.
- */
-export type SseMessageOf<TypeProvider extends FastifyTypeProvider, Schema> =
-  SerializedType<TypeProvider, Schema> extends infer Data
-    ? unknown extends Data
-      ? SseMessage
-      : IsEventMap<Schema> extends true ? Data & SseEventFields : SseMessage<Data>
-    : never
-
-/** The event schema a route declares: `schema.response[status].content['text/event-stream'].schema`. */
-export type EventSchemaOf<SchemaCompiler> = SchemaCompiler extends { response: infer Responses }
-  ? { [Status in keyof Responses]: Responses[Status] extends { content: { 'text/event-stream': { schema: infer Schema } } }
-      ? Schema
-      : never }[keyof Responses]
-  : never
+import type { Channel, ChannelFilter } from '../channels/channel'
+import type { EventStream } from '../channels/event-stream'
 
 /**
  * The handle `reply.sse()` gives on a route. Where a type provider types the route's replies, it is also `void`
@@ -77,18 +13,6 @@ export type EventSchemaOf<SchemaCompiler> = SchemaCompiler extends { response: i
 export type RouteEventStream<Message extends SseMessage, ReplyType> = unknown extends ReplyType
   ? EventStream<Message>
   : EventStream<Message> & void
-
-/** What the streams of a route send: the messages its event schema allows, or any message. */
-export type RouteSseMessage<TypeProvider extends FastifyTypeProvider, SchemaCompiler> =
-  [EventSchemaOf<SchemaCompiler>] extends [never] ? SseMessage : SseMessageOf<TypeProvider, EventSchemaOf<SchemaCompiler>>
-
-/** What a function source is given. */
-export interface SseSourceContext {
-  /** Aborted when the stream ends: the client went away, the server closes, or the stream was closed. */
-  signal: AbortSignal
-  /** The id the client last received (`Last-Event-ID`, or the query fallback), or `undefined`. */
-  lastEventId: string | undefined
-}
 
 /**
  * What `reply.sse()` can stream: events pulled one at a time, with backpressure. A string is iterable
@@ -105,12 +29,6 @@ export type SseSource<Message = SseMessage> = SseIterableSource<Message> |
 
 /** A channel of a stream of several (`reply.sse([...])`): a channel, or one and which of its events the stream gets. */
 export type SseChannelEntry = Channel<never> | { channel: Channel<never>, filter?: ChannelFilter }
-
-/** Options of `stream.subscribe(channel, options)`. */
-export interface SseSubscribeOptions {
-  /** Which of the channel's events this stream receives, as `reply.sse(channel, { filter })`'s. */
-  filter?: ChannelFilter
-}
 
 /** Options of one `reply.sse()` call; they override the route's and the plugin's. */
 export interface SseReplyOptions {
@@ -151,15 +69,6 @@ export interface SseRouteOptions {
    * @default false
    */
   negotiate?: boolean
-}
-
-/** Options of a channel, given when it is made: `app.sse.channel(name, { schema })`. */
-export interface SseChannelOptions<Schema extends object = object> {
-  /**
-   * Event schema of the channel's events: their data is serialized by it (compiled once, with the app's
-   * serializer compiler), and what it does not declare is dropped. A data schema, or an event map.
-   */
-  schema?: Schema
 }
 
 /** Options of the plugin, given to `app.register(sse, options)`. */
@@ -239,9 +148,6 @@ export interface FastifySseOptions {
    */
   shutdownRetry?: SseShutdownRetry
 }
-
-/** Content encodings the plugin can compress streams with. */
-export type SseEncoding = 'br' | 'gzip'
 
 /** A window of reconnection delays, in whole milliseconds. */
 export interface SseShutdownRetry {

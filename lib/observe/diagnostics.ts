@@ -1,32 +1,23 @@
 import { channel } from 'node:diagnostics_channel'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import type { EventStream } from '../stream/transport'
-import type { SseMessage } from '../fastify/types'
+import type { SseMessage } from '../core/events'
+import type { SseCloseCode, SseRefusalCode, SseReplayOutcome } from '../core/codes'
 
 // node:diagnostics_channel events, named and shaped as undici's are: one channel for each thing that happens, its
 // message an object that names what it happened to. A subscriber keys its own state by `stream` (a WeakMap), as
 // undici's subscribers key theirs by request. Each message is made only when the channel has subscribers.
-
-/** The reasons a stream that opened closes with: its `signal.reason.code`. */
-export type SseCloseCode = 'FST_SSE_CLIENT_CLOSED' | 'FST_SSE_STREAM_ENDED' | 'FST_SSE_SERVER_CLOSING' |
-  'FST_SSE_SLOW_CLIENT' | 'FST_SSE_FROZEN_CLIENT'
-
-/** Why a stream was refused before it opened. */
-export type SseRefusalCode = 'FST_SSE_TOO_MANY_STREAMS' | 'FST_SSE_SERVER_CLOSING' | 'FST_SSE_ALREADY_SENT'
-
-/** How a subscriber's `Last-Event-ID` replay went. */
-export type SseReplayOutcome = 'resumed' | 'missed' | 'failed'
+// `Stream` is the stream's handle: the package exports these types with it (the EventStream class, a layer above).
 
 /** `fastify-sse-h2:stream:open`: a stream opened (its headers are sent), in the request's async context. */
-export interface StreamOpenMessage {
-  stream: EventStream
+export interface StreamOpenMessage<Stream = object> {
+  stream: Stream
   request: FastifyRequest
   reply: FastifyReply
 }
 
 /** `fastify-sse-h2:stream:close`: a stream that opened has ended; `code` says why. */
-export interface StreamCloseMessage {
-  stream: EventStream
+export interface StreamCloseMessage<Stream = object> {
+  stream: Stream
   code: SseCloseCode
   reason: FastifyError
 }
@@ -35,8 +26,8 @@ export interface StreamCloseMessage {
  * `fastify-sse-h2:stream:drop`: the server is dropping a client that fell behind (`FST_SSE_SLOW_CLIENT`) or took nothing
  * for `writeTimeout` (`FST_SSE_FROZEN_CLIENT`), just before it closes: `stream.bufferedBytes` is still what waited.
  */
-export interface StreamDropMessage {
-  stream: EventStream
+export interface StreamDropMessage<Stream = object> {
+  stream: Stream
   code: 'FST_SSE_SLOW_CLIENT' | 'FST_SSE_FROZEN_CLIENT'
   reason: FastifyError
 }
@@ -59,8 +50,8 @@ export interface ChannelPublishMessage {
 }
 
 /** `fastify-sse-h2:channel:replay`: a subscriber's replay after its `Last-Event-ID` was written, or failed. */
-export interface ChannelReplayMessage {
-  stream: EventStream
+export interface ChannelReplayMessage<Stream = object> {
+  stream: Stream
   /** The channel's name. */
   channel: string
   /** `resumed`: from right after its id; `missed`: its id was not retained (the `missed` event went first). */
@@ -78,17 +69,17 @@ const streamRefuse = channel('fastify-sse-h2:stream:refuse')
 const channelPublish = channel('fastify-sse-h2:channel:publish')
 const channelReplay = channel('fastify-sse-h2:channel:replay')
 
-export function publishStreamOpen (stream: EventStream, reply: FastifyReply): void {
+export function publishStreamOpen (stream: object, reply: FastifyReply): void {
   if (streamOpen.hasSubscribers) streamOpen.publish({ stream, request: reply.request, reply } satisfies StreamOpenMessage)
 }
 
-export function publishStreamClose (stream: EventStream, reason: FastifyError): void {
+export function publishStreamClose (stream: object, reason: FastifyError): void {
   if (streamClose.hasSubscribers) {
     streamClose.publish({ stream, code: reason.code as SseCloseCode, reason } satisfies StreamCloseMessage)
   }
 }
 
-export function publishStreamDrop (stream: EventStream, reason: FastifyError): void {
+export function publishStreamDrop (stream: object, reason: FastifyError): void {
   if (streamDrop.hasSubscribers) {
     streamDrop.publish({ stream, code: reason.code as StreamDropMessage['code'], reason } satisfies StreamDropMessage)
   }
@@ -106,7 +97,7 @@ export function publishChannelPublish (name: string, id: string, event: SseMessa
   if (channelPublish.hasSubscribers) channelPublish.publish({ channel: name, id, event } satisfies ChannelPublishMessage)
 }
 
-export function publishChannelReplay (stream: EventStream, name: string, outcome: SseReplayOutcome, events: number,
+export function publishChannelReplay (stream: object, name: string, outcome: SseReplayOutcome, events: number,
   error?: unknown): void {
   if (!channelReplay.hasSubscribers) return
   const message: ChannelReplayMessage = { stream, channel: name, outcome, events }

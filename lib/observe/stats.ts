@@ -1,9 +1,8 @@
 import type { FastifyError, FastifyReply } from 'fastify'
-import type { EventStream } from '../stream/transport'
+import { publishChannelReplay, publishStreamClose, publishStreamRefuse } from './diagnostics'
 import {
-  publishChannelReplay, publishStreamClose, publishStreamRefuse, type SseCloseCode, type SseRefusalCode,
-  type SseReplayOutcome
-} from './diagnostics'
+  CLOSE_CODES, REFUSAL_CODES, REPLAY_OUTCOMES, zeroCounts, type SseCloseCode, type SseRefusalCode, type SseReplayOutcome
+} from '../core/codes'
 
 /** Open streams of one protocol, and how many opened in all. */
 export interface SseProtocolStats {
@@ -52,15 +51,9 @@ export class Stats {
   subscriptions = 0
   private readonly http1 = { open: 0, opened: 0 }
   private readonly http2 = { open: 0, opened: 0 }
-  private readonly closed: Record<SseCloseCode, number> = {
-    FST_SSE_CLIENT_CLOSED: 0, FST_SSE_STREAM_ENDED: 0, FST_SSE_SERVER_CLOSING: 0, FST_SSE_SLOW_CLIENT: 0, FST_SSE_FROZEN_CLIENT: 0
-  }
-
-  private readonly refused: Record<SseRefusalCode, number> = {
-    FST_SSE_TOO_MANY_STREAMS: 0, FST_SSE_SERVER_CLOSING: 0, FST_SSE_ALREADY_SENT: 0
-  }
-
-  private readonly replays: Record<SseReplayOutcome, number> = { resumed: 0, missed: 0, failed: 0 }
+  private readonly closed = zeroCounts(CLOSE_CODES)
+  private readonly refused = zeroCounts(REFUSAL_CODES)
+  private readonly replays = zeroCounts(REPLAY_OUTCOMES)
 
   streamOpened (http2: boolean): void {
     const protocol = http2 ? this.http2 : this.http1
@@ -68,7 +61,7 @@ export class Stats {
     protocol.opened++
   }
 
-  streamClosed (stream: EventStream, http2: boolean, reason: FastifyError): void {
+  streamClosed (stream: object, http2: boolean, reason: FastifyError): void {
     (http2 ? this.http2 : this.http1).open--
     this.closed[reason.code as SseCloseCode]++
     publishStreamClose(stream, reason)
@@ -79,7 +72,7 @@ export class Stats {
     publishStreamRefuse(reply, reason)
   }
 
-  replayed (stream: EventStream, channel: string, outcome: SseReplayOutcome, events: number, error?: unknown): void {
+  replayed (stream: object, channel: string, outcome: SseReplayOutcome, events: number, error?: unknown): void {
     this.replays[outcome]++
     publishChannelReplay(stream, channel, outcome, events, error)
   }

@@ -1,6 +1,6 @@
-import type { SseSerializer } from '../fastify/types'
+import type { SseSerializer } from '../core/events'
 import { FST_SSE_UNDECLARED_EVENT } from '../core/errors'
-import { describe } from './framing'
+import { describe } from '../core/describe'
 
 // An event schema is the JSON Schema of the `data` of a stream's events, serialized as Fastify serializes a
 // response (fast-json-stringify by default: what it does not declare is dropped). Or it is an event map: a
@@ -11,7 +11,7 @@ import { describe } from './framing'
 export const EVENT_STREAM = 'text/event-stream'
 
 /** Makes the serializer of one JSON Schema, with the compiler that applies (the route's, the app's). */
-export type CompileSchema = (schema: object) => SseSerializer
+type CompileSchema = (schema: object) => SseSerializer
 
 /** A serializer that is also given the event's type (framing passes it). */
 export type EventSerializer = (data: unknown, event?: string) => string

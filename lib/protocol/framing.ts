@@ -1,5 +1,4 @@
-import { inspect } from 'node:util'
-import type { SseEvent, SseMessage, SseSerializer } from '../fastify/types'
+import type { SseEvent, SseMessage, SseSerializer } from '../core/events'
 import type { EventSerializer } from './event-schema'
 import {
   FST_SSE_INVALID_COMMENT,
@@ -11,6 +10,7 @@ import {
   FST_SSE_SERIALIZER_FAILED,
   FST_SSE_UNKNOWN_EVENT_FIELD
 } from '../core/errors'
+import { describe } from '../core/describe'
 
 // Turns events into the text/event-stream wire format (WHATWG HTML, "Server-sent events", 9.2.5/9.2.6).
 // Pure: no I/O. Every frame ends with a blank line, so frames can be concatenated and written together.
@@ -185,9 +185,4 @@ function forbiddenCharacter (value: string): string {
   if (value.includes('\n')) return 'a string with a line feed (\\n)'
   if (value.includes('\r')) return 'a string with a carriage return (\\r)'
   return 'a string with a NUL character (\\0)'
-}
-
-/** A short description of a bad value for an error message; never the whole value. */
-export function describe (value: unknown): string {
-  return inspect(value, { depth: 0, maxArrayLength: 3, maxStringLength: 40, breakLength: Infinity })
 }

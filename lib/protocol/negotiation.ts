@@ -1,12 +1,12 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { FST_SSE_NOT_ACCEPTABLE } from '../core/errors'
 import { EVENT_STREAM } from './event-schema'
-import { describe } from './framing'
+import { describe } from '../core/describe'
 
 const JSON_TYPE = 'application/json'
 
 /** What a request is answered with, on a route that serves JSON or an event stream; undefined: neither. */
-export type Representation = 'json' | 'event-stream' | undefined
+type Representation = 'json' | 'event-stream' | undefined
 
 interface Weight {
   q: number

@@ -1,4 +1,7 @@
-import type { SseEvent, SseSerializer } from '../fastify/types'
+import type { ChannelEvent, SseEvent, SseSerializer } from '../core/events'
+
+// The snapshot of an event: what subscription filters see. A channel takes it as JSON when the event is published
+// (snapshotOf), every store keeps that text, and hands it back as a SnapshotEvent, which parses it when a filter asks.
 
 /**
  * The event as subscription filters will see it, as JSON, taken when it is published: an app that reuses one
@@ -24,4 +27,40 @@ function dataJson (data: unknown, dataText: string, serializer: SseSerializer): 
     if (json !== undefined) return json
   } catch {}
   return JSON.stringify(dataText)
+}
+
+/**
+ * A stored event for stores to hand out (a `StoredEvent`). Its `event` is parsed from the snapshot only when a filter
+ * asks for it, once, and frozen: every filter sees the same event, and none can change it for the others.
+ */
+export class SnapshotEvent {
+  readonly id: string
+  readonly position: string
+  readonly frame: string
+  private readonly snapshot: string
+  private parsed: ChannelEvent | undefined
+
+  constructor (id: string, position: string, body: string, snapshot: string) {
+    this.id = id
+    this.position = position
+    this.frame = 'id: ' + id + '\n' + body
+    this.snapshot = snapshot
+  }
+
+  get event (): ChannelEvent {
+    if (this.parsed === undefined) {
+      const event = JSON.parse(this.snapshot) as ChannelEvent
+      event.id = this.id
+      this.parsed = deepFreeze(event)
+    }
+    return this.parsed
+  }
+}
+
+function deepFreeze<T> (value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const key of Object.keys(value)) deepFreeze((value as Record<string, unknown>)[key])
+    Object.freeze(value)
+  }
+  return value
 }

@@ -1,7 +1,8 @@
 import type { EventToStore, Replay, SseStore, StoredEvent, StoredEventListener } from './store'
-import { SnapshotEvent } from './store'
+import { SnapshotEvent } from '../protocol/snapshot'
 import { FST_SSE_INVALID_OPTION } from '../core/errors'
-import { describe } from '../protocol/framing'
+import { DEFAULT_HISTORY_MAX_AGE, DEFAULT_HISTORY_SIZE } from '../core/defaults'
+import { describe } from '../core/describe'
 
 export interface MemoryStoreOptions {
   /**
@@ -114,8 +115,8 @@ export class MemoryStore implements SseStore {
   private readonly firstSeq = Date.now() * 1000
 
   constructor (options: MemoryStoreOptions = {}) {
-    this.historySize = options.historySize ?? 1000
-    this.historyMaxAge = options.historyMaxAge ?? 300_000
+    this.historySize = options.historySize ?? DEFAULT_HISTORY_SIZE
+    this.historyMaxAge = options.historyMaxAge ?? DEFAULT_HISTORY_MAX_AGE
     checkWhole('historySize', this.historySize)
     checkWhole('historyMaxAge', this.historyMaxAge)
   }

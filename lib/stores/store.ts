@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { ChannelEvent } from '../channels/channel'
+import type { ChannelEvent } from '../core/events'
 
 /** An event as a channel's store keeps it. */
 export interface StoredEvent {
@@ -66,40 +66,4 @@ export interface SseStore {
   close: () => void | Promise<void>
   /** Given the app's logger when the plugin registers, for a store that has things to say (outages). */
   attach?: (log: FastifyBaseLogger) => void
-}
-
-/**
- * A stored event for stores to hand out. Its `event` is parsed from the snapshot only when a filter asks for it,
- * once, and frozen: every filter sees the same event, and none can change it for the others.
- */
-export class SnapshotEvent implements StoredEvent {
-  readonly id: string
-  readonly position: string
-  readonly frame: string
-  private readonly snapshot: string
-  private parsed: ChannelEvent | undefined
-
-  constructor (id: string, position: string, body: string, snapshot: string) {
-    this.id = id
-    this.position = position
-    this.frame = 'id: ' + id + '\n' + body
-    this.snapshot = snapshot
-  }
-
-  get event (): ChannelEvent {
-    if (this.parsed === undefined) {
-      const event = JSON.parse(this.snapshot) as ChannelEvent
-      event.id = this.id
-      this.parsed = deepFreeze(event)
-    }
-    return this.parsed
-  }
-}
-
-function deepFreeze<T> (value: T): T {
-  if (typeof value === 'object' && value !== null) {
-    for (const key of Object.keys(value)) deepFreeze((value as Record<string, unknown>)[key])
-    Object.freeze(value)
-  }
-  return value
 }

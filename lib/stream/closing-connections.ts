@@ -1,11 +1,11 @@
 import type { ServerResponse } from 'node:http'
 import type { Http2ServerResponse, Http2Session } from 'node:http2'
 import type { Socket } from 'node:net'
-import type { RawResponse } from './transport'
+import type { RawResponse } from './response'
 import type { ServerSessions } from './server-sessions'
 
 // At shutdown, a client gets this long to take its last bytes and let its connection go before it is destroyed.
-export const SHUTDOWN_GRACE_MS = 1000
+const SHUTDOWN_GRACE_MS = 1000
 
 /**
  * The connections let go at shutdown: the ones that carried event streams, and the ones a stream was refused

@@ -1,7 +1,7 @@
 import { constants, createBrotliCompress, createGzip, type BrotliCompress, type Gzip } from 'node:zlib'
-import type { SseEncoding } from '../fastify/types'
 
-export type { SseEncoding }
+/** Content encodings the plugin can compress streams with. */
+export type SseEncoding = 'br' | 'gzip'
 export type Compressor = BrotliCompress | Gzip
 
 export const ENCODINGS: readonly SseEncoding[] = ['br', 'gzip']

@@ -1,4 +1,4 @@
-import type { EventStream } from './transport'
+import type { StreamTransport } from './transport'
 
 // The timer ticks at least four times an interval, so a stream is never silent for longer than the interval:
 // it gets its comment between 3/4 and 1 interval after its last write.
@@ -12,11 +12,11 @@ export class Heartbeat {
   private readonly tickMs: number
   private readonly ticksPerBeat: number
   private readonly writeTimeout: number
-  private readonly streams: ReadonlySet<EventStream>
+  private readonly streams: ReadonlySet<StreamTransport>
   private timer: NodeJS.Timeout | undefined
 
   /** Both intervals in ms, 0 for off; at least one of them is on. */
-  constructor (heartbeatInterval: number, writeTimeout: number, streams: ReadonlySet<EventStream>) {
+  constructor (heartbeatInterval: number, writeTimeout: number, streams: ReadonlySet<StreamTransport>) {
     const periods = [heartbeatInterval, writeTimeout].filter((ms) => ms > 0).map((ms) => ms / TICKS_PER_BEAT)
     this.tickMs = Math.min(...periods)
     this.ticksPerBeat = heartbeatInterval > 0 ? Math.round(heartbeatInterval / this.tickMs) : Infinity
@@ -38,22 +38,7 @@ export class Heartbeat {
   /** @internal */
   tick (): void {
     const now = Date.now()
-    for (const stream of this.streams) {
-      if (stream.bufferedBytes === 0) {
-        stream.stalledSince = 0
-        if (++stream.quietTicks >= this.ticksPerBeat) stream.heartbeat()
-        continue
-      }
-      // Bytes wait for the client (a closed stream's last ones too): it gets no heartbeat, which would only pile up
-      // behind them, and is dropped once it has taken nothing of them for writeTimeout.
-      const taken = stream.takenBytes
-      if (stream.stalledSince === 0 || taken !== stream.takenAtCheck) {
-        stream.takenAtCheck = taken
-        stream.stalledSince = now
-      } else if (now - stream.stalledSince >= this.writeTimeout) {
-        stream.dropFrozenClient(now - stream.stalledSince)
-      }
-    }
+    for (const stream of this.streams) stream.tick(now, this.ticksPerBeat, this.writeTimeout)
   }
 }
 

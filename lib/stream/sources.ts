@@ -1,9 +1,9 @@
 import { Readable } from 'node:stream'
 import type { FastifyBaseLogger } from 'fastify'
-import type { SseSourceContext } from '../fastify/types'
-import type { EventStream } from './transport'
+import type { SseSourceContext } from '../core/events'
+import type { StreamTransport } from './transport'
 import { FST_SSE_INVALID_SOURCE } from '../core/errors'
-import { describe } from '../protocol/framing'
+import { describe } from '../core/describe'
 
 type AnyIterator = Iterator<unknown> | AsyncIterator<unknown>
 
@@ -46,7 +46,7 @@ export function openSource (source: unknown, context: SseSourceContext): PulledS
  * behind. When the stream ends for any reason the iterator is ended with `return()`, so a generator's
  * `finally` runs; a source that throws is logged and its stream closed.
  */
-export async function pump (stream: EventStream, source: PulledSource, log: FastifyBaseLogger): Promise<void> {
+export async function pump (stream: StreamTransport, source: PulledSource, log: FastifyBaseLogger): Promise<void> {
   const { iterator } = source
   let returned = false
   const endSource = (): void => {
@@ -64,7 +64,9 @@ export async function pump (stream: EventStream, source: PulledSource, log: Fast
       if (!stream.sendPulled(step.value)) await stream.drained()
     }
   } catch (error) {
-    stream.fail(error)
+    // Logged unless it is the stream's own end.
+    if (stream.closed) log.debug({ err: error }, 'fastify-sse-h2: the event source ended with an error after the stream closed')
+    else log.error({ err: error }, 'fastify-sse-h2: the event source failed; the stream was closed')
   } finally {
     stream.close()
     endSource()

@@ -1,22 +1,25 @@
 import type { Http2Session } from 'node:http2'
-import { EventStream } from './transport'
+import { StreamTransport } from './transport'
 import type { StreamLimits } from './stream-limits'
 import { Stats } from '../observe/stats'
 import type { ClosingConnections } from './closing-connections'
 import { drawRetry, type ShutdownRetry } from './shutdown-retry'
 import { Heartbeat } from './heartbeat'
 
-/** The streams of one plugin instance whose connection is open: what the heartbeat and shutdown walk. */
-export class OpenStreams {
+/**
+ * Streams of one plugin instance with the same timing, whose connection is open: what their heartbeat and shutdown
+ * walk.
+ */
+export class StreamGroup {
   readonly maxBufferedBytes: number
   readonly writeTimeout: number
   readonly limits: StreamLimits | undefined
   /** The plugin instance's counters, which its streams add to. */
   readonly stats: Stats
-  private readonly streams = new Set<EventStream>()
+  private readonly streams = new Set<StreamTransport>()
   // Connections of streams dropped (slow or frozen clients) that have not closed yet: shutdown lets go of them too,
   // though no stream of theirs is open any more (a frozen HTTP/2 client never answers its GOAWAY).
-  private readonly lingering = new Set<Http2Session | EventStream>()
+  private readonly lingering = new Set<Http2Session | StreamTransport>()
   private readonly heartbeat: Heartbeat | undefined
   /** True once closeAll() began: a stream that would open after it is refused. */
   closing = false
@@ -38,14 +41,14 @@ export class OpenStreams {
     return this.streams.size
   }
 
-  add (stream: EventStream): void {
+  add (stream: StreamTransport): void {
     this.streams.add(stream)
     this.limits?.opened(stream.address)
     if (this.streams.size === 1) this.heartbeat?.start()
   }
 
   /** The stream was dropped: it counts no more, though its connection may not have closed yet. */
-  letGo (stream: EventStream): void {
+  letGo (stream: StreamTransport): void {
     if (!this.remove(stream)) return
     const session = stream.session
     // HTTP/1.1: until its socket's close, which destroy() brings.
@@ -58,12 +61,12 @@ export class OpenStreams {
   }
 
   /** Its connection closed. */
-  delete (stream: EventStream): void {
+  delete (stream: StreamTransport): void {
     this.lingering.delete(stream)
     this.remove(stream)
   }
 
-  private remove (stream: EventStream): boolean {
+  private remove (stream: StreamTransport): boolean {
     if (!this.streams.delete(stream)) return false
     this.limits?.closed(stream.address)
     if (this.streams.size === 0) this.heartbeat?.stop()
@@ -81,7 +84,7 @@ export class OpenStreams {
       stream.shutdown(drawRetry(retry))
     }
     for (const connection of this.lingering) {
-      if (connection instanceof EventStream) connections.add(connection.response)
+      if (connection instanceof StreamTransport) connections.add(connection.response)
       else connections.addHttp2Session(connection)
     }
   }

@@ -3,7 +3,7 @@ import type { StreamLimits } from './stream-limits'
 import type { ClosingConnections } from './closing-connections'
 import type { ShutdownRetry } from './shutdown-retry'
 import type { Stats } from '../observe/stats'
-import { OpenStreams } from './stream-group'
+import { StreamGroup } from './stream-group'
 
 /** How long a stream may stay quiet, fall behind, and wait for its client: set per plugin, or per route. */
 export interface StreamTiming {
@@ -20,8 +20,8 @@ export class StreamGroups {
   readonly limits: StreamLimits | undefined
   readonly stats: Stats
   /** The group of streams with the plugin's timing. */
-  readonly main: OpenStreams
-  private readonly byTiming = new Map<string, OpenStreams>()
+  readonly main: StreamGroup
+  private readonly byTiming = new Map<string, StreamGroup>()
 
   constructor (timing: StreamTiming, limits: StreamLimits | undefined, stats: Stats) {
     this.limits = limits
@@ -30,11 +30,11 @@ export class StreamGroups {
   }
 
   /** The group of that timing, made on first use (when a route is added). */
-  group ({ heartbeatInterval, maxBufferedBytes, writeTimeout }: StreamTiming): OpenStreams {
+  group ({ heartbeatInterval, maxBufferedBytes, writeTimeout }: StreamTiming): StreamGroup {
     const key = `${heartbeatInterval}/${maxBufferedBytes}/${writeTimeout}`
     let group = this.byTiming.get(key)
     if (group === undefined) {
-      group = new OpenStreams(heartbeatInterval, maxBufferedBytes, writeTimeout, this.stats, this.limits)
+      group = new StreamGroup(heartbeatInterval, maxBufferedBytes, writeTimeout, this.stats, this.limits)
       this.byTiming.set(key, group)
     }
     return group
@@ -53,7 +53,7 @@ export class StreamGroups {
     return this.main.closing
   }
 
-  /** Ends every stream of every group: see OpenStreams.closeAll(). */
+  /** Ends every stream of every group: see StreamGroup.closeAll(). */
   closeAll (connections: ClosingConnections, retry: ShutdownRetry): void {
     for (const group of this.byTiming.values()) group.closeAll(connections, retry)
   }

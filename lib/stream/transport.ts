@@ -1,40 +1,32 @@
 import { constants as http2Constants } from 'node:http2'
-import type { Http2ServerResponse, Http2Session, ServerHttp2Stream } from 'node:http2'
+import type { Http2Session, ServerHttp2Stream } from 'node:http2'
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Writable } from 'node:stream'
 import type { FastifyBaseLogger, FastifyError } from 'fastify'
-import type { SseMessage, SseSerializer, SseSubscribeOptions } from '../fastify/types'
-import type { OpenStreams } from './stream-group'
-import type { Subscription } from '../channels/subscription'
+import type { SseMessage, SseSerializer } from '../core/events'
 import type { Stats } from '../observe/stats'
-import type { Channel, ChannelFilter } from '../channels/channel'
-import { MAX_CURSOR_CHANNELS, StreamCursor, refuseOwnId } from '../channels/cursor'
-import { checkChannel, subscriptionEntry } from '../channels/channel-list'
+import type { StreamGroup } from './stream-group'
 import { createCompressor, FLUSH, type Compressor, type SseEncoding } from './compression'
+import { currentTurn } from './turns'
+import { isGone, targetOf, watchClose, writeHeaders, type RawResponse } from './response'
 import { HEARTBEAT_FRAME, frameComment, frameEvent, frameRetry } from '../protocol/framing'
 import { publishStreamDrop } from '../observe/diagnostics'
 import {
-  FST_SSE_CLIENT_CLOSED, FST_SSE_FROZEN_CLIENT, FST_SSE_SLOW_CLIENT, FST_SSE_STREAM_ENDED, FST_SSE_SERVER_CLOSING,
-  FST_SSE_CHANNEL_CLOSED, FST_SSE_TOO_MANY_CHANNELS
+  FST_SSE_CLIENT_CLOSED, FST_SSE_FROZEN_CLIENT, FST_SSE_SLOW_CLIENT, FST_SSE_STREAM_ENDED, FST_SSE_SERVER_CLOSING
 } from '../core/errors'
 
-export type RawResponse = ServerResponse | Http2ServerResponse
+/**
+ * Where a stream is in its life. `unanswered`: its headers wait (a channel stream waits for its store to say where it
+ * starts), and so do its frames. `open`: headers sent, counted as open. `ended`: nothing more will be written; its
+ * last bytes may still be on their way to the client. A close asked for while events are still owed to the stream (a
+ * replay being read) is its `reason`, set before it ends.
+ */
+type Phase = 'unanswered' | 'open' | 'ended'
 
 // Frames produced without yielding to the event loop are written together, up to this many characters.
 const FLUSH_AT = 16 * 1024
 // One Buffer written to every stream it is due: no encoding, no copy.
 const HEARTBEAT_BYTES = Buffer.from(HEARTBEAT_FRAME)
-
-// Turns of the event loop, counted while streams write. Bytes written in this turn or the one before may not have had
-// a chance to reach the client yet: Node hands them to the socket from an immediate (HTTP/2), whose place among the
-// app's own immediates varies. Whether a client is behind is judged by what it was given before that.
-let turn = 0
-let turnsToCount = 0
-
-function endTurn (): void {
-  turn++
-  if (--turnsToCount > 0) setImmediate(endTurn)
-}
 
 interface DrainWait {
   promise: Promise<void>
@@ -42,37 +34,26 @@ interface DrainWait {
 }
 
 /**
- * One open event stream: the handle `reply.sse()` returns. It owns the stream's state (what waits to be
- * written, whether the client is behind, whether it is closed) and writes to the HTTP/2 stream itself,
- * or to the HTTP/1.1 response. Every write goes through `admit()`, the one rule for a client that is behind.
+ * One open event stream's transport: what waits to be written, whether the client is behind, whether it is closed.
+ * It writes to the HTTP/2 stream itself, or to the HTTP/1.1 response. Every write goes through `admit()`, the one
+ * rule for a client that is behind. It knows nothing of channels: the stream that carries them (EventStream) builds
+ * on it through its hooks.
  */
-export class EventStream<Message extends SseMessage = SseMessage> {
+export class StreamTransport<Message extends SseMessage = SseMessage> {
   /** The id the client last received (`Last-Event-ID` header, or the query fallback), or `undefined`. */
   readonly lastEventId: string | undefined
-
-  /** @internal The channels it is subscribed to. */
-  readonly subscriptions: Subscription[] = []
-  /** @internal Set once it carries several channels (or resumes by a cursor): the ids of its events are then this cursor. */
-  cursor: StreamCursor | undefined
-  /** @internal Throws for a channel the stream's route may not stream (its event schema would not apply). */
-  checkChannel: ((channel: Channel) => void) | undefined
-  /** @internal Heartbeat ticks since the last write. */
-  quietTicks = 0
-  /** @internal False once the response is finished or the connection gone. */
-  transportOpen = true
-  /** @internal What the heartbeat last saw the client take (`takenBytes`), and since when (ms), or 0. */
-  takenAtCheck = 0
-  stalledSince = 0
   /** @internal The client's address, when streams are limited per address. */
-  address = ''
+  readonly address: string
   /** @internal The plugin instance's counters. */
   readonly stats: Stats
 
+  private phase: Phase = 'unanswered'
+  // Why it ends (or ended): set when a close is asked for, or when it ends otherwise.
+  private reason: Error | undefined
+  // False once the response is finished or the connection gone.
+  private connected = true
   // Made on first use of `signal`: a channel subscriber that never asks costs no controller.
   private controller: AbortController | undefined
-  private closeReason: Error | undefined
-  // Set by close() while a replay is still being read: the stream ends once it is written.
-  private endReason: Error | undefined
   private readonly res: RawResponse
   // The HTTP/2 stream itself, so writes skip the compatibility layer; the response for HTTP/1.1.
   private readonly target: ServerHttp2Stream | ServerResponse
@@ -84,16 +65,11 @@ export class EventStream<Message extends SseMessage = SseMessage> {
   private readonly http2: boolean
   private readonly log: FastifyBaseLogger
   private readonly serializer: SseSerializer
-  private readonly openStreams: OpenStreams
+  private readonly group: StreamGroup
   private pending = ''
   private flushScheduled = false
   private needsDrain = false
   private drainListened = false
-  private ended = false
-  // Until the headers are written (a channel stream waits for its store to say where it starts), frames wait.
-  private opened = false
-  // Counted as opened: its end is counted too.
-  private counted = false
   private drainWait: DrainWait | undefined
   // Bytes handed to the sink, in all.
   private written = 0
@@ -104,38 +80,45 @@ export class EventStream<Message extends SseMessage = SseMessage> {
   // The largest single write over maxBufferedBytes still on its way (an event, a replay): the client is not
   // behind for taking its time over it.
   private allowance = 0
+  /** @internal Heartbeat ticks since the last write. */
+  private quietTicks = 0
+  /** @internal What the heartbeat last saw the client take, and since when (ms), or 0. */
+  private takenAtCheck = 0
+  /** @internal */
+  private stalledSince = 0
 
   /** @internal */
-  constructor (res: RawResponse, log: FastifyBaseLogger, lastEventId: string | undefined,
-    serializer: SseSerializer, openStreams: OpenStreams) {
+  constructor (res: RawResponse, log: FastifyBaseLogger, lastEventId: string | undefined, serializer: SseSerializer,
+    group: StreamGroup, address = '') {
     this.lastEventId = lastEventId
     this.res = res
     this.http2 = 'stream' in res
-    this.target = 'stream' in res ? res.stream : res
+    this.target = targetOf(res)
     this.sink = this.target
     this.log = log
     this.serializer = serializer
-    this.openStreams = openStreams
-    this.stats = openStreams.stats
+    this.group = group
+    this.stats = group.stats
+    this.address = address
   }
 
   /** Aborted when the stream ends, for any reason: `signal.reason` says which (an error with a `code`). */
   get signal (): AbortSignal {
     if (this.controller === undefined) {
       this.controller = new AbortController()
-      if (this.closeReason !== undefined) this.controller.abort(this.closeReason)
+      if (this.phase === 'ended') this.controller.abort(this.reason)
     }
     return this.controller.signal
   }
 
   /** True once the stream is closed, or closing: nothing more can be sent. */
   get closed (): boolean {
-    return this.ended || this.endReason !== undefined
+    return this.reason !== undefined
   }
 
   /** Bytes not yet taken by the client: frames not yet written, and written ones it has not read. */
   get bufferedBytes (): number {
-    if (!this.transportOpen) return 0
+    if (!this.connected) return 0
     const compressor = this.compressor
     return this.pending.length + this.sink.writableLength +
       (compressor === undefined ? 0 : compressor.readableLength + this.target.writableLength)
@@ -148,7 +131,7 @@ export class EventStream<Message extends SseMessage = SseMessage> {
 
   /** @internal True once nothing more will be written, replays included. */
   get hasEnded (): boolean {
-    return this.ended
+    return this.phase === 'ended'
   }
 
   /**
@@ -158,7 +141,6 @@ export class EventStream<Message extends SseMessage = SseMessage> {
    */
   send (message: Message): boolean {
     if (this.closed) return false
-    if (this.cursor !== undefined) refuseOwnId(message)
     return this.queue(frameEvent(message, this.serializer), true, true, 1)
   }
 
@@ -170,71 +152,13 @@ export class EventStream<Message extends SseMessage = SseMessage> {
 
   /** Resolves when what was sent has been handed to the client, or the stream closed. Never rejects. */
   drained (): Promise<void> {
-    if (!this.needsDrain || this.ended) return Promise.resolve()
+    if (!this.needsDrain || this.phase === 'ended') return Promise.resolve()
     if (this.drainWait === undefined) {
       let release!: () => void
       const promise = new Promise<void>((resolve) => { release = resolve })
       this.drainWait = { promise, resolve: release }
     }
     return this.drainWait.promise
-  }
-
-  /**
-   * Subscribes the open stream to one more channel: its events arrive from now on, or, when the client came back with
-   * a cursor that holds the channel, from after its position there. The stream then carries several channels, and
-   * the id of every event is its cursor. Subscribed already: the filter is replaced. Closed: nothing happens.
-   */
-  subscribe (channel: Channel<never>, options?: SseSubscribeOptions): void {
-    const { channel: checked, filter } = subscriptionEntry(channel, options)
-    this.join(checked, filter, true)
-  }
-
-  /**
-   * Unsubscribes the stream from a channel, after the events of it this instance already holds; the stream stays
-   * open. Not subscribed: nothing happens.
-   */
-  unsubscribe (channel: Channel<never>): void {
-    const checked = checkChannel(channel, 'stream.unsubscribe()')
-    const index = this.subscriptions.findIndex((subscription) => subscription.channel === checked)
-    if (index === -1) return
-    const subscription = this.subscriptions[index]
-    checked.catchUp(subscription)
-    this.subscriptions.splice(index, 1)
-    subscription.cancel()
-    checked.unsubscribe(subscription)
-    // A close that waited for its replay goes ahead.
-    this.settled()
-  }
-
-  /**
-   * @internal Subscribes to a channel, resumed by the stream's last event id. `several`: the stream carries several
-   * channels (a list, or subscribe()), and writes its cursor as the id of its events. `answer`: as Channel's
-   * subscribe() (at once when there is nothing to subscribe).
-   */
-  join (channel: Channel, filter: ChannelFilter | undefined, several: boolean, answer?: (error?: unknown) => void): void {
-    const subscribed = this.subscriptions.find((subscription) => subscription.channel === channel)
-    if (this.closed || subscribed !== undefined) {
-      if (subscribed !== undefined) subscribed.filter = filter
-      answer?.()
-      return
-    }
-    if (channel.closed) throw new FST_SSE_CHANNEL_CLOSED(channel.name)
-    if (this.subscriptions.length === MAX_CURSOR_CHANNELS) {
-      throw new FST_SSE_TOO_MANY_CHANNELS(MAX_CURSOR_CHANNELS, MAX_CURSOR_CHANNELS + 1)
-    }
-    this.checkChannel?.(channel)
-    if (this.cursor === undefined) {
-      const cursor = new StreamCursor(this.lastEventId)
-      // A client that comes back with a cursor is given cursors again, on a stream of one channel too.
-      if (several || cursor.resumes) {
-        this.cursor = cursor
-        for (const subscription of this.subscriptions) cursor.add(subscription, this.subscriptions)
-      }
-    }
-    const cursor = this.cursor
-    channel.subscribe(this, filter, cursor !== undefined
-      ? cursor.resumeOf(channel.name)
-      : this.lastEventId === undefined ? undefined : { id: this.lastEventId }, answer)
   }
 
   /**
@@ -248,33 +172,17 @@ export class EventStream<Message extends SseMessage = SseMessage> {
   /** @internal Writes the headers (and `retry:`), or ends at once for HEAD or a client already gone. */
   open (statusCode: number, headers: OutgoingHttpHeaders, retry: number | undefined, headOnly: boolean,
     encoding?: SseEncoding): void {
-    const res = this.res
-    if (this.transportGone()) {
+    if (isGone(this.res)) {
       this.abandon(new FST_SSE_CLIENT_CLOSED())
       return
     }
-    // Listeners cost memory on every idle stream: 'close' is the one every stream needs (on, not once: once
-    // allocates a bound wrapper), 'drain' is added when a write first waits, and only HTTP/1.1 can emit 'error'.
-    this.res.on('close', () => this.onTransportClose())
-    if (!this.http2) {
-      this.res.on('error', onResponseError)
-      if ((this.res as ServerResponse).socket === null) this.watchQueued(this.res as ServerResponse)
-    }
-    // The client's `open` event must fire before the first event, however long that takes: the headers go now.
-    if (this.http2) {
-      // Straight to the stream: the compatibility layer would keep a second copy of them for the stream's life.
-      res.statusCode = statusCode
-      ;(this.target as ServerHttp2Stream).respond({ ...headers, ':status': statusCode })
-      this.http2Session = (this.target as ServerHttp2Stream).session
-    } else {
-      res.writeHead(statusCode, headers)
-      ;(res as ServerResponse).flushHeaders()
-    }
-    this.opened = true
+    watchClose(this.res, () => this.onTransportClose())
+    this.http2Session = writeHeaders(this.res, statusCode, headers)
     if (headOnly) {
       this.end(new FST_SSE_STREAM_ENDED())
       return
     }
+    this.phase = 'open'
     if (encoding !== undefined) {
       const compressor = createCompressor(encoding)
       compressor.on('error', onCompressorError)
@@ -283,8 +191,7 @@ export class EventStream<Message extends SseMessage = SseMessage> {
       this.flushKind = FLUSH[encoding]
       this.sink = compressor
     }
-    this.openStreams.add(this)
-    this.counted = true
+    this.group.add(this)
     this.stats.streamOpened(this.http2)
     if (retry !== undefined) this.queue(frameRetry(retry), false, false, 0)
     else if (this.pending !== '') this.flush()
@@ -292,41 +199,29 @@ export class EventStream<Message extends SseMessage = SseMessage> {
 
   /** @internal The stream will never open: aborts its signal so that a source already made lets go. */
   abandon (reason: Error): void {
-    this.ended = true
-    this.transportOpen = false
+    this.connected = false
     this.finish(reason)
   }
 
   /** @internal Sends an event from a pulled source: the source is paused instead of being bounded. */
   sendPulled (message: unknown): boolean {
-    if (this.cursor !== undefined) refuseOwnId(message)
     return this.queue(frameEvent(message as SseMessage, this.serializer), false, false, 1)
-  }
-
-  /** @internal Logs what made a source fail, unless it is the stream's own end, then closes. */
-  fail (error: unknown): void {
-    if (this.closed) {
-      this.log.debug({ err: error }, 'fastify-sse-h2: the event source ended with an error after the stream closed')
-    } else {
-      this.log.error({ err: error }, 'fastify-sse-h2: the event source failed; the stream was closed')
-    }
-    this.close()
   }
 
   /** @internal Writes what is pending, unless the client is behind. */
   flush (): void {
     this.flushScheduled = false
-    if (this.needsDrain || this.pending === '' || this.ended || !this.opened) return
+    if (this.needsDrain || this.pending === '' || this.phase !== 'open') return
     const chunk = this.pending
     this.pending = ''
     this.writeOut(chunk)
   }
 
   /**
-   * @internal Writes `events` events of a channel at once, behind what is pending, even while the client is behind: a
-   * chunk shared by every subscriber costs a reference per subscriber, not a copy.
+   * @internal Writes `events` events given by another (a channel) at once, behind what is pending, even while the
+   * client is behind: a chunk shared by every subscriber costs a reference per subscriber, not a copy.
    */
-  writeChannel (chunk: string | Buffer, events: number): void {
+  writeShared (chunk: string | Buffer, events: number): void {
     if (!this.admit(chunk.length, true)) return
     this.stats.eventsSent += events
     // What the stream's own send() queued while the client was behind goes first.
@@ -342,24 +237,33 @@ export class EventStream<Message extends SseMessage = SseMessage> {
     if (text !== '') this.queue(text, true, false, events)
   }
 
-  /** @internal A replay was written (or failed), or a channel caught up: a close that waited for it goes ahead. */
+  /** @internal What was owed to the stream is written: a close that waited for it goes ahead. */
   settled (): void {
-    if (this.endReason !== undefined) this.end(this.endReason)
+    if (this.reason !== undefined) this.end(this.reason)
   }
 
-  /** @internal Called by the heartbeat when the client took nothing of what waits for longer than writeTimeout. */
-  dropFrozenClient (waitedMs: number): void {
-    this.log.warn({ waitedMs, writeTimeout: this.openStreams.writeTimeout },
-      'fastify-sse-h2: a client took nothing for longer than writeTimeout; its stream was closed')
-    const reason = new FST_SSE_FROZEN_CLIENT(waitedMs)
-    publishStreamDrop(this, reason)
-    this.destroy(reason)
-  }
-
-  /** @internal Called by the heartbeat when the stream has been quiet long enough. */
-  heartbeat (): void {
-    // A comment may go ahead of frames still pending: clients ignore it wherever it falls between frames.
-    if (this.admit(HEARTBEAT_BYTES.length, false)) this.writeOut(HEARTBEAT_BYTES)
+  /**
+   * @internal The heartbeat's look at the stream, at `now` (ms): a comment once it has been quiet for `ticksPerBeat`
+   * ticks; dropped once its client has taken nothing of what waits for `writeTimeout` ms.
+   */
+  tick (now: number, ticksPerBeat: number, writeTimeout: number): void {
+    if (this.bufferedBytes === 0) {
+      this.stalledSince = 0
+      // A comment may go ahead of frames still pending: clients ignore it wherever it falls between frames.
+      if (++this.quietTicks >= ticksPerBeat && this.admit(HEARTBEAT_BYTES.length, false)) this.writeOut(HEARTBEAT_BYTES)
+      return
+    }
+    // Bytes wait for the client (a closed stream's last ones too): it gets no heartbeat, which would only pile up
+    // behind them, and is dropped once it has taken nothing of them for writeTimeout.
+    const taken = this.takenBytes
+    if (this.stalledSince === 0 || taken !== this.takenAtCheck) {
+      this.takenAtCheck = taken
+      this.stalledSince = now
+    } else if (now - this.stalledSince >= writeTimeout) {
+      const waitedMs = now - this.stalledSince
+      this.drop(new FST_SSE_FROZEN_CLIENT(waitedMs), { waitedMs, writeTimeout },
+        'a client took nothing for longer than writeTimeout')
+    }
   }
 
   /** @internal The HTTP/2 session the stream was on, kept: a stream reset no longer says. */
@@ -377,25 +281,35 @@ export class EventStream<Message extends SseMessage = SseMessage> {
    * reconnects after that delay (to another instance), which shutdown draws at random for each stream.
    */
   shutdown (retry: number): void {
-    if (!this.ended) this.pending += frameRetry(retry)
+    if (this.phase !== 'ended') this.pending += frameRetry(retry)
     this.end(new FST_SSE_SERVER_CLOSING())
   }
 
   /** @internal Drops the stream at once, with whatever was waiting for the client. */
   destroy (reason: Error): void {
-    if (this.transportOpen) {
+    if (this.connected) {
       if (this.http2) (this.target as ServerHttp2Stream).close(http2Constants.NGHTTP2_CANCEL)
       else (this.res as ServerResponse).destroy()
     }
     // Its slot is free now: over HTTP/2 the stream closes only once its RST_STREAM is sent, which waits behind
     // what the frozen client's connection holds, maybe for good.
-    this.openStreams.letGo(this)
-    if (!this.ended) {
-      this.ended = true
+    this.group.letGo(this)
+    if (this.phase !== 'ended') {
       this.pending = ''
       this.finish(reason)
     }
   }
+
+  /** Before the stream's own write, and before it ends: what others (channels) owe it this tick goes first. */
+  protected catchUp (): void {}
+
+  /** Whether the stream must wait before it ends: events still owed to it are on their way (`settled()` then). */
+  protected holdsEnd (): boolean {
+    return false
+  }
+
+  /** The stream has ended: what builds on it lets go. */
+  protected released (): void {}
 
   /**
    * The one rule for a client that is behind: it is when what it was given before the last two turns of the event
@@ -403,17 +317,18 @@ export class EventStream<Message extends SseMessage = SseMessage> {
    * A bounded write to such a client drops it; any other write is admitted. False if nothing may be written.
    */
   private admit (size: number, bounded: boolean): boolean {
-    if (this.ended) return false
+    if (this.phase === 'ended') return false
+    const turn = currentTurn()
     if (this.turnOfWrites !== turn) {
       this.writtenLastTurn = this.turnOfWrites === turn - 1 ? this.writtenThisTurn : 0
       this.writtenThisTurn = 0
       this.turnOfWrites = turn
     }
-    if (turnsToCount === 0) setImmediate(endTurn)
-    turnsToCount = 2
-    const limit = this.openStreams.maxBufferedBytes
+    const limit = this.group.maxBufferedBytes
     if (bounded && this.waitingFromEarlierTurns() > limit + this.allowance) {
-      this.dropSlowClient()
+      const buffered = this.bufferedBytes
+      this.drop(new FST_SSE_SLOW_CLIENT(buffered, limit), { bufferedBytes: buffered, maxBufferedBytes: limit },
+        'a client fell behind by more than maxBufferedBytes')
       return false
     }
     this.writtenThisTurn += size
@@ -436,15 +351,9 @@ export class EventStream<Message extends SseMessage = SseMessage> {
     return waiting - this.writtenThisTurn - this.writtenLastTurn
   }
 
-  /** Channel events this tick holds for the stream go ahead of what it writes itself. */
-  private catchUpChannels (): void {
-    const subscriptions = this.subscriptions
-    for (let i = 0; i < subscriptions.length; i++) subscriptions[i].channel.catchUp(subscriptions[i])
-  }
-
-  /** Queues a frame of `events` events (0: a comment, a `retry:`). */
+  /** Queues a frame of `events` events (0: a comment, a `retry:`); `own`: the stream's own, after what it is owed. */
   private queue (frame: string, bounded: boolean, own: boolean, events: number): boolean {
-    if (own) this.catchUpChannels()
+    if (own) this.catchUp()
     if (!this.admit(frame.length, bounded)) return false
     this.stats.eventsSent += events
     this.pending += frame
@@ -475,24 +384,21 @@ export class EventStream<Message extends SseMessage = SseMessage> {
     }
   }
 
-  private dropSlowClient (): void {
-    const buffered = this.bufferedBytes
-    const limit = this.openStreams.maxBufferedBytes
-    this.log.warn({ bufferedBytes: buffered, maxBufferedBytes: limit },
-      'fastify-sse-h2: a client fell behind by more than maxBufferedBytes; its stream was closed')
-    const reason = new FST_SSE_SLOW_CLIENT(buffered, limit)
+  /** Drops a client that is behind (slow) or takes nothing (frozen): a warning, the diagnostics, and its end. */
+  private drop (reason: FastifyError, details: object, message: string): void {
+    this.log.warn(details, 'fastify-sse-h2: ' + message + '; its stream was closed')
     publishStreamDrop(this, reason)
     this.destroy(reason)
   }
 
   private end (reason: Error): void {
-    if (this.ended) return
-    this.endReason ??= reason
+    if (this.phase === 'ended') return
+    this.reason ??= reason
     // What was published before the close goes out before the end; a replay still being read, once it is in.
-    this.catchUpChannels()
-    if (this.ended || this.subscriptions.some(holdsBack)) return
-    this.ended = true
-    if (this.transportOpen) {
+    this.catchUp()
+    // Catching up may have ended it: a client behind by more than it may be is dropped.
+    if ((this.phase as Phase) === 'ended' || this.holdsEnd()) return
+    if (this.connected) {
       // Through writeOut, so that a client that never takes these last bytes is still dropped after writeTimeout.
       if (this.pending !== '') this.writeOut(this.pending)
       // A compressor ends the target through its pipe, once its last bytes are out.
@@ -500,19 +406,20 @@ export class EventStream<Message extends SseMessage = SseMessage> {
       else this.res.end()
     }
     this.pending = ''
-    this.finish(this.endReason)
+    this.finish(this.reason)
   }
 
   private finish (reason: Error): void {
+    const wasOpen = this.phase === 'open'
+    this.phase = 'ended'
+    this.reason = reason
     // A stream closed by the server stays registered until its connection lets go (so that writeTimeout still
     // applies); its quiet count can never reach a heartbeat, so nothing is written after the end.
     this.quietTicks = -Infinity
-    this.closeReason = reason
     this.controller?.abort(reason)
     this.releaseDrainWait()
-    for (const subscription of this.subscriptions) subscription.channel.unsubscribe(subscription)
-    this.subscriptions.length = 0
-    if (this.counted) this.stats.streamClosed(this, this.http2, reason as FastifyError)
+    this.released()
+    if (wasOpen) this.stats.streamClosed(this, this.http2, reason as FastifyError)
   }
 
   private onDrain (): void {
@@ -531,46 +438,17 @@ export class EventStream<Message extends SseMessage = SseMessage> {
   }
 
   private onTransportClose (): void {
-    this.transportOpen = false
+    this.connected = false
     this.compressor?.destroy()
-    this.openStreams.delete(this)
-    if (!this.ended) {
-      this.ended = true
+    this.group.delete(this)
+    if (this.phase !== 'ended') {
       this.pending = ''
       this.finish(new FST_SSE_CLIENT_CLOSED())
     }
   }
-
-  // A pipelined response queued behind others has no socket yet, and Node never closes it if the socket closes
-  // before its turn (it closes it with the socket only once it has it): the socket tells until then.
-  private watchQueued (res: ServerResponse): void {
-    const socket = res.req.socket
-    const onSocketClose = (): void => this.onTransportClose()
-    socket.once('close', onSocketClose)
-    res.once('socket', () => socket.removeListener('close', onSocketClose))
-  }
-
-  private transportGone (): boolean {
-    if (this.http2) {
-      const stream = this.target as ServerHttp2Stream
-      return stream.destroyed || stream.closed
-    }
-    // The request's socket: a pipelined response has none of its own until the responses before it are sent.
-    return (this.res as ServerResponse).req.socket.destroyed
-  }
 }
 
-function holdsBack (subscription: Subscription): boolean {
-  return subscription.replaying || subscription.channel.holdsBack(subscription.stream)
-}
-
-// Node emits 'error' on an HTTP/1.1 response only for a write after its end, which the stream never does;
-// without a listener such an error would crash the process, so one is there. (HTTP/2's compatibility layer
-// never forwards errors to the response.)
-/* c8 ignore next */
-function onResponseError (): void {}
-
-function flushLater (stream: EventStream): void {
+function flushLater (stream: StreamTransport): void {
   stream.flush()
 }
 

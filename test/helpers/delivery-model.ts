@@ -2,9 +2,9 @@ import fc from 'fast-check'
 import { once } from 'node:events'
 import type { EventToStore, SseStore, StoredEvent } from '../../lib/stores/store'
 import type { Channel } from '../../lib/channels/channel'
-import type { RawResponse } from '../../lib/stream/transport'
-import { EventStream } from '../../lib/stream/transport'
-import { OpenStreams } from '../../lib/stream/stream-group'
+import type { RawResponse } from '../../lib/stream/response'
+import { EventStream } from '../../lib/channels/event-stream'
+import { StreamGroup } from '../../lib/stream/stream-group'
 import type { ClosingConnections } from '../../lib/stream/closing-connections'
 import { ChannelSchemas } from '../../lib/channels/channel-schemas'
 import type { FastifyInstance } from 'fastify'
@@ -12,7 +12,8 @@ import { Channels } from '../../lib/channels/channels'
 import { Stats } from '../../lib/observe/stats'
 import { MISSED_EVENT } from '../../lib/channels/subscription'
 import { comparePositions } from '../../lib/core/position'
-import { StreamCursor, isCursor, type ResumeFrom } from '../../lib/channels/cursor'
+import { StreamCursor, type ResumeFrom } from '../../lib/channels/cursor'
+import { isCursor } from '../../lib/protocol/cursor-encoding'
 import { FakeResponse, recordingLogger, type LoggedRecord, type ReadMode } from './fake-response'
 import { within } from './wait'
 
@@ -147,7 +148,7 @@ class Connection {
 
 interface Instance {
   store: SseStore
-  openStreams: OpenStreams
+  openStreams: StreamGroup
   channels: Channels
 }
 
@@ -176,7 +177,7 @@ export class World {
       const stats = new Stats()
       return {
         store,
-        openStreams: new OpenStreams(0, options.maxBufferedBytes, 0, stats),
+        openStreams: new StreamGroup(0, options.maxBufferedBytes, 0, stats),
         channels: new Channels(positioned, JSON.stringify, this.log, noSchemas, stats)
       }
     })

@@ -1,5 +1,5 @@
 import type { EventToStore, StoredEvent } from '../store'
-import { SnapshotEvent } from '../store'
+import { SnapshotEvent } from '../../protocol/snapshot'
 
 // A channel event as a Redis stream entry, stored once. Its frame is kept as it is; its snapshot (what filters
 // see) is most often what the frame says, read back: then only which way the data is read back is stored, in the

@@ -7,7 +7,7 @@
 export const SLOTS = 16384
 
 /** Redis Cluster's CRC16 of a key's bytes (CRC-16/XMODEM: polynomial 0x1021, no reflection, initial 0). */
-export function crc16 (bytes: Uint8Array): number {
+function crc16 (bytes: Uint8Array): number {
   let crc = 0
   for (let i = 0; i < bytes.length; i++) {
     crc ^= bytes[i] << 8

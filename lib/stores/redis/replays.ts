@@ -9,7 +9,7 @@ import { comparePositions } from '../../core/position'
 // Entries a replay reads with each command: a long replay is several short commands, not one long one.
 export const REPLAY_PAGE = 256
 // Reads of replays at once, per process: a reconnect storm waits its turn instead of starving Redis's other clients.
-export const REPLAY_CONCURRENCY = 8
+const REPLAY_CONCURRENCY = 8
 
 interface Waiter {
   resolve: (replay: Replay) => void

@@ -2,9 +2,10 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import { randomUUID } from 'node:crypto'
 import type { EventToStore, Replay, SseStore, StoredEvent, StoredEventListener } from '../store'
-import { SnapshotEvent } from '../store'
+import { SnapshotEvent } from '../../protocol/snapshot'
 import { FST_SSE_STORE_TIMEOUT, FST_SSE_STORE_UNAVAILABLE } from '../../core/errors'
-import { check, isWholeNumberUpTo } from '../../fastify/options'
+import { DEFAULT_HISTORY_MAX_AGE, DEFAULT_HISTORY_SIZE } from '../../core/defaults'
+import { check, isWholeNumberUpTo } from '../../core/checks'
 import { requireIoredis } from './ioredis'
 import { StoreConnection, noop, type RedisClient } from './connection'
 import { RedisKeys } from './keys'
@@ -108,8 +109,8 @@ export class RedisStore implements SseStore {
   constructor (options: RedisStoreOptions = {}) {
     const prefix = options.prefix ?? 'sse:'
     const shards = options.shards ?? 16
-    this.historySize = options.historySize ?? 1000
-    this.historyMaxAge = options.historyMaxAge ?? 300_000
+    this.historySize = options.historySize ?? DEFAULT_HISTORY_SIZE
+    this.historyMaxAge = options.historyMaxAge ?? DEFAULT_HISTORY_MAX_AGE
     this.commandTimeout = options.commandTimeout ?? 2000
     check('prefix', typeof prefix === 'string', 'a string', prefix)
     check('shards', isWholeNumberUpTo(shards, 1, 1024), 'a whole number from 1 to 1024', shards)
