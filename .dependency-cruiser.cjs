@@ -24,10 +24,19 @@ module.exports = {
     },
     {
       name: 'lib-in-layers',
-      comment: 'every file of lib/ is in a layer folder, and none imports the package entries (index.ts, redis.ts, ...)',
+      comment: 'every file of lib/ is in a layer folder (or is the client), and none imports the package entries (index.ts, redis.ts, ...)',
       severity: 'error',
-      from: { path: '^lib/' },
+      from: { path: '^lib/', pathNot: '^lib/client/' },
       to: { path: [`^lib/(?!(${LAYERS.join('|')})/)`, '^[^/]+\\.ts$'] }
+    },
+    {
+      // The client layer: fastify-sse-h2/client loads in a browser as an ES module without a bundler, so it imports
+      // only its own files (relative, with their .js): nothing of the server's layers, no Node.js module, no package.
+      name: 'client-stands-alone',
+      comment: 'lib/client/ imports only lib/client/ (it runs in browsers), and no other folder of lib/ imports it',
+      severity: 'error',
+      from: { path: '^lib/client/' },
+      to: { pathNot: '^lib/client/' }
     },
     {
       name: 'ioredis-only-in-the-redis-store',
