@@ -37,9 +37,9 @@ interface DrainWait {
  * One open event stream's transport: what waits to be written, whether the client is behind, whether it is closed.
  * It writes to the HTTP/2 stream itself, or to the HTTP/1.1 response. Every write goes through `admit()`, the one
  * rule for a client that is behind. It knows nothing of channels: the stream that carries them (EventStream) builds
- * on it through its hooks.
+ * on it through the three hooks it must define.
  */
-export class StreamTransport<Message extends SseMessage = SseMessage> {
+export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
   /** The id the client last received (`Last-Event-ID` header, or the query fallback), or `undefined`. */
   readonly lastEventId: string | undefined
   /** @internal The client's address, when streams are limited per address. */
@@ -301,15 +301,13 @@ export class StreamTransport<Message extends SseMessage = SseMessage> {
   }
 
   /** Before the stream's own write, and before it ends: what others (channels) owe it this tick goes first. */
-  protected catchUp (): void {}
+  protected abstract catchUp (): void
 
   /** Whether the stream must wait before it ends: events still owed to it are on their way (`settled()` then). */
-  protected holdsEnd (): boolean {
-    return false
-  }
+  protected abstract holdsEnd (): boolean
 
   /** The stream has ended: what builds on it lets go. */
-  protected released (): void {}
+  protected abstract released (): void
 
   /**
    * The one rule for a client that is behind: it is when what it was given before the last two turns of the event
