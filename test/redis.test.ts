@@ -58,7 +58,7 @@ test('redis store', { skip }, async (t) => {
     t.ok([...onA, ...onB].every((client) => datas(client).join() === expected), 'all of them, in order, once')
     t.ok(ids.every((id) => /^\d+-\d+$/.test(id)), 'ids are Redis stream entry ids')
     t.same(onB[0].events.slice(1).map((event) => event.id), ids)
-    t.equal(await namedConnections(redis, 'fastify-sse-h2:reader'), 2, 'one reader connection per instance')
+    t.equal(await namedConnections(redis, 'fastify-sse-h2:live'), 2, 'one subscriber connection per instance')
   })
 
   await t.test('a client that reconnects to another instance gets exactly what it missed', async (t) => {
@@ -88,7 +88,7 @@ test('redis store', { skip }, async (t) => {
     t.same(datas(afterOwn), ['after own'], 'a publisher-given id is found across instances')
   })
 
-  await t.test('one reader serves many channels; a closed channel is no longer read; history without an age limit', async (t) => {
+  await t.test('one subscriber connection serves many channels; a closed channel is no longer followed; history without an age limit', async (t) => {
     const store = new RedisStore({ redis: redis.url, historyMaxAge: 0 })
     const app = await startServer(t, 'h2c', (app) => {
       app.get('/:channel', (request, reply) => reply.sse(app.sse.channel((request.params as { channel: string }).channel)))
@@ -135,7 +135,7 @@ test('redis store', { skip }, async (t) => {
     const beats = client.comments.length
     await client.waitForComments(beats + 5)
     t.equal(client.ended, false, 'the subscriber stays open, heartbeats go on')
-    const arrivedDuring = await openStream(t, b, '/user/ann')
+    const arrivedDuring = await openStream(t, b, '/user/ann', { headers: { accept: '*/*' } })
     t.equal(arrivedDuring.status, 503, 'a new stream is refused while its store cannot say where it starts')
     t.ok(Number(arrivedDuring.headers['retry-after']) >= 1)
     await arrivedDuring.waitForEnd()
@@ -167,11 +167,11 @@ test('redis store', { skip }, async (t) => {
     await withClient.app.sse.channel('news').publish('x')
     await subscriber.waitForEvents(1)
     await own.app.sse.channel('news').publish('y')
-    const readersBefore = await namedConnections(redis, 'fastify-sse-h2:reader')
+    const liveBefore = await namedConnections(redis, 'fastify-sse-h2:live')
     await within(own.app.close(), 'the first app to close')
-    t.equal(await namedConnections(redis, 'fastify-sse-h2:reader'), readersBefore, 'an instance that only publishes has no reader')
+    t.equal(await namedConnections(redis, 'fastify-sse-h2:live'), liveBefore, 'an instance that only publishes has no subscriber connection')
     await within(withClient.app.close(), 'the second app to close')
-    t.equal(await namedConnections(redis, 'fastify-sse-h2:reader'), readersBefore - 1, 'the reader is gone')
+    t.equal(await namedConnections(redis, 'fastify-sse-h2:live'), liveBefore - 1, 'its subscriber connection is gone')
     t.equal(given.status, 'ready', 'the client it was given is still open')
     t.equal(await given.ping(), 'PONG')
     const closing = new Redis(redis.url)
@@ -211,7 +211,7 @@ test('redis store', { skip }, async (t) => {
       app.get('/broken', (request, reply) => reply.sse(app.sse.channel('broken')))
     }, { plugin: { store: new RedisStore({ redis: redis.url }) } })
     await t.rejects(app.app.sse.channel('broken').publish('x'), { code: 'FST_SSE_STORE_UNAVAILABLE', message: /WRONGTYPE/ })
-    const refused = await openStream(t, app, '/broken')
+    const refused = await openStream(t, app, '/broken', { headers: { accept: '*/*' } })
     t.equal(refused.status, 503, 'where a subscriber would start cannot be read either')
     await admin.del(new RedisKeys('sse:', 16).stream('broken'))
     await app.app.sse.channel('broken').publish('fixed')
@@ -238,7 +238,7 @@ test('app.close() while Redis is away resolves at once', { skip }, async (t) => 
   await client.waitForEvents(1)
   await redis.stop()
   await server.logs.waitFor((record) => /Redis is unreachable/.test(record.msg ?? ''), 'the outage warning')
-  await within(server.app.close(), 'app.close() with the reader waiting for Redis', 5000)
+  await within(server.app.close(), 'app.close() with the subscriber connection waiting for Redis', 5000)
   t.ok(client.ended || await client.waitForEnd().then(() => true), 'the subscriber was ended')
 })
 

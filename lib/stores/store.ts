@@ -14,6 +14,12 @@ export interface StoredEvent {
   readonly frame: string
   /** The event as it was published, with its id, read-only: what subscription filters are given. */
   readonly event: ChannelEvent
+  /**
+   * Set only on what a store hands its listeners in place of events it could no longer deliver (a live feed cut for
+   * longer than the history lasts): `frame` is the `missed` event without an id line (as a replay gives it), `id`
+   * is '', and `position` is right before the oldest event retained. Subscribers behind it get it, unfiltered.
+   */
+  readonly missed?: true
 }
 
 /** What a channel gives the store to keep. */

@@ -66,3 +66,17 @@ function snapshotOfBody (body: string, dataIsText: boolean): string {
   if (data !== undefined) json += ',"data":' + (dataIsText ? JSON.stringify(data) : data)
   return json === '' ? '{}' : '{' + json.slice(1) + '}'
 }
+
+/** A live message, as the append script publishes it: the entry's id, the id of the entry before it, its fields. */
+export interface LiveMessage {
+  readonly id: string
+  readonly previous: string
+  readonly fields: readonly string[]
+}
+
+/** Reads `<id> <previous id> <fields as JSON>`. */
+export function liveMessage (text: string): LiveMessage {
+  const first = text.indexOf(' ')
+  const second = text.indexOf(' ', first + 1)
+  return { id: text.slice(0, first), previous: text.slice(first + 1, second), fields: JSON.parse(text.slice(second + 1)) as string[] }
+}

@@ -1,7 +1,8 @@
-// Where the Redis store keeps a channel. Redis Cluster runs a command on several keys, an XREAD of many channels
-// among them, only when they hash to one slot: the part of a key between its first `{` and the `}` after it, the
-// hash tag, decides the slot. Channels are spread over a fixed number of shards, each a hash tag of its own, so
-// that one blocking read covers every followed channel of a shard, and the shards spread over the cluster's nodes.
+// Where the Redis store keeps a channel. Redis Cluster runs a command on several keys (a read of what many channels
+// missed) only when they hash to one slot, and delivers a sharded pub/sub message only on the node that serves its
+// channel's slot: the part of a key between its first `{` and the `}` after it, the hash tag, decides the slot.
+// Channels are spread over a fixed number of shards, each a hash tag of its own, so that one script reads on for many
+// channels of a shard, and the shards spread over the cluster's nodes.
 
 // Redis Cluster's slots, and its hash: CRC16 (XMODEM) of the hash tag, modulo the slots.
 export const SLOTS = 16384
@@ -77,8 +78,8 @@ export class RedisKeys {
     return this.prefix + 'ids{' + this.tags[this.shardOf(channel)] + '}' + channel
   }
 
-  /** A reader's own stream, which is written to to wake it: `<prefix>wake{<tag>}<reader>`, in the shard's slot. */
-  wake (shard: number, reader: string): string {
-    return this.prefix + 'wake{' + this.tags[shard] + '}' + reader
+  /** The hash tag of a shard. */
+  tag (shard: number): string {
+    return this.tags[shard]
   }
 }

@@ -1,17 +1,18 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Cluster, Redis, RedisOptions } from 'ioredis'
-import { randomUUID } from 'node:crypto'
 import type { EventToStore, Replay, SseStore, StoredEvent, StoredEventListener } from '../store'
 import { SnapshotEvent } from '../../protocol/snapshot'
 import { FST_SSE_STORE_TIMEOUT, FST_SSE_STORE_UNAVAILABLE } from '../../core/errors'
 import { DEFAULT_HISTORY_MAX_AGE, DEFAULT_HISTORY_SIZE } from '../../core/defaults'
 import { check, isWholeNumberUpTo } from '../../core/checks'
 import { requireIoredis } from './ioredis'
-import { StoreConnection, noop, type RedisClient } from './connection'
+import { StoreConnection, type RedisClient } from './connection'
 import { RedisKeys } from './keys'
 import { entryFields } from './entry'
 import { withScripts, type ScriptedClient } from './scripts'
-import { ChannelReader, type Follow } from './reader'
+import { Follow } from './follow'
+import { CatchUps } from './catch-up'
+import { LiveFeed } from './live-feed'
 import { ReplayReads } from './replays'
 import { comparePositions } from '../../core/position'
 
@@ -29,8 +30,8 @@ export interface RedisStoreOptions {
    */
   prefix?: string
   /**
-   * Hash tags channels are spread over: on a Redis Cluster, each process reads the channels it follows with one
-   * connection per shard that holds some. Every instance must use the same number (it is part of the keys).
+   * Hash tags channels are spread over, and so over a Redis Cluster's nodes. Every instance must use the same number
+   * (it is part of the keys).
    * @default 16
    */
   shards?: number
@@ -52,6 +53,13 @@ export interface RedisStoreOptions {
    */
   commandTimeout?: number
   /**
+   * Milliseconds between live checks: each subscriber connection must answer a PING, and each followed channel that
+   * heard nothing for that long is read on from its stream, so that an event whose live message was lost (a
+   * connection that died without a word, an instance of an earlier version publishing) arrives within twice this.
+   * @default 5000
+   */
+  liveCheckInterval?: number
+  /**
    * Also close the `client` you gave when the app closes.
    * @default false
    */
@@ -63,14 +71,12 @@ const START_RETRY_MS = 500
 // The names the store's connections have in CLIENT LIST.
 const COMMANDS = 'fastify-sse-h2'
 const REPLAYS = 'fastify-sse-h2:replay'
-const READER = 'fastify-sse-h2:reader'
-// A reader's wake stream outlives a process that ended without closing by this long, at most.
-const WAKE_TTL_MS = 60 * 60_000
+const LIVE = 'fastify-sse-h2:live'
 
 /** A followed channel, as the store keeps it. */
-interface FollowedChannel extends Follow {
-  readonly group: number
-  /** Resolved once `position` is known. */
+interface FollowedChannel {
+  readonly follow: Follow
+  /** Resolved once `follow.position` is known. */
   readonly started: Promise<void>
   markStarted: () => void
   /** The read of where it starts, sent in this tick: a subscriber of the same tick starts there too. */
@@ -82,8 +88,10 @@ interface FollowedChannel extends Follow {
 /**
  * Channels over Redis Streams, for several instances behind a load balancer: a publish on any instance reaches the
  * subscribers of all of them, and a client that reconnects to another instance replays from its Last-Event-ID. Ids are
- * the Redis stream entry ids (or the publisher's own). A process reads only the channels it has subscribers for, with
- * one blocking reader (one per shard on a Redis Cluster); replays go on a connection of their own.
+ * the Redis stream entry ids (or the publisher's own). Streams keep the history and give the positions; the append
+ * script also publishes each event by pub/sub, to the processes subscribed to its channel: a process subscribes to
+ * the channels it has subscribers for, on one connection (one per node on a Redis Cluster), and reads a channel's
+ * stream only for what it missed. Replays go on a connection of their own.
  */
 export class RedisStore implements SseStore {
   private readonly commands: StoreConnection
@@ -96,9 +104,13 @@ export class RedisStore implements SseStore {
   private readonly historySize: number
   private readonly historyMaxAge: number
   private readonly commandTimeout: number
+  private readonly liveCheckInterval: number
+  private readonly publish: 'PUBLISH' | 'SPUBLISH'
+  private readonly keyPrefix: string
   private readonly follows = new Map<string, FollowedChannel>()
-  // By group: every channel in group 0 on one Redis; a group per shard on a Redis Cluster.
-  private readonly readers = new Map<number, ChannelReader>()
+  private readonly feed: LiveFeed
+  private readonly catchUps: CatchUps
+  private liveCheck: NodeJS.Timeout | undefined
   private log: FastifyBaseLogger | undefined
   private closed = false
   private down = false
@@ -112,11 +124,14 @@ export class RedisStore implements SseStore {
     this.historySize = options.historySize ?? DEFAULT_HISTORY_SIZE
     this.historyMaxAge = options.historyMaxAge ?? DEFAULT_HISTORY_MAX_AGE
     this.commandTimeout = options.commandTimeout ?? 2000
+    this.liveCheckInterval = options.liveCheckInterval ?? 5000
     check('prefix', typeof prefix === 'string', 'a string', prefix)
     check('shards', isWholeNumberUpTo(shards, 1, 1024), 'a whole number from 1 to 1024', shards)
     check('historySize', isWholeNumberUpTo(this.historySize, 1), 'a whole number, 1 or more', this.historySize)
     check('historyMaxAge', isWholeNumberUpTo(this.historyMaxAge, 0), 'a whole number of milliseconds, 0 or more', this.historyMaxAge)
     check('commandTimeout', isWholeNumberUpTo(this.commandTimeout, 1), 'a whole number of milliseconds, 1 or more', this.commandTimeout)
+    check('liveCheckInterval', isWholeNumberUpTo(this.liveCheckInterval, 1), 'a whole number of milliseconds, 1 or more',
+      this.liveCheckInterval)
     check('client', (options.client === undefined) !== (options.redis === undefined), 'given, or redis given, not both',
       options.client === undefined ? 'neither' : 'both')
     this.keys = new RedisKeys(prefix, shards)
@@ -124,17 +139,23 @@ export class RedisStore implements SseStore {
     if (options.client !== undefined) {
       this.given = options.client
       this.closeGiven = options.closeClient === true
-      client = duplicate(options.client, COMMANDS, false)
+      client = duplicate(options.client, COMMANDS)
     } else {
       const { Redis: RedisClient } = requireIoredis()
-      const own = ownOptions(COMMANDS, false)
+      const own = ownOptions(COMMANDS)
       client = typeof options.redis === 'string' ? new RedisClient(options.redis, own) : new RedisClient({ ...options.redis, ...own })
     }
     this.cluster = client.isCluster
+    // Sharded pub/sub on a Cluster: a message goes only to the node of its slot (and its replicas), not to every node.
+    this.publish = this.cluster ? 'SPUBLISH' : 'PUBLISH'
+    this.keyPrefix = client.options.keyPrefix ?? ''
     this.commands = new StoreConnection(withScripts(client), this.commandTimeout)
     client.on('ready', () => this.markUp())
     client.on('close', () => this.markDown())
     this.replays = new ReplayReads(() => this.replayReads(), this.keys, this.historyMaxAge, readFailed,
+      this.timedOut)
+    this.feed = new LiveFeed(client, this.keys, (node) => liveConnection(client, node), () => this.log)
+    this.catchUps = new CatchUps(this.commands, (follow) => this.cluster ? follow.shard : 0, () => this.log, readFailed,
       this.timedOut)
   }
 
@@ -146,16 +167,16 @@ export class RedisStore implements SseStore {
     const client = this.commands.client as RedisClient & ScriptedClient
     const ownId = event.id ?? ''
     return this.commands.send(async () => await client.sseAppend(this.keys.stream(channel), this.keys.ownIds(channel),
-      this.historySize, this.historyMaxAge, ownId, ...entryFields(event)), publishFailed,
+      this.historySize, this.historyMaxAge, ownId, this.publish, ...entryFields(event)), publishFailed,
     () => new FST_SSE_STORE_TIMEOUT(this.commandTimeout)).then((entryId) =>
       new SnapshotEvent(event.id ?? entryId, entryId, event.body, event.snapshot))
   }
 
   readAfter (channel: string, lastEventId: string): Promise<Replay> {
-    const follow = this.follows.get(channel)
+    const followed = this.follows.get(channel)
     // A replay of a channel followed from now reads on from no earlier than where following began: nothing between.
-    if (follow === undefined || follow.position !== undefined) return this.replays.read(channel, lastEventId)
-    return this.afterStart(follow).then(async () => await this.replays.read(channel, lastEventId))
+    if (followed === undefined || followed.follow.position !== undefined) return this.replays.read(channel, lastEventId)
+    return this.afterStart(followed).then(async () => await this.replays.read(channel, lastEventId))
   }
 
   /** As readAfter(), after the event at `position` (a stream's cursor holds positions: `<ms>-0` as `<ms>`). */
@@ -166,15 +187,15 @@ export class RedisStore implements SseStore {
   /**
    * The newest entry of the channel's stream, asked at once on the connection publishes use: a publish this process
    * makes after it comes after it. While where the channel's following begins is not known yet, it answers once it
-   * is: the reader reads every entry after it.
+   * is: every entry after it is handed over.
    */
   head (channel: string): Promise<string | undefined> {
-    const follow = this.follows.get(channel)
-    if (follow?.freshStart !== undefined) return follow.freshStart
+    const followed = this.follows.get(channel)
+    if (followed?.freshStart !== undefined) return followed.freshStart
     const newest = this.readHead(channel)
-    if (follow === undefined || follow.position !== undefined) return newest
-    return Promise.all([newest, this.afterStart(follow)]).then(([position]) => {
-      const from = follow.startedFrom
+    if (followed === undefined || followed.follow.position !== undefined) return newest
+    return Promise.all([newest, this.afterStart(followed)]).then(([position]) => {
+      const from = followed.startedFrom
       // Asked before this head, following begins no later than it; only after a failed first ask, retried since, can it
       // begin later, and the subscriber then starts there: what came between is not read.
       /* c8 ignore next */
@@ -182,93 +203,116 @@ export class RedisStore implements SseStore {
     })
   }
 
+  /**
+   * The first listener of a channel subscribes to it (its messages wait) and asks where it stands at once, on the
+   * connection publishes use; once both are answered, it reads on from there (what was published before the
+   * subscription took effect), then takes the messages.
+   */
   listen (channel: string, listener: StoredEventListener): void {
-    let follow = this.follows.get(channel)
-    if (follow === undefined) {
-      follow = this.follow(channel)
-      this.follows.set(channel, follow)
-      this.readerOf(follow.group).add(follow)
-      this.startFollowing(follow)
+    let followed = this.follows.get(channel)
+    if (followed === undefined) {
+      followed = this.followed(channel)
+      this.follows.set(channel, followed)
+      this.feed.add(followed.follow)
+      this.startFollowing(followed)
+      this.liveCheck ??= setInterval(() => this.checkLive(), this.liveCheckInterval).unref()
     }
-    follow.listeners.add(listener)
+    followed.follow.listeners.add(listener)
   }
 
   unlisten (channel: string, listener: StoredEventListener): void {
-    const follow = this.follows.get(channel)
-    if (follow === undefined || !follow.listeners.delete(listener) || follow.listeners.size > 0) return
-    // No one left here: the channel is no longer read, and nothing of it is kept.
+    const followed = this.follows.get(channel)
+    if (followed === undefined || !followed.follow.listeners.delete(listener) || followed.follow.listeners.size > 0) return
+    // No one left here: the channel is no longer subscribed to, and nothing of it is kept.
     this.follows.delete(channel)
-    follow.markStarted()
-    const reader = this.readers.get(follow.group) as ChannelReader
-    reader.remove(follow)
-    if (reader.empty) this.stopReader(follow.group, reader)
+    followed.follow.ended = true
+    followed.markStarted()
+    this.feed.remove(followed.follow)
+    if (this.follows.size === 0) this.stopLiveCheck()
   }
 
   async close (): Promise<void> {
     this.closed = true
-    for (const [group, reader] of this.readers) this.stopReader(group, reader)
-    for (const follow of this.follows.values()) follow.markStarted()
+    this.stopLiveCheck()
+    this.catchUps.close()
+    this.feed.stop()
+    for (const followed of this.follows.values()) {
+      followed.follow.ended = true
+      followed.markStarted()
+    }
     await Promise.all([this.commands.close(), this.replayConnection?.close()])
     if (this.given !== undefined && this.closeGiven) await new StoreConnection(this.given, this.commandTimeout).close()
   }
 
-  private follow (channel: string): FollowedChannel {
+  private followed (channel: string): FollowedChannel {
     let markStarted!: () => void
     const started = new Promise<void>((resolve) => { markStarted = resolve })
-    return {
-      channel,
-      key: this.keys.stream(channel),
-      group: this.cluster ? this.keys.shardOf(channel) : 0,
-      listeners: new Set(),
-      position: undefined,
-      retryAt: 0,
-      started,
-      markStarted,
-      freshStart: undefined,
-      startedFrom: undefined
-    }
+    const key = this.keys.stream(channel)
+    const follow = new Follow(channel, key, this.keyPrefix + key, this.keys.shardOf(channel), this.catchUps)
+    return { follow, started, markStarted, freshStart: undefined, startedFrom: undefined }
   }
 
   /**
    * Follows a channel from its newest entry, asked on the connection publishes use: a publish of this process made
-   * after listen() is read. Asked again while Redis cannot say.
+   * after listen() is handed over. Asked again while Redis cannot say.
    */
-  private startFollowing (follow: FollowedChannel): void {
+  private startFollowing (followed: FollowedChannel): void {
+    const { follow } = followed
     const head = this.readHead(follow.channel)
-    follow.freshStart = head
-    queueMicrotask(() => { follow.freshStart = undefined })
+    followed.freshStart = head
+    queueMicrotask(() => { followed.freshStart = undefined })
     head.then((newest) => {
-      if (this.follows.get(follow.channel) !== follow) return
-      follow.position = newest ?? '0-0'
-      follow.startedFrom = follow.position
-      follow.markStarted()
-      this.readers.get(follow.group)?.started(follow)
+      if (this.follows.get(follow.channel) !== followed) return
+      followed.startedFrom = newest ?? '0-0'
+      follow.positioned(followed.startedFrom)
+      followed.markStarted()
       // (Timing-dependent in the tests: see retryFollowingLater.)
       /* c8 ignore next */
-    }, () => this.retryFollowingLater(follow))
+    }, () => this.retryFollowingLater(followed))
+  }
+
+  /**
+   * Every liveCheckInterval: each subscriber connection must answer, and each channel that heard nothing for that long
+   * (and each Redis refused to read) is read on from its stream.
+   */
+  private checkLive (): void {
+    this.feed.check(this.commandTimeout)
+    const quietSince = Date.now() - this.liveCheckInterval
+    for (const { follow } of this.follows.values()) {
+      if (follow.refused || (follow.quiet && follow.heardAt <= quietSince)) {
+        follow.heardAt = Date.now()
+        follow.catchUp()
+      }
+    }
+  }
+
+  private stopLiveCheck (): void {
+    clearInterval(this.liveCheck)
+    this.liveCheck = undefined
   }
 
   // Redis could not say where the channel stands: asked again after a pause, unless the channel was let go of, or the
   // store closed. Whether the outage tests reach the retry depends on their timing (Redis back within the pause or
   // not): to be covered by a test of its own, a channel followed once Redis is back.
   /* c8 ignore start */
-  private retryFollowingLater (follow: FollowedChannel): void {
-    if (this.follows.get(follow.channel) !== follow || this.closed) return
+  private retryFollowingLater (followed: FollowedChannel): void {
+    const channel = followed.follow.channel
+    if (this.follows.get(channel) !== followed || this.closed) return
     setTimeout(() => {
-      if (this.follows.get(follow.channel) === follow && !this.closed) this.startFollowing(follow)
+      if (this.follows.get(channel) === followed && !this.closed) this.startFollowing(followed)
     }, START_RETRY_MS)
   }
   /* c8 ignore stop */
 
   /** Waits, within commandTimeout, until the store knows where a channel's following starts. */
-  private async afterStart (follow: FollowedChannel): Promise<void> {
+  private async afterStart (followed: FollowedChannel): Promise<void> {
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`Redis could not say where channel ${follow.channel} stands within ` +
+      timer = setTimeout(() => reject(new Error(`Redis could not say where channel ${followed.follow.channel} stands within ` +
         `${this.commandTimeout} ms`)), this.commandTimeout)
     })
     try {
-      await Promise.race([follow.started, timeout])
+      await Promise.race([followed.started, timeout])
     } finally {
       clearTimeout(timer)
     }
@@ -280,34 +324,8 @@ export class RedisStore implements SseStore {
       this.timedOut).then((entries) => entries[0]?.[0])
   }
 
-  private readerOf (group: number): ChannelReader {
-    let reader = this.readers.get(group)
-    if (reader === undefined) {
-      const connection = duplicate(this.commands.client, READER, true)
-      reader = new ChannelReader(connection, this.keys.wake(group % this.keys.shards, randomUUID()), (woken) => this.wake(woken),
-        () => this.log)
-      this.readers.set(group, reader)
-    }
-    return reader
-  }
-
-  private stopReader (group: number, reader: ChannelReader): void {
-    this.readers.delete(group)
-    reader.stop()
-    const client = this.commands.client as Redis
-    if (!this.closed) this.commands.send(async () => await client.del(reader.wakeKey), readFailed, this.timedOut).catch(noop)
-  }
-
-  /** Wakes a reader blocked in a read that does not have a channel added since: it reads it at once. */
-  private wake (reader: ChannelReader): void {
-    const client = this.commands.client as Redis
-    // While Redis is away, it fails: the reader looks again at its channels once its read is answered.
-    this.commands.send(async () => await Promise.all([client.xadd(reader.wakeKey, 'MAXLEN', 1, '*', 'w', '1'),
-      client.pexpire(reader.wakeKey, WAKE_TTL_MS)]), readFailed, this.timedOut).catch(noop)
-  }
-
   private replayReads (): StoreConnection {
-    this.replayConnection ??= new StoreConnection(withScripts(duplicate(this.commands.client, REPLAYS, false)), this.commandTimeout)
+    this.replayConnection ??= new StoreConnection(withScripts(duplicate(this.commands.client, REPLAYS)), this.commandTimeout)
     return this.replayConnection
   }
 
@@ -326,18 +344,36 @@ export class RedisStore implements SseStore {
 }
 
 /** The store's options for a connection of its own. */
-function ownOptions (name: string, waits: boolean): RedisOptions {
-  // A reader waits out outages, queueing its read, which ioredis sends again once Redis is back. Other connections
-  // fail their commands at once while Redis is away (no offline queue, no resend), so that a publish that failed is
-  // not sent later behind the caller's back.
-  return waits
-    ? { connectionName: name, maxRetriesPerRequest: null, enableOfflineQueue: true, autoResendUnfulfilledCommands: true }
-    : { connectionName: name, enableOfflineQueue: false, autoResendUnfulfilledCommands: false }
+function ownOptions (name: string): RedisOptions {
+  // Commands fail at once while Redis is away (no offline queue, no resend), so that a publish that failed is not
+  // sent later behind the caller's back.
+  return { connectionName: name, enableOfflineQueue: false, autoResendUnfulfilledCommands: false }
+}
+
+/**
+ * A subscriber connection: to the one Redis, or to a node of the Cluster (`host:port`, as its slots name it), with the
+ * Cluster's options for its nodes. It subscribes only once connected, and again itself after a reconnect (it must
+ * know when each subscription took effect); channel names are whole (no keyPrefix: the script publishes on the key).
+ */
+function liveConnection (client: RedisClient, node: string | undefined): Redis {
+  const own: RedisOptions = {
+    connectionName: LIVE,
+    keyPrefix: '',
+    lazyConnect: false,
+    autoResubscribe: false,
+    enableOfflineQueue: false,
+    autoResendUnfulfilledCommands: false,
+    maxRetriesPerRequest: null
+  }
+  if (node === undefined) return (client as Redis).duplicate(own)
+  const { Redis: NodeClient } = requireIoredis()
+  const colon = node.lastIndexOf(':')
+  return new NodeClient({ ...(client as Cluster).options.redisOptions, ...own, host: node.slice(0, colon), port: Number(node.slice(colon + 1)) })
 }
 
 /** A connection of the store's own, made from a client: one Redis, or a Cluster (whose node connections get the name). */
-function duplicate (client: RedisClient, name: string, waits: boolean): RedisClient {
-  const own = ownOptions(name, waits)
+function duplicate (client: RedisClient, name: string): RedisClient {
+  const own = ownOptions(name)
   if (!client.isCluster) return (client as Redis).duplicate(own)
   const cluster = client as Cluster
   // A Cluster without its offline queue refuses a command for a node whose connection is still being made, and sends
