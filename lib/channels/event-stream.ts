@@ -25,8 +25,8 @@ export class EventStream<Message extends SseMessage = SseMessage> extends Stream
 
   /** @internal */
   constructor (res: RawResponse, log: FastifyBaseLogger, lastEventId: string | undefined, serializer: SseSerializer,
-    group: StreamGroup, address?: string, checkRoute?: (channel: Channel) => void) {
-    super(res, log, lastEventId, serializer, group, address)
+    group: StreamGroup, checkRoute?: (channel: Channel) => void) {
+    super(res, log, lastEventId, serializer, group)
     this.checkRoute = checkRoute
   }
 

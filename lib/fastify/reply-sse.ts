@@ -38,8 +38,7 @@ export function createReplySse (settings: Settings, streamGroups: StreamGroups, 
       : (channel: Channel): void => {
           if (schemas.schemaOf(channel) === undefined) throw new FST_SSE_SCHEMA_MISMATCH(channel.name)
         }
-    const address = streamGroups.limits === undefined ? '' : reply.request.ip
-    const stream = new EventStream(reply.raw, reply.log, lastEventId, serializer, group, address, checkRoute)
+    const stream = new EventStream(reply.raw, reply.log, lastEventId, serializer, group, checkRoute)
 
     const channels: ChannelEntry[] | undefined = source instanceof Channel
       ? [{ channel: source, filter: options?.filter }]
@@ -49,9 +48,13 @@ export function createReplySse (settings: Settings, streamGroups: StreamGroups, 
       throw new FST_SSE_INVALID_OPTION('filter', 'given with a channel source only (a list gives each channel its own: ' +
         '{ channel, filter })', 'a filter for another source')
     }
+    const limits = streamGroups.limits
+    const address = limits === undefined ? '' : reply.request.ip
     const refusal = whyNot(reply, streamGroups, address)
     const closed = channels?.find(({ channel }) => channel.closed)
     if (refusal === undefined && closed !== undefined) throw new FST_SSE_CHANNEL_CLOSED(closed.channel.name)
+    // Admitted: it holds its slot from now on, before any store answers for its channels.
+    if (refusal === undefined) limits?.take(stream, address)
 
     // The source is resolved, and the headers checked by Node, before the reply is hijacked: a bad source
     // or header is an ordinary error response, not a request left hanging.

@@ -43,7 +43,6 @@ export class StreamGroup {
 
   add (stream: StreamTransport): void {
     this.streams.add(stream)
-    this.limits?.opened(stream.address)
     if (this.streams.size === 1) this.heartbeat?.start()
   }
 
@@ -68,7 +67,7 @@ export class StreamGroup {
 
   private remove (stream: StreamTransport): boolean {
     if (!this.streams.delete(stream)) return false
-    this.limits?.closed(stream.address)
+    this.limits?.release(stream)
     if (this.streams.size === 0) this.heartbeat?.stop()
     return true
   }

@@ -40,12 +40,9 @@ export class StreamGroups {
     return group
   }
 
-  /** Why a new stream from that address may not open now (limits count the streams of every group). */
+  /** Why a new stream from that address may not be admitted now (limits count the streams of every group). */
   refusal (address: string): FastifyError | undefined {
-    if (this.limits === undefined) return undefined
-    let open = 0
-    for (const group of this.byTiming.values()) open += group.size
-    return this.limits.refusal(open, address)
+    return this.limits?.refusal(address)
   }
 
   /** True once closeAll() began: a stream that would open after it is refused. */

@@ -42,8 +42,6 @@ interface DrainWait {
 export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
   /** The id the client last received (`Last-Event-ID` header, or the query fallback), or `undefined`. */
   readonly lastEventId: string | undefined
-  /** @internal The client's address, when streams are limited per address. */
-  readonly address: string
   /** @internal The plugin instance's counters. */
   readonly stats: Stats
 
@@ -89,7 +87,7 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
 
   /** @internal */
   constructor (res: RawResponse, log: FastifyBaseLogger, lastEventId: string | undefined, serializer: SseSerializer,
-    group: StreamGroup, address = '') {
+    group: StreamGroup) {
     this.lastEventId = lastEventId
     this.res = res
     this.http2 = 'stream' in res
@@ -99,7 +97,6 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
     this.serializer = serializer
     this.group = group
     this.stats = group.stats
-    this.address = address
   }
 
   /** Aborted when the stream ends, for any reason: `signal.reason` says which (an error with a `code`). */
@@ -409,6 +406,8 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
 
   private finish (reason: Error): void {
     const wasOpen = this.phase === 'open'
+    // A stream that never opened lets go of its limits slot now; an open one once its connection does.
+    if (!wasOpen) this.group.limits?.release(this)
     this.phase = 'ended'
     this.reason = reason
     // A stream closed by the server stays registered until its connection lets go (so that writeTimeout still
