@@ -319,7 +319,7 @@ test('a replay that fails refuses only that stream: 503, Retry-After, FST_SSE_CH
   const server = await startServer(t, 'h2c', newsRoute, { plugin: { store: broken, shutdownRetry: { min: 2000, max: 2000 } } })
   const fresh = await openStream(t, server, '/news')
   for (const message of ['store unreachable', 'store timed out']) {
-    const resuming = await openStream(t, server, '/news', { headers: { 'last-event-id': '1' } })
+    const resuming = await openStream(t, server, '/news', { headers: { 'last-event-id': '1', accept: '*/*' } })
     await resuming.waitForEnd()
     t.equal(resuming.status, 503)
     t.equal(resuming.headers['retry-after'], '2', 'Retry-After drawn from shutdownRetry')

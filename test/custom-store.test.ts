@@ -94,7 +94,7 @@ test('a store whose head() answers late: the stream is answered then, refused wi
     await open.waitForEvents(1)
     t.same(open.events.map((event) => event.data), ['after head()'])
 
-    const unanswered = openStream(t, server, '/news')
+    const unanswered = openStream(t, server, '/news', { headers: { accept: '*/*' } })
     const second = await within(store.asked.promise, 'head() to be asked again')
     store.asked = signalled()
     // Not an Error: what a store rejects with is described in the message.
@@ -104,7 +104,7 @@ test('a store whose head() answers late: the stream is answered then, refused wi
     t.ok(Number(refused.headers['retry-after']) >= 1, 'with a Retry-After')
     t.match(server.logs.records, [])
 
-    const closing = openStream(t, server, '/news')
+    const closing = openStream(t, server, '/news', { headers: { accept: '*/*' } })
     const third = await within(store.asked.promise, 'head() for a stream during close')
     whenClosing.answer = () => third.resolve(undefined)
     const closed = server.app.close()

@@ -59,7 +59,7 @@ for (const protocol of PROTOCOLS_UNDER_TEST) {
       const [stream] = handles
       await fillUntilWaiting(stream)
       stream.close()
-      const refused = await openStream(t, server, '/push')
+      const refused = await openStream(t, server, '/push', { headers: { accept: '*/*' } })
       t.equal(refused.status, 503, 'the slot is taken while its last bytes wait')
       await server.logs.waitFor((record) => record.level === WARN && /writeTimeout/.test(record.msg ?? ''), 'the drop')
       const next = await openStream(t, server, '/push')

@@ -8,6 +8,9 @@ import { within } from './helpers/wait'
 import sse, { type EventStream } from '../index'
 
 const PROTOCOLS_UNDER_TEST: Protocol[] = ['h2c', 'http1']
+// A client that reads status codes (curl's Accept) is refused with a 503; one that asks for the event stream by name
+// (EventSource) gets the refusal it survives: test/refusals.test.ts.
+const READS_STATUS = { headers: { accept: '*/*' } }
 
 for (const protocol of PROTOCOLS_UNDER_TEST) {
   test(`${protocol}: past maxStreams a new stream gets 503 with Retry-After; the open ones are untouched`, async (t) => {
@@ -27,7 +30,7 @@ for (const protocol of PROTOCOLS_UNDER_TEST) {
     const open = await Promise.all([1, 2, 3].map(async () => await openStream(t, server, '/push')))
     t.same(open.map((client) => client.status), [200, 200, 200])
 
-    const refused = await openStream(t, server, '/pull')
+    const refused = await openStream(t, server, '/pull', READS_STATUS)
     await refused.waitForEnd()
     t.equal(refused.status, 503)
     t.equal(refused.headers['retry-after'], '5', 'Retry-After: the default 5 seconds')
@@ -36,7 +39,7 @@ for (const protocol of PROTOCOLS_UNDER_TEST) {
       statusCode: 503, code: 'FST_SSE_TOO_MANY_STREAMS', error: 'Service Unavailable', message: /maxStreams: 3/
     })
     t.equal(sourcesCalled, 0, 'the refused route\'s source was never called')
-    const refusedHandle = await openStream(t, server, '/push')
+    const refusedHandle = await openStream(t, server, '/push', READS_STATUS)
     t.equal(refusedHandle.status, 503)
     const handle = handles[3]
     t.equal(handle.closed, true, 'the refused handler got a closed handle')
@@ -106,13 +109,13 @@ for (const protocol of PROTOCOLS_UNDER_TEST) {
     t.equal(held.status, 200)
 
     for (const shape of SHAPES) {
-      const refused = await openStream(t, server, `/${shape}`)
+      const refused = await openStream(t, server, `/${shape}`, READS_STATUS)
       await refused.waitForEnd()
       t.equal(refused.status, 503, shape)
       t.equal(refused.headers['retry-after'], '7', `${shape}: Retry-After`)
       t.match(JSON.parse(refused.text), { statusCode: 503, code: 'FST_SSE_TOO_MANY_STREAMS' }, `${shape}: the body`)
     }
-    const custom = await openStream(t, server, '/custom')
+    const custom = await openStream(t, server, '/custom', READS_STATUS)
     await custom.waitForEnd()
     t.equal(custom.status, 503)
     t.equal(custom.headers['retry-after'], '7', 'the Retry-After set before the error handler ran is kept')
@@ -138,7 +141,7 @@ test('maxStreamsPerAddress counts by request.ip; a Readable refused is destroyed
       return reply.sse(readable)
     })
   }, { plugin: { limits: { maxStreamsPerAddress: 2, retryAfter: 30 } }, fastify: { trustProxy: true } })
-  const from = (address: string): { headers: Record<string, string> } => ({ headers: { 'x-forwarded-for': address } })
+  const from = (address: string): { headers: Record<string, string> } => ({ headers: { 'x-forwarded-for': address, ...READS_STATUS.headers } })
   const first = await Promise.all([1, 2].map(async () => await openStream(t, server, '/feed', from('192.0.2.1'))))
   t.same(first.map((client) => client.status), [200, 200])
   const third = await openStream(t, server, '/feed', from('192.0.2.1'))

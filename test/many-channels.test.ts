@@ -239,7 +239,7 @@ test('a stream of several channels is answered once each store said where it sta
   back.close()
 
   pending.clear()
-  const refused = openStream(t, server, '/ab', { headers: { 'last-event-id': lastId(first) } })
+  const refused = openStream(t, server, '/ab', { headers: { 'last-event-id': lastId(first), accept: '*/*' } })
   await both()
   pending.get('b')?.fail(new Error('store away'))
   const client = await refused
@@ -252,7 +252,7 @@ test('a stream of several channels is answered once each store said where it sta
 
   // A store that fails with what is not an Error.
   pending.clear()
-  const oddly = openStream(t, server, '/ab', { headers: { 'last-event-id': lastId(first) } })
+  const oddly = openStream(t, server, '/ab', { headers: { 'last-event-id': lastId(first), accept: '*/*' } })
   await both()
   pending.get('a')?.fail('no connection' as unknown as Error)
   const odd = await oddly

@@ -47,7 +47,7 @@ test('connections refused: after the first attempt, every publish fails at once,
   t.ok(rest.every((outcome) => outcome.code === 'FST_SSE_STORE_UNAVAILABLE'), 'each with the code of a publish refused')
   t.ok(rest.every((outcome) => outcome.ms < 300), `none waited for commandTimeout (slowest ${Math.max(...rest.map((outcome) => outcome.ms)).toFixed(1)} ms)`)
   t.match(rest[0].message, /could not take the event .*; nothing was published/)
-  const refused = await openStream(t, server, '/news')
+  const refused = await openStream(t, server, '/news', { headers: { accept: '*/*' } })
   t.equal(refused.status, 503)
   await refused.waitForEnd()
   t.match(JSON.parse(refused.text), { code: 'FST_SSE_CHANNEL_UNAVAILABLE' })

@@ -80,7 +80,7 @@ test('limits count the streams of every route, whatever its timing', async (t) =
   }, { plugin: { limits: { maxStreams: 1 } } })
   const first = await openStream(t, server, '/fast')
   t.equal(first.status, 200)
-  const second = await openStream(t, server, '/slow')
+  const second = await openStream(t, server, '/slow', { headers: { accept: '*/*' } })
   await second.waitForEnd()
   t.equal(second.status, 503)
   t.match(JSON.parse(second.text), { code: 'FST_SSE_TOO_MANY_STREAMS' })

@@ -189,7 +189,8 @@ for (const protocol of ['h2c', 'h2', 'http1'] as const) {
       // Another connection than the open stream's (over HTTP/2, one session for all five).
       const session = isHttp2(protocol) ? await connectSession(t, server) : undefined
       const paths = ['/async-return', '/async-call', '/sync-return', '/sync-call', '/pull']
-      const refused = paths.map(async (path) => await openStream(t, server, path, { session }))
+      // Clients that read status codes (curl's Accept): an EventSource's refusal is in test/refusals.test.ts.
+      const refused = paths.map(async (path) => await openStream(t, server, path, { session, headers: { accept: '*/*' } }))
       await waitUntil(entered, 'entered', () => (inPreHandler === paths.length ? true : undefined), 'every request in its preHandler')
 
       const started = Date.now()
@@ -247,7 +248,7 @@ for (const protocol of ['h2c', 'h2'] as const) {
     const open = await openStream(t, server, '/push', { session: holder })
     await open.waitForEvents(1)
     const refusedSession = await connectSession(t, server)
-    const refused = await openStream(t, server, '/push', { session: refusedSession })
+    const refused = await openStream(t, server, '/push', { session: refusedSession, headers: { accept: '*/*' } })
     await refused.waitForEnd()
     t.equal(refused.status, 503)
     open.close()

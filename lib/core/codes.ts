@@ -7,7 +7,9 @@ export const CLOSE_CODES = [
 ] as const
 
 /** Why a stream was refused before it opened. */
-export const REFUSAL_CODES = ['FST_SSE_TOO_MANY_STREAMS', 'FST_SSE_SERVER_CLOSING', 'FST_SSE_ALREADY_SENT'] as const
+export const REFUSAL_CODES = [
+  'FST_SSE_TOO_MANY_STREAMS', 'FST_SSE_SERVER_CLOSING', 'FST_SSE_CHANNEL_UNAVAILABLE', 'FST_SSE_ALREADY_SENT'
+] as const
 
 /** How a subscriber's `Last-Event-ID` replay went. */
 export const REPLAY_OUTCOMES = ['resumed', 'missed', 'failed'] as const

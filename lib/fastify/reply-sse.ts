@@ -13,7 +13,7 @@ import { readLastEventId } from '../protocol/last-event-id'
 import { openSource, pump, type PulledSource } from '../stream/sources'
 import { Channel } from '../channels/channel'
 import { channelEntries, isChannelList, type ChannelEntry } from '../channels/channel-list'
-import { refuseStream } from './refusal'
+import { limitsRetryWindow, refuseStream } from './refusal'
 import { drawRetryAfter } from '../stream/shutdown-retry'
 import { publishStreamOpen } from '../observe/diagnostics'
 import {
@@ -69,7 +69,7 @@ export function createReplySse (settings: Settings, streamGroups: StreamGroups, 
         refuse(reply, refusal, streamGroups, connections, settings)
         return stream
       }
-      const headers = eventStreamHeaders(reply.getHeaders(), 'stream' in reply.raw)
+      const headers = eventStreamHeaders(reply.getHeaders(), 'stream' in reply.raw, group.heartbeatInterval)
       const encoding = compression === false ? undefined : chooseEncoding(reply.request.headers['accept-encoding'], compression)
       if (encoding !== undefined) headers['content-encoding'] = encoding
       // Compressed or not, a route that offers compression answers by Accept-Encoding: caches must know (RFC 9110 12.5.5).
@@ -153,14 +153,14 @@ function refuse (reply: FastifyReply, reason: FastifyError, streamGroups: Stream
   } else if (reason instanceof FST_SSE_SERVER_CLOSING) {
     // Its connection goes too, like those of the streams app.close() ended: nothing else would close it.
     if (!('stream' in reply.raw)) reply.header('connection', 'close')
-    refuseStream(reply, reason, drawRetryAfter(settings.shutdownRetry))
+    refuseStream(reply, reason, drawRetryAfter(settings.shutdownRetry), settings.shutdownRetry)
     connections.add(reply.raw)
   } else if (reason instanceof FST_SSE_CHANNEL_UNAVAILABLE) {
-    refuseStream(reply, reason, drawRetryAfter(settings.shutdownRetry))
+    refuseStream(reply, reason, drawRetryAfter(settings.shutdownRetry), settings.shutdownRetry)
   } else {
     const limits = streamGroups.limits as StreamLimits
     limits.noteRefusal(reply.log)
-    refuseStream(reply, reason, limits.retryAfter)
+    refuseStream(reply, reason, limits.retryAfter, limitsRetryWindow(limits.retryAfter))
   }
 }
 

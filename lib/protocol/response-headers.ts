@@ -1,5 +1,10 @@
 import type { OutgoingHttpHeader, OutgoingHttpHeaders } from 'node:http'
 
+/** Names the code of a stream refused as an event stream (lib/fastify/refusal.ts): `FST_SSE_TOO_MANY_STREAMS`, ... */
+export const REFUSED_HEADER = 'sse-refused'
+/** The stream's heartbeat interval (ms): a client that hears nothing for about twice that knows the connection is dead. */
+export const HEARTBEAT_HEADER = 'sse-heartbeat'
+
 const SSE_HEADERS = {
   'content-type': 'text/event-stream; charset=utf-8',
   // Intermediaries must not serve a stale copy of a live stream.
@@ -16,10 +21,11 @@ const CONNECTION_SPECIFIC = new Set([
 ])
 
 /**
- * The headers of an event stream: the handler's own (set with `reply.header()`), then the SSE ones.
- * The content type is always ours; a content length never applies to a stream.
+ * The headers of an event stream: the handler's own (set with `reply.header()`), then the SSE ones, and the heartbeat
+ * interval when heartbeats are on. The content type is always ours; a content length never applies to a stream.
  */
-export function eventStreamHeaders (replyHeaders: Record<string, OutgoingHttpHeader | undefined>, http2: boolean): OutgoingHttpHeaders {
+export function eventStreamHeaders (replyHeaders: Record<string, OutgoingHttpHeader | undefined>, http2: boolean,
+  heartbeatInterval = 0): OutgoingHttpHeaders {
   const headers: OutgoingHttpHeaders = { 'cache-control': SSE_HEADERS['cache-control'], 'x-accel-buffering': SSE_HEADERS['x-accel-buffering'] }
   for (const name in replyHeaders) {
     const value = replyHeaders[name]
@@ -28,5 +34,6 @@ export function eventStreamHeaders (replyHeaders: Record<string, OutgoingHttpHea
     headers[name] = value
   }
   headers['content-type'] = SSE_HEADERS['content-type']
+  if (heartbeatInterval > 0) headers[HEARTBEAT_HEADER] = String(heartbeatInterval)
   return headers
 }

@@ -11,6 +11,7 @@ import { Heartbeat } from './heartbeat'
  * walk.
  */
 export class StreamGroup {
+  readonly heartbeatInterval: number
   readonly maxBufferedBytes: number
   readonly writeTimeout: number
   readonly limits: StreamLimits | undefined
@@ -27,6 +28,7 @@ export class StreamGroup {
   // Counters of their own unless given the plugin instance's (a test of the delivery core builds the parts alone).
   constructor (heartbeatInterval: number, maxBufferedBytes: number, writeTimeout: number, stats = new Stats(),
     limits?: StreamLimits) {
+    this.heartbeatInterval = heartbeatInterval
     this.maxBufferedBytes = maxBufferedBytes
     this.writeTimeout = writeTimeout
     this.stats = stats
