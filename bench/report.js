@@ -67,6 +67,19 @@ function table ({ results, scenarios, targets }) {
         })])
       }
     }
+    if (name.startsWith('fanout')) {
+      // The limit of a fan-out: what writing each subscriber one preformatted Buffer reaches in the same run.
+      const limit = cells['raw-batch']?.median
+      if (limit !== undefined) {
+        rows.push([`${name}: of raw-batch`, 'ratio', ...targets.map((target) => {
+          const value = cells[target]?.median
+          return value === undefined || target === 'raw-batch' ? 'n/a' : (value / limit).toFixed(2)
+        })])
+      }
+      extra(`${name}: server CPU`, 'ns/delivery', cells, 'serverCpuNs')
+      extra(`${name}: client CPU`, 'ns/delivery', cells, 'clientCpuNs')
+      extra(`${name}: publishing`, 'ms', cells, 'publishMs')
+    }
     if (name === 'churn') {
       extra('churn: heap after', 'KiB', cells, 'heapAfter', 1 / 1024)
       extra('churn: RSS after', 'KiB', cells, 'rssAfter', 1 / 1024)
@@ -85,7 +98,7 @@ function terminal (rows) {
   return rows.map((row) => row.map((text, column) => String(text).padEnd(widths[column])).join('  ')).join('\n')
 }
 
-const COLORS = { raw: '#888888', 'fastify-floor': '#bcbd22', 'fastify-sse-h2': '#1f77b4', 'fastify-sse-h2+schema': '#9467bd', '@fastify/sse': '#ff7f0e', 'fastify-sse-v2': '#2ca02c', 'better-sse': '#d62728' }
+const COLORS = { raw: '#888888', 'raw-batch': '#444444', 'fastify-floor': '#bcbd22', 'fastify-sse-h2': '#1f77b4', 'fastify-sse-h2+schema': '#9467bd', '@fastify/sse': '#ff7f0e', 'fastify-sse-v2': '#2ca02c', 'better-sse': '#d62728' }
 
 function escape (text) {
   return String(text).replace(/&/g, '&amp;').replace(/</g, '&lt;')
@@ -168,7 +181,8 @@ function writeResults (run) {
   const about = machine()
   const notes = headroom(run)
   console.log(`\n${terminal(rows)}\n\n${notes.join('\n')}\n`)
-  mkdirSync(RESULTS, { recursive: true })
+  const out = run.out ?? RESULTS
+  mkdirSync(out, { recursive: true })
   const header = [
     `Machine: ${about.cpu}, ${about.memory}, Node.js ${about.node}, ${about.date}.`,
     `Versions: ${Object.entries(about.versions).map(([name, version]) => `${name} ${version}`).join(', ')}.`,
@@ -178,10 +192,10 @@ function writeResults (run) {
     ...Object.entries(run.scenarios).filter(([name]) => run.results[name]).map(([name, scenario]) => `- **${name}**: ${scenario.what}`)
   ].join('\n')
   const md = `${header}\n\n${markdown(rows)}\n\nWhat limits the measurement:\n\n${notes.join('\n')}\n\n![ratios to raw node:http2](latest.svg)\n`
-  writeFileSync(join(RESULTS, 'latest.md'), md)
-  writeFileSync(join(RESULTS, 'latest.svg'), svg(run, about))
-  writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify({ machine: about, ...run }, null, 2) + '\n')
-  console.log(`written: ${join('bench', 'results', 'latest.md')}, latest.svg, latest.json`)
+  writeFileSync(join(out, 'latest.md'), md)
+  writeFileSync(join(out, 'latest.svg'), svg(run, about))
+  writeFileSync(join(out, 'latest.json'), JSON.stringify({ machine: about, ...run }, null, 2) + '\n')
+  console.log(`written: ${join(out, 'latest.md')}, latest.svg, latest.json`)
 }
 
 module.exports = { writeResults }

@@ -5,8 +5,9 @@
 //   --runs N          rounds (default 5)
 //   --quick           smaller sizes, one round: a smoke run
 //   --only a,b        scenarios (pull, fanout, fanout-4, idle, heartbeat, churn, pull-json, fanout-json)
-//   --targets a,b     targets (raw, fastify-floor, fastify-sse-h2, fastify-sse-h2+schema, @fastify/sse, fastify-sse-v2, better-sse)
+//   --targets a,b     targets (raw, raw-batch, fastify-floor, fastify-sse-h2, fastify-sse-h2+schema, @fastify/sse, fastify-sse-v2, better-sse)
 //   --profile         servers run with --cpu-prof; profiles go to bench/results/profiles/ (open them in Chrome DevTools)
+//   --out DIR         where latest.md, latest.svg and latest.json go (default bench/results): a trial run's elsewhere
 
 const { fork } = require('node:child_process')
 const { join } = require('node:path')
@@ -163,6 +164,7 @@ async function measure (scenarioName, targetName, round) {
     client = child('client.js', [JSON.stringify(options)])
     let baseline
     let measured
+    let publishMs
     let fail
     const failed = new Promise((resolve, reject) => { fail = reject })
     const reply = (message) => { if (client.proc.connected) client.proc.send(message) }
@@ -177,6 +179,7 @@ async function measure (scenarioName, targetName, round) {
             cmd: 'publish', count: scenario.client.count, size: scenario.client.size, json: scenario.json === true
           })
           if (published.error) throw new Error(published.error)
+          publishMs = published.publishMs
         } else if (message.baseline) {
           baseline = await server.request({ cmd: 'stats' })
           reply({})
@@ -214,7 +217,15 @@ async function measure (scenarioName, targetName, round) {
       if (result.events !== result.expected || result.disorder > 0) {
         throw new Error(`${result.events} of ${result.expected} events arrived, ${result.disorder} out of order`)
       }
-      return { value: result.perSecond, clientCpu: result.clientCpu, seconds: result.seconds }
+      const figures = { value: result.perSecond, clientCpu: result.clientCpu, seconds: result.seconds }
+      if (scenario.client.subscribers === undefined) return figures
+      // CPU time, which the machine's noise moves less than the time taken: the server's from its publish to the
+      // last delivery, the client's from go to its last event, in ns per delivery.
+      const { cpuMicros } = await server.request({ cmd: 'cpu since publish' })
+      figures.serverCpuNs = cpuMicros * 1000 / result.events
+      figures.clientCpuNs = result.clientCpu * result.seconds * 1e9 / result.events
+      figures.publishMs = publishMs
+      return figures
     }
     if (scenarioName === 'idle') {
       return { value: (measured.rss - baseline.rss) / result.streams, heap: (measured.heapUsed - baseline.heapUsed) / result.streams }
@@ -262,9 +273,11 @@ async function parserAlone () {
 
 // The JSON scenarios compare serializers: JSON.stringify (raw, fastify-floor, fastify-sse-h2) and an event schema
 // (fastify-sse-h2+schema, which runs only them).
-const JSON_TARGETS = ['raw', 'fastify-floor', 'fastify-sse-h2', 'fastify-sse-h2+schema']
+const JSON_TARGETS = ['raw', 'raw-batch', 'fastify-floor', 'fastify-sse-h2', 'fastify-sse-h2+schema']
 
 function skipped (scenarioName, targetName) {
+  // raw-batch differs from raw only in a fan-out, where it is the limit (one Buffer a subscriber).
+  if (targetName === 'raw-batch') return !(SCENARIOS[scenarioName].runs ?? scenarioName).startsWith('fanout')
   if (scenarioName.endsWith('-json')) return !JSON_TARGETS.includes(targetName)
   if (targetName === 'fastify-sse-h2+schema') return true
   // fastify-sse-v2 has no heartbeat of its own.
@@ -312,7 +325,7 @@ async function main () {
     }
   }
   const minutes = (Date.now() - started) / 60_000
-  writeResults({ results, scenarios: SCENARIOS, runs, quick, targets: targetNames, parser, minutes })
+  writeResults({ results, scenarios: SCENARIOS, runs, quick, targets: targetNames, parser, minutes, out: value('--out', undefined) })
 }
 
 main().catch((error) => {

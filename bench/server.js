@@ -15,6 +15,8 @@ function stats () {
   return { rss, heapUsed, cpuMicros: user + system }
 }
 
+let publishedAt
+
 async function main () {
   const server = await targets[name]({ heartbeatInterval: Number(heartbeatArg) })
   process.on('message', async (message) => {
@@ -22,8 +24,15 @@ async function main () {
       if (message.cmd === 'stats') process.send({ reply: message.id, ...stats() })
       else if (message.cmd === 'subscribers') process.send({ reply: message.id, subscribers: server.subscribers() })
       else if (message.cmd === 'publish') {
+        publishedAt = process.cpuUsage()
+        const started = process.hrtime.bigint()
         await server.publish(message.count, message.size, message.json)
-        process.send({ reply: message.id })
+        // How long the publishing took the server, every write included: the client can only start after.
+        process.send({ reply: message.id, publishMs: Number(process.hrtime.bigint() - started) / 1e6 })
+      } else if (message.cmd === 'cpu since publish') {
+        // No GC here, unlike stats: the CPU the fan-out took, from its publish to now (its last delivery).
+        const { user, system } = process.cpuUsage(publishedAt)
+        process.send({ reply: message.id, cpuMicros: user + system })
       } else if (message.cmd === 'exit') {
         // A clean exit, so that --cpu-prof writes its profile; the runner kills the process if this hangs.
         await Promise.race([server.close(), new Promise((resolve) => setTimeout(resolve, 2000))])

@@ -2,13 +2,17 @@
 
 // The servers under test, each started the way its documentation shows, all serving the same three routes:
 //   GET /pull?count=N&size=S  a stream of N events of S bytes of data, made lazily, as fast as the client takes them
-//   GET /sub                  a subscriber of the fan-out; `publish(count, size)` sends to every subscriber
+//   GET /sub                  a subscriber of the fan-out; `publish(count, size, json, first)` sends events first to
+//                             first + count - 1 (first: 0 unless given) to every subscriber
 //   GET /idle                 an open stream that sends nothing but heartbeats (when they are on)
 // and raw, fastify-floor and fastify-sse-h2 (with and without an event schema) two more, whose event data is an object, `quote(i)`:
 //   GET /pull-json?count=N    as /pull
 //   GET /sub-json             as /sub; `publish(count, size, true)` sends to these subscribers
-// Every event's data starts with its sequence number, so the client can check order and loss.
+// Every event's data starts with its sequence number, so the client can check order and loss. Each target is started
+// with `{ heartbeatInterval }` (ms, 0: off), and raw, fastify-floor and fastify-sse-h2 with `http1: true` serve
+// HTTP/1.1 instead of h2c (bench/capacity.js).
 
+const http = require('node:http')
 const http2 = require('node:http2')
 const { once } = require('node:events')
 
@@ -47,12 +51,15 @@ async function listenFastify (app) {
   return app.server.address().port
 }
 
+const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' }
+
 /**
  * The streams of a hand-written server, written to as node:http2 allows: `respond()`, one `stream.write()` per
  * preformatted frame (waiting for 'drain' when it says so), one `setInterval` for every stream's heartbeat. Shared
- * by `raw` and `fastify-floor`, which differ only in who hands them the stream.
+ * by `raw` and `fastify-floor`, which differ only in who hands them the stream. An HTTP/1.1 response (`http1`, the
+ * capacity bench) is written the same way.
  */
-function handWritten ({ heartbeatInterval }) {
+function handWritten ({ heartbeatInterval }, { batch = false } = {}) {
   const subscribers = new Set()
   const idle = new Set()
   let timer
@@ -65,7 +72,12 @@ function handWritten ({ heartbeatInterval }) {
   return {
     serve (stream, path) {
       stream.on('error', () => {})
-      stream.respond({ ':status': 200, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' })
+      if (typeof stream.respond === 'function') {
+        stream.respond({ ':status': 200, ...SSE_HEADERS })
+      } else {
+        stream.writeHead(200, SSE_HEADERS)
+        stream.flushHeaders()
+      }
       if (path.startsWith('/pull')) {
         const { count, size } = query(path)
         const json = path.startsWith('/pull-json')
@@ -85,24 +97,41 @@ function handWritten ({ heartbeatInterval }) {
       }
     },
     subscribers: () => subscribers.size,
-    publish: async (count, size, json) => {
-      for (let i = 0; i < count; i++) {
-        const frame = Buffer.from('id: ' + i + '\ndata: ' + (json ? JSON.stringify(quote(i)) : payload(i, size)) + '\n\n')
+    publish: async (count, size, json, first = 0) => {
+      const frameOf = (i) => 'id: ' + i + '\ndata: ' + (json ? JSON.stringify(quote(i)) : payload(i, size)) + '\n\n'
+      if (batch) {
+        // The whole burst framed once, as one Buffer, written to each subscriber once: the least work there is.
+        let text = ''
+        for (let i = first; i < first + count; i++) text += frameOf(i)
+        const burst = Buffer.from(text)
+        for (const stream of subscribers) stream.write(burst)
+        return
+      }
+      for (let i = first; i < first + count; i++) {
+        const frame = Buffer.from(frameOf(i))
         for (const stream of subscribers) stream.write(frame)
       }
     },
     close () {
       clearInterval(timer)
-      for (const stream of [...subscribers, ...idle]) stream.close()
+      for (const stream of [...subscribers, ...idle]) {
+        if (typeof stream.close === 'function') stream.close()
+        else stream.end()
+      }
     }
   }
 }
 
-/** A hand-written node:http2 server: the ceiling. */
-async function raw (options) {
-  const streams = handWritten(options)
-  const server = http2.createServer()
-  server.on('stream', (stream, headers) => streams.serve(stream, headers[':path']))
+/**
+ * A hand-written node:http2 server: the ceiling of a loop that writes frame by frame. With `batch` (`raw-batch`), a
+ * fan-out's burst goes to each subscriber as one preformatted Buffer: the limit of the fan-out scenarios, what no
+ * server can beat by more than its own bookkeeping.
+ */
+async function raw (options, { batch = false } = {}) {
+  const streams = handWritten(options, { batch })
+  const server = options.http1
+    ? http.createServer((request, response) => streams.serve(response, request.url))
+    : http2.createServer().on('stream', (stream, headers) => streams.serve(stream, headers[':path']))
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   return {
@@ -123,10 +152,10 @@ async function raw (options) {
 async function fastifyFloor (options) {
   const Fastify = require('fastify')
   const streams = handWritten(options)
-  const app = Fastify({ http2: true })
+  const app = Fastify({ http2: !options.http1 })
   app.get('/*', (request, reply) => {
     reply.hijack()
-    streams.serve(reply.raw.stream, request.url)
+    streams.serve(reply.raw.stream ?? reply.raw, request.url)
   })
   return {
     port: await listenFastify(app),
@@ -143,11 +172,11 @@ async function fastifyFloor (options) {
  * fastify-sse-h2, this repository, as built in dist/. With `schema`, the JSON routes and their channel declare the
  * schema of their data (serialized by fast-json-stringify); without, the plugin's JSON.stringify serializes it.
  */
-async function ours ({ heartbeatInterval }, { schema = false } = {}) {
+async function ours ({ heartbeatInterval, http1 = false }, { schema = false } = {}) {
   const Fastify = require('fastify')
   // FASTIFY_SSE_H2_BUILD=DIR loads another build (a copy of dist/), to compare two (bench/cost.js).
   const sse = require(process.env.FASTIFY_SSE_H2_BUILD ? require('node:path').resolve(process.env.FASTIFY_SSE_H2_BUILD) : '..')
-  const app = Fastify({ http2: true })
+  const app = Fastify({ http2: !http1 })
   await app.register(sse, { heartbeatInterval })
   const channel = app.sse.channel('bench')
   const quoteChannel = app.sse.channel('quotes', schema ? { schema: Quote } : undefined)
@@ -160,9 +189,9 @@ async function ours ({ heartbeatInterval }, { schema = false } = {}) {
   return {
     port: await listenFastify(app),
     subscribers: () => channel.subscribers + quoteChannel.subscribers,
-    publish: async (count, size, isJson) => {
+    publish: async (count, size, isJson, first = 0) => {
       const published = []
-      for (let i = 0; i < count; i++) {
+      for (let i = first; i < first + count; i++) {
         published.push(isJson ? quoteChannel.publish({ data: quote(i) }) : channel.publish({ data: payload(i, size) }))
       }
       await Promise.all(published)
@@ -198,8 +227,8 @@ async function fastifySse ({ heartbeatInterval }) {
   return {
     port: await listenFastify(app),
     subscribers: () => subscribers.size,
-    publish: async (count, size) => {
-      const messages = Array.from({ length: count }, (_, i) => ({ id: String(i), data: payload(i, size) }))
+    publish: async (count, size, json, first = 0) => {
+      const messages = Array.from({ length: count }, (_, i) => ({ id: String(first + i), data: payload(first + i, size) }))
       await Promise.all(Array.from(subscribers, async (reply) => {
         for (const message of messages) await reply.sse.send(message)
       }))
@@ -229,8 +258,8 @@ async function fastifySseV2 () {
   return {
     port: await listenFastify(app),
     subscribers: () => subscribers.size,
-    publish: async (count, size) => {
-      for (let i = 0; i < count; i++) {
+    publish: async (count, size, json, first = 0) => {
+      for (let i = first; i < first + count; i++) {
         const message = { id: String(i), data: payload(i, size) }
         for (const reply of subscribers) reply.sse(message)
       }
@@ -264,9 +293,9 @@ async function betterSse ({ heartbeatInterval }) {
   return {
     port: server.address().port,
     subscribers: () => channel.sessionCount,
-    publish: async (count, size) => {
+    publish: async (count, size, json, first = 0) => {
       const buffer = createEventBuffer()
-      for (let i = 0; i < count; i++) buffer.push(payload(i, size), 'message', String(i))
+      for (let i = first; i < first + count; i++) buffer.push(payload(i, size), 'message', String(i))
       for (const session of channel.activeSessions) session.batch(buffer)
     },
     close: async () => { server.close() }
@@ -278,6 +307,7 @@ module.exports = {
   quote,
   targets: {
     raw,
+    'raw-batch': (options) => raw(options, { batch: true }),
     'fastify-floor': fastifyFloor,
     'fastify-sse-h2': ours,
     'fastify-sse-h2+schema': (options) => ours(options, { schema: true }),
