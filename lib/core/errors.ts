@@ -23,8 +23,9 @@ export const FST_SSE_UNKNOWN_EVENT_FIELD = createError<'FST_SSE_UNKNOWN_EVENT_FI
   'object, give it as the data: { data: value })', 500, TypeError)
 
 export const FST_SSE_INVALID_ID = createError<'FST_SSE_INVALID_ID', [string]>(
-  'FST_SSE_INVALID_ID', 'fastify-sse-h2: an event id must be a finite number or a string without CR, LF or NUL; got %s',
-  500, TypeError)
+  'FST_SSE_INVALID_ID', 'fastify-sse-h2: an event id must be a finite number, or a string that every client can send ' +
+  'back as it is: printable ASCII and tab, at most 256 characters, no space or tab at either end, not read as a ' +
+  'cursor; got %s', 500, TypeError)
 
 export const FST_SSE_INVALID_EVENT_NAME = createError<'FST_SSE_INVALID_EVENT_NAME', [string]>(
   'FST_SSE_INVALID_EVENT_NAME', 'fastify-sse-h2: an event name must be a string without CR or LF; got %s', 500,

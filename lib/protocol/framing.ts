@@ -11,6 +11,8 @@ import {
   FST_SSE_UNKNOWN_EVENT_FIELD
 } from '../core/errors'
 import { describe } from '../core/describe'
+import { MAX_LAST_EVENT_ID_LENGTH } from './last-event-id'
+import { isCursor } from './cursor-encoding'
 
 // Turns events into the text/event-stream wire format (WHATWG HTML, "Server-sent events", 9.2.5/9.2.6).
 // Pure: no I/O. Every frame ends with a blank line, so frames can be concatenated and written together.
@@ -143,26 +145,46 @@ export function dataText (data: unknown, serializer: SseSerializer, event: strin
   return text
 }
 
-/** The text of an event id, refused if the client could not read it back as sent. */
+/**
+ * The text of an event id, refused unless every client can send it back exactly as sent, in `Last-Event-ID` and in
+ * the query fallback: a header value has no control character but tab, and is trimmed of spaces and tabs at its ends;
+ * fetch-based clients (the `eventsource` package, polyfills) send it as Latin-1, and cannot send a character past it,
+ * where browsers send UTF-8: only ASCII comes back the same from all of them. We read back up to
+ * MAX_LAST_EVENT_ID_LENGTH characters, and an id that reads as a cursor would be taken for one.
+ */
 export function eventId (id: unknown): string {
   if (typeof id === 'number') {
     if (Number.isFinite(id)) return String(id)
     throw new FST_SSE_INVALID_ID(describe(id))
   }
   if (typeof id !== 'string') throw new FST_SSE_INVALID_ID(describe(id))
-  // An id with a line break would end the id field and forge others; the spec ignores ids with NUL.
-  if (hasForbiddenInId(id)) throw new FST_SSE_INVALID_ID(forbiddenCharacter(id))
+  // An id with a line break would also end the id field and forge others; the spec ignores ids with NUL.
+  const problem = unsendableInId(id)
+  if (problem !== undefined) throw new FST_SSE_INVALID_ID(problem)
   return id
 }
 
-// CR, LF or NUL. A loop: ids are short and most events have one, and a regular expression costs more to call than
-// such a scan (callgrind: about 2% of a pulled event's cost on the server).
-function hasForbiddenInId (id: string): boolean {
-  for (let i = 0; i < id.length; i++) {
+// A loop: ids are short and most events have one, and a regular expression costs more to call than such a scan
+// (callgrind: about 2% of a pulled event's cost on the server).
+function unsendableInId (id: string): string | undefined {
+  const length = id.length
+  if (length === 0) return undefined
+  if (length > MAX_LAST_EVENT_ID_LENGTH) return `a string of ${length} characters`
+  for (let i = 0; i < length; i++) {
     const code = id.charCodeAt(i)
-    if (code === 10 || code === 13 || code === 0) return true
+    if (code < 32) {
+      if (code !== 9) return forbiddenCharacter(id)
+    } else if (code > 126) {
+      return code === 127 ? 'a string with a control character' : 'a string with a character that is not ASCII'
+    }
   }
-  return false
+  if (isBlank(id.charCodeAt(0)) || isBlank(id.charCodeAt(length - 1))) return 'a string with a space or tab at one end'
+  if (id.charCodeAt(0) === 126 && isCursor(id)) return `${describe(id)}, which reads as a cursor`
+  return undefined
+}
+
+function isBlank (code: number): boolean {
+  return code === 32 || code === 9
 }
 
 function checkEventName (event: unknown): string {
@@ -184,5 +206,6 @@ export function isValidRetry (retry: unknown): retry is number {
 function forbiddenCharacter (value: string): string {
   if (value.includes('\n')) return 'a string with a line feed (\\n)'
   if (value.includes('\r')) return 'a string with a carriage return (\\r)'
-  return 'a string with a NUL character (\\0)'
+  if (value.includes('\0')) return 'a string with a NUL character (\\0)'
+  return 'a string with a control character'
 }

@@ -4,7 +4,7 @@ import { isCursor } from './cursor-encoding'
 
 // Ids we send are short; a longer value was not sent by us, and is not worth keeping or logging. Except the cursors
 // of streams of several channels (up to MAX_CURSOR_LENGTH), which are taken only if they read as cursors.
-const MAX_LAST_EVENT_ID_LENGTH = 256
+export const MAX_LAST_EVENT_ID_LENGTH = 256
 // Control characters other than tab (which an id may hold) never appear in an id we sent.
 // eslint-disable-next-line no-control-regex -- finding control characters is the point
 const CONTROL_CHARACTER = /[\0-\x08\n-\x1f\x7f]/
