@@ -45,8 +45,19 @@ export class InstanceProcess {
     }
   }
 
+  get pid (): number {
+    return this.child.pid as number
+  }
+
+  /** SIGSTOP freezes it (a stalled process: it reads nothing, answers nothing), SIGCONT lets it go on. */
+  signal (signal: 'SIGSTOP' | 'SIGCONT'): void {
+    this.child.kill(signal)
+  }
+
   async close (): Promise<void> {
     if (this.child.exitCode !== null) return
+    // A frozen instance cannot answer: it is let go on first.
+    this.child.kill('SIGCONT')
     const exited = once(this.child, 'exit')
     await this.ask({ type: 'close' }).catch(() => this.child.kill('SIGKILL'))
     await within(exited, 'the instance process to exit')

@@ -42,7 +42,7 @@ export class Follow implements LiveChannel {
   readonly listeners = new Set<StoredEventListener>()
   /** The last entry handed over, or the newest one when following began; undefined until the store knows it. */
   position: string | undefined
-  /** When it last heard from Redis (a message, a read): the live check reads on a channel quiet for longer. */
+  /** When it last had a message, or the live check read on for it: the live check reads on a channel quiet for longer. */
   heardAt = Date.now()
   /** Redis refused to read its stream (said once): the live check tries again. */
   refused = false
@@ -108,7 +108,6 @@ export class Follow implements LiveChannel {
    * are the oldest retained.
    */
   caughtUp (entries: readonly Entry[], missed: boolean, more: boolean): void {
-    this.heardAt = Date.now()
     this.catchingUp = false
     if (this.ended) return
     if (missed) this.deliver(new MissedEvent(this.channel, entries[0]))

@@ -277,10 +277,12 @@ export class RedisStore implements SseStore {
    */
   private checkLive (): void {
     this.feed.check(this.commandTimeout)
-    const quietSince = Date.now() - this.liveCheckInterval
+    const now = Date.now()
+    // Quiet: nothing for half the interval (at least): a channel read on at one check is read on at the next.
+    const quietSince = now - this.liveCheckInterval / 2
     for (const { follow } of this.follows.values()) {
       if (follow.refused || (follow.quiet && follow.heardAt <= quietSince)) {
-        follow.heardAt = Date.now()
+        follow.heardAt = now
         follow.catchUp()
       }
     }
