@@ -1,7 +1,7 @@
-import type { ClientFetch, ClientHeaders, ClientResponse, ClientStorage, EventMap, EventStreamClientOptions } from './types.js'
-import { EventStreamParser } from './parser.js'
-import { MissedEvent, StreamErrorEvent, StreamEvent } from './events.js'
-import { DEFAULT_RETRY, parseRetryAfter, retryDelay, type RetryBounds } from './backoff.js'
+import type { ClientFetch, ClientHeaders, ClientResponse, ClientStorage, EventMap, EventStreamClientOptions } from './types.ts'
+import { EventStreamParser } from './parser.ts'
+import { MissedEvent, StreamErrorEvent, StreamEvent } from './events.ts'
+import { DEFAULT_RETRY, parseRetryAfter, retryDelay, type RetryBounds } from './backoff.ts'
 
 const CONNECTING = 0
 const OPEN = 1

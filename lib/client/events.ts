@@ -1,4 +1,4 @@
-import type { MissedData } from './types.js'
+import type { MissedData } from './types.ts'
 
 const BASE64_BYTE = new Map<number, number>()
 for (const [index, char] of [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'].entries()) {

@@ -37,6 +37,7 @@ export class EventStreamParser {
   }
 
   feed (piece: string): void {
+    if (piece === '') return
     const text = this.pending === '' ? piece : this.pending + piece
     const length = text.length
     let start = this.afterCR && text.charCodeAt(0) === LF ? 1 : 0
