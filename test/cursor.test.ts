@@ -1,7 +1,7 @@
 import { test } from 'tap'
 import fc from 'fast-check'
 import type { Subscription } from '../lib/channels/subscription'
-import { StreamCursor, refuseOwnId } from '../lib/channels/cursor'
+import { NO_EVENT_ID, StreamCursor, refuseOwnId } from '../lib/channels/cursor'
 import { MAX_CURSOR_CHANNELS, MAX_CURSOR_LENGTH, channelKey, isCursor } from '../lib/protocol/cursor-encoding'
 import { comparePositions } from '../lib/core/position'
 
@@ -101,7 +101,9 @@ test('two channels of a stream whose keys meet: another salt keeps them apart', 
   t.same(resumed(id, [a, b, 'other']), { [a]: { position: '10' }, [b]: { position: '20' }, other: { position: '30' } })
 })
 
-test('a cursor we could not have written resumes nothing', async (t) => {
+const MISSED = { id: NO_EVENT_ID }
+
+test('an id that is not a whole cursor resumes the channels it places; every other one is told missed', async (t) => {
   const good = cursorOf({ a: '100', b: '105-2', c: undefined })
   t.ok(isCursor(good), good)
   const key = channelKey('a', 0)
@@ -111,13 +113,20 @@ test('a cursor we could not have written resumes nothing', async (t) => {
     `~05.${key}-6`, `~00.${key}zzzzzzzzzzz`, `~00.${key}1_zzzzzzzzzzz`, `~00.${key}1..${key}2`, ` ${good}`, `${good} `,
     `~00${`.${key}1`.repeat(MAX_CURSOR_CHANNELS + 1)}`, `~00.${key}${'0'.repeat(MAX_CURSOR_LENGTH)}`
   ]
+  // Read as far as its entries read: an entry of `a` before the cut resumes it.
+  const readAsFar: Record<string, object> = {
+    [`~00.${key}1..${key}2`]: { a: { position: '1' }, b: MISSED },
+    [`${good} `]: { a: { position: '100' }, b: { position: '105-2' } }
+  }
   for (const text of bad) {
     t.notOk(isCursor(text), `not a cursor: ${JSON.stringify(text.slice(0, 60))}`)
-    t.same(resumed(text, ['a']), { a: undefined })
+    t.same(resumed(text, ['a', 'b']), readAsFar[text] ?? { a: MISSED, b: MISSED }, `resumed from ${JSON.stringify(text.slice(0, 60))}`)
   }
   t.ok(isCursor(`~00${`.${key}1`.repeat(MAX_CURSOR_CHANNELS)}`), `${MAX_CURSOR_CHANNELS} entries are a cursor`)
-  t.same(resumed(`~00.${key}5.${key}6.${channelKey('b', 0)}7`, ['a', 'b']), { a: undefined, b: { position: '7' } },
-    'an entry given twice resumes neither: the channel starts afresh')
+  t.same(resumed(`~00.${key}5.${key}6.${channelKey('b', 0)}7`, ['a', 'b', 'c']), { a: MISSED, b: { position: '7' }, c: undefined },
+    'an entry given twice places neither channel: it is told missed; a channel a whole cursor does not hold starts now')
+  t.same(resumed(`~00.${channelKey('b', 0)}7.${key}`, ['a', 'b', 'c']), { a: { position: undefined }, b: { position: '7' }, c: undefined },
+    'an entry without a position: the channel retained nothing then')
   t.same(resumed(`~0a.${key}-3`, ['a']), { a: { position: '7' } }, 'a delta below the base')
 })
 
@@ -141,7 +150,10 @@ test('a channel is resumed once; the entries no subscription took are written on
   cursor.prepare(b, [b, e], '108')
   t.same(resumed(cursor.idOf(b, '108'), ['a', 'b', 'e']), { a: { position: '100' }, b: { position: '108' }, e: { position: '3' } })
   t.notOk(new StreamCursor(undefined).resumes)
-  t.same(new StreamCursor('42').resumeOf('a'), undefined, 'a plain id is no cursor')
+  const plain = new StreamCursor('42')
+  t.notOk(plain.resumes)
+  t.same(plain.resumeOf('a'), MISSED, 'a plain id places no channel: each is told missed')
+  t.same(plain.resumeOf('a'), undefined, 'once: subscribed to again, from then')
 })
 
 test('the client\'s entries are not written on under another salt, nor past the most a stream carries', async (t) => {

@@ -56,3 +56,17 @@ test('listeners get each appended event; unlisten stops them; close forgets ever
   store.close()
   t.equal(store.readAfter('c', 'one').found, false)
 })
+
+test('head(): at once, the newest retained event\'s position; none for a channel that retains none', async (t) => {
+  t.equal(new MemoryStore().head('c'), undefined, 'never published')
+  const store = new MemoryStore({ historySize: 2, historyMaxAge: 60_000 })
+  add(store)
+  const newest = add(store, 'own')
+  t.equal(store.head('c'), newest.position, 'its position, whatever its id')
+  const now = Date.now()
+  t.capture(Date, 'now', () => now + 60_001)
+  t.equal(store.head('c'), undefined, 'all expired: none retained')
+  const none = new MemoryStore({ historySize: 0 })
+  none.append('c', { id: undefined, body: 'data: x\n\n', snapshot: '{"data":"x"}' })
+  t.equal(none.head('c'), undefined, 'historySize 0: none retained')
+})

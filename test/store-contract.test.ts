@@ -13,9 +13,9 @@ test('MemoryStore keeps the store contract', async (t) => {
   await keepsContract(t, sharedView)
 })
 
-test('a store without readAfterPosition (which is optional) keeps the contract', async (t) => {
+test('a store without readAfterPosition and head (which are optional) keeps the contract', async (t) => {
   await keepsContract(t, (store) => {
-    const { readAfterPosition, ...view } = sharedView(store)
+    const { readAfterPosition, head, ...view } = sharedView(store)
     return view
   })
 })
@@ -52,6 +52,7 @@ function sharedView (store: MemoryStore): SseStore {
     append: (channel, event) => store.append(channel, event),
     readAfter: (channel, lastEventId) => store.readAfter(channel, lastEventId),
     readAfterPosition: (channel, position) => store.readAfterPosition(channel, position),
+    head: (channel) => store.head(channel),
     listen: (channel, listener) => store.listen(channel, listener),
     unlisten: (channel, listener) => store.unlisten(channel, listener),
     close: () => {}

@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { EventStream } from './event-stream'
 import type { ChannelEvent, SseMessage, SseSerializer } from '../core/events'
 import type { Replay, SseStore, StoredEvent } from '../stores/store'
-import type { ResumeFrom } from './cursor'
+import { NO_EVENT_ID, type ResumeFrom } from './cursor'
 import type { Stats } from '../observe/stats'
 import { Subscription } from './subscription'
 import { eventId, frameBody, toEvent } from '../protocol/framing'
@@ -15,9 +15,6 @@ export { MISSED_EVENT } from './subscription'
 
 /** Decides, per subscriber, which events of a channel it receives. */
 export type ChannelFilter = (event: ChannelEvent) => boolean
-
-// An id no event has (ids never hold a line feed): a replay after it is all that is retained.
-const NO_EVENT_ID = '\n'
 
 // How long close() waits for this process's own publishes to come back from a store that delivers them later.
 const CLOSE_WAIT_MS = 5000
@@ -39,8 +36,12 @@ export class Channel<Message extends SseMessage = SseMessage> {
   private batch: StoredEvent[] = []
   private batchText = ''
   private flushScheduled = false
-  // The position of the last event the store handed over, and of the last one this process published.
+  // The position of the last event the store handed over while it listens, and of the last one this process published.
   private livePosition: string | undefined
+  // A store without head(): whether the channel knows where it stands (livePosition, undefined: it retains nothing),
+  // having been handed an event or having read its history since it began to listen; the read on its way.
+  private headKnown = false
+  private headRead: Promise<string | undefined> | undefined
   private publishedPosition: string | undefined
   // Closing streams that wait for this process's own publishes to come back from the store, and the bound of it.
   private readonly waiting = new Set<EventStream>()
@@ -127,31 +128,29 @@ export class Channel<Message extends SseMessage = SseMessage> {
     this.stats.subscriptions++
     stream.attach(subscription)
     if (from === undefined) {
-      if (this.store.head !== undefined) this.startAtHead(subscription, this.store.head, answer)
-      else answer?.()
+      this.startAtHead(subscription, answer)
       return
     }
     const store = this.store
     if ('id' in from) {
-      subscription.startReplay(undefined)
-      this.replay(subscription, () => store.readAfter(this.name, from.id), false, answer)
+      this.replay(subscription, undefined, () => store.readAfter(this.name, from.id), false, answer)
     } else if (from.position === undefined) {
-      // The channel had published nothing when the client subscribed: all it retains is new to the client.
-      subscription.startReplay(undefined)
-      this.replay(subscription, () => store.readAfter(this.name, NO_EVENT_ID), true, answer)
+      // The channel retained nothing when the client was last told where it stood: all it retains is new to it.
+      this.replay(subscription, undefined, () => store.readAfter(this.name, NO_EVENT_ID), true, answer)
     } else {
       const position = from.position
       const readAfterPosition = store.readAfterPosition
-      subscription.startReplay(position)
       // A store without readAfterPosition gives an event without an id of its own its position as id.
-      this.replay(subscription, readAfterPosition === undefined
+      this.replay(subscription, position, readAfterPosition === undefined
         ? () => store.readAfter(this.name, position)
         : () => readAfterPosition.call(store, this.name, position), false, answer)
     }
   }
 
-  private replay (subscription: Subscription, read: () => Replay | Promise<Replay>, fromStart: boolean,
-    answer: ((error?: unknown) => void) | undefined): void {
+  /** Reads what the subscriber missed after `from` (the client's position, when it has one): its start. */
+  private replay (subscription: Subscription, from: string | undefined, read: () => Replay | Promise<Replay>,
+    fromStart: boolean, answer: ((error?: unknown) => void) | undefined): void {
+    subscription.awaitStart(from)
     let replay: Replay | Promise<Replay>
     try {
       replay = read()
@@ -177,16 +176,16 @@ export class Channel<Message extends SseMessage = SseMessage> {
   }
 
   /**
-   * A store that delivers later than it appends: the subscriber is owed the events after the newest one stored now,
-   * which its listeners may not have had yet. Until the store says which, live events wait in the subscription.
+   * A new subscriber is owed the events after the newest one stored now (which, with a store that delivers later than
+   * it appends, its listeners may not have had yet): it starts there, so that the stream's cursor places it from the
+   * start, published since or not. Until the store says where, what the stream writes waits.
    */
-  private startAtHead (subscription: Subscription, head: (channel: string) => string | undefined | Promise<string | undefined>,
-    answer: ((error?: unknown) => void) | undefined): void {
+  private startAtHead (subscription: Subscription, answer: ((error?: unknown) => void) | undefined): void {
     // Where the channel stands now: what a subscriber is owed when the store cannot say.
     const live = this.livePosition
     let position: string | undefined | Promise<string | undefined>
     try {
-      position = head.call(this.store, this.name)
+      position = this.head()
     } catch (error) {
       position = Promise.reject(error)
     }
@@ -195,7 +194,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
       subscription.startAt(position)
       return
     }
-    subscription.startReplay(subscription.position)
+    subscription.awaitStart(undefined)
     position.then((at) => {
       answer?.()
       subscription.startAt(at)
@@ -208,6 +207,36 @@ export class Channel<Message extends SseMessage = SseMessage> {
       this.log.debug({ err: error, channel: this.name }, 'fastify-sse-h2: the store could not say where a channel stands')
       subscription.startAt(live)
     })
+  }
+
+  /**
+   * The position of the channel's newest event, undefined when it retains none. A store without head() hands its
+   * listeners every event as append() takes it: once the channel has been handed one since it began to listen, or has
+   * read its history since, it knows; until then the newest event of its history says (one read, shared).
+   */
+  private head (): string | undefined | Promise<string | undefined> {
+    const store = this.store
+    if (store.head !== undefined) return store.head(this.name)
+    if (this.headKnown) return this.livePosition
+    if (this.headRead !== undefined) return this.headRead
+    const listenings = this.listenings
+    const newest = (replay: Replay): string | undefined => {
+      const position = replay.events.at(-1)?.position
+      if (this.listening && this.listenings === listenings && !this.headKnown) {
+        this.livePosition = position
+        this.headKnown = true
+      }
+      return position
+    }
+    const read = store.readAfter(this.name, NO_EVENT_ID)
+    if (!isPromise(read)) return newest(read)
+    const reading = read.then(newest)
+    const done = (): void => {
+      if (this.headRead === reading) this.headRead = undefined
+    }
+    reading.then(done, done)
+    this.headRead = reading
+    return reading
   }
 
   /** @internal The stream let go of it. */
@@ -227,6 +256,9 @@ export class Channel<Message extends SseMessage = SseMessage> {
     if (!this.listening) return
     this.listening = false
     this.publishedPosition = undefined
+    // What it is handed next time it listens says nothing of what came meanwhile.
+    this.livePosition = undefined
+    this.headKnown = false
     this.store.unlisten(this.name, this.onStored)
   }
 
@@ -265,6 +297,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
 
   private receive (event: StoredEvent): void {
     this.livePosition = event.position
+    this.headKnown = true
     this.batch.push(event)
     this.batchText += event.frame
     if (!this.flushScheduled) {

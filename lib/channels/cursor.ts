@@ -9,9 +9,14 @@ import {
 
 /**
  * Where a new subscription starts: now (undefined), after the event of an id (a stream of one channel), or after a
- * position of the client's cursor (undefined: before every event the channel retains).
+ * position of the client's cursor (undefined: the channel retained nothing then, so all it retains is new).
  */
 export type ResumeFrom = { id: string } | { position: string | undefined } | undefined
+
+/** An id no event has (ids never hold a line feed): a replay after it is `missed`, then all that is retained. */
+export const NO_EVENT_ID = '\n'
+// Where a client that came back with an id its stream cannot read stood on a channel: not known, so it is told.
+const UNKNOWN: ResumeFrom = { id: NO_EVENT_ID }
 
 /**
  * The cursor of one stream: what the client came back with, which its subscriptions resume from, each once; and the
@@ -21,6 +26,11 @@ export type ResumeFrom = { id: string } | { position: string | undefined } | und
  */
 export class StreamCursor {
   private readonly received: ReceivedCursor | undefined
+  // The client came back with an id that is not a whole cursor (a plain id, a cut cursor): a channel it does not
+  // place cannot be told where it stood, and gets `missed`.
+  private readonly unread: boolean
+  // The channels that took their start from what the client came with: each once.
+  private readonly taken = new Set<string>()
   private salt: number
   private base: number | undefined
   // Bumped when the salt changes: the segments subscriptions keep are then stale.
@@ -34,28 +44,36 @@ export class StreamCursor {
   constructor (lastEventId: string | undefined) {
     this.received = lastEventId === undefined ? undefined : parseCursor(lastEventId)
     this.salt = this.received?.salt ?? 0
+    this.unread = lastEventId !== undefined && this.received?.complete !== true
   }
 
-  /** Whether the client came back with a cursor. */
+  /** Whether the client came back with a cursor, whole. */
   get resumes (): boolean {
-    return this.received !== undefined
+    return this.received?.complete === true
   }
 
-  /** Where a new subscription to the channel named `name` starts: after its position in the client's cursor, or now. */
+  /**
+   * Where a new subscription to the channel named `name` starts: after its position in the client's cursor; now, if
+   * the cursor is whole and the channel is not in it (it was not on the stream then); after an id no event has (a
+   * `missed`), if the client came back with an id that does not say (a plain id, a cut cursor, an entry given twice).
+   */
   resumeOf (name: string): ResumeFrom {
-    const received = this.received
-    if (received === undefined) return undefined
-    const key = channelKey(name, received.salt)
-    if (!received.positions.has(key)) return undefined
-    const position = received.positions.get(key)
     // Once: a channel subscribed to again later on the same stream starts from then.
+    if (this.taken.has(name)) return undefined
+    this.taken.add(name)
+    const received = this.received
+    const key = received === undefined ? '' : channelKey(name, received.salt)
+    if (received === undefined || !received.positions.has(key)) return this.unread ? UNKNOWN : undefined
+    const position = received.positions.get(key)
     received.positions.delete(key)
     this.carried = undefined
-    return position === AMBIGUOUS ? undefined : { position }
+    return position === AMBIGUOUS ? UNKNOWN : { position }
   }
 
   /** Gives a subscription of the stream its key; when two keys meet, a salt that keeps them all apart. */
   add (subscription: Subscription, subscriptions: readonly Subscription[]): void {
+    // A stream of one channel that takes more: its channel took the client's id already.
+    this.taken.add(subscription.channel.name)
     subscription.cursorKey = channelKey(subscription.channel.name, this.salt)
     this.carried = undefined
     if (!subscriptions.some((other) => other !== subscription && other.cursorKey === subscription.cursorKey)) return

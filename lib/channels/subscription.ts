@@ -24,10 +24,15 @@ export class Subscription {
   segment = ''
   segmentPosition: string | undefined
   segmentGeneration = -1
-  // Live events that arrive while the replay is read: written after it, those it did not already hold.
-  private backlog: StoredEvent[] | undefined
+  // Where it starts, while its replay (or its store's head()) is on the way: `waiting`, and then `ready` until its
+  // stream writes it in its place among what it held meanwhile (see EventStream's holdFor()).
+  private start: 'live' | 'waiting' | 'ready' = 'live'
   // Meanwhile, what the stream's cursor says of it: the position the client is known to have.
   private replayFrom: string | undefined
+  // Its start once known: the replay read, and whether it is all the channel retains; or the head (no replay).
+  private replay: Replay | undefined
+  private fromStart = false
+  private headPosition: string | undefined
   // Its filter threw, or the stream let go of it: nothing more is written for it.
   private cancelled = false
   // How many frames the last framesFrom() gave: the events a write holds, for the stats.
@@ -40,17 +45,12 @@ export class Subscription {
     this.position = position
   }
 
-  /** True while its replay is being read: the stream's close waits for it. */
-  get replaying (): boolean {
-    return this.backlog !== undefined
-  }
-
   /**
-   * Its position in the stream's cursor: the last event written or skipped, or, while its replay is read, the one
-   * it resumes from (undefined when that is not known yet: a resume from it repeats events rather than skip any).
+   * Its position in the stream's cursor: the last event written or skipped, or, until its start is written, the one
+   * it resumes from (what the client came with, or where the store said it starts).
    */
   get cursorPosition (): string | undefined {
-    return this.backlog === undefined ? this.position : this.replayFrom
+    return this.start === 'live' ? this.position : this.replayFrom
   }
 
   /**
@@ -59,10 +59,11 @@ export class Subscription {
    * a stream of several channels, whose ids are its own.)
    */
   deliver (events: readonly StoredEvent[], shared: (() => Buffer) | undefined): void {
-    if (this.backlog !== undefined) {
-      for (const event of events) this.backlog.push(event)
-      return
-    }
+    if (!this.stream.holds(this, events, shared)) this.write(events, shared)
+  }
+
+  /** @internal As deliver(), now: its stream holds nothing, or writes what it held. */
+  write (events: readonly StoredEvent[], shared: (() => Buffer) | undefined): void {
     if (this.cancelled || this.stream.hasEnded) return
     const from = this.firstAfterPosition(events)
     if (from === events.length) return
@@ -75,45 +76,66 @@ export class Subscription {
     if (frames !== '') this.stream.writeShared(frames, this.framed)
   }
 
-  /** Holds live events back until `replayed()`; the stream's cursor says `from` of it meanwhile. */
-  startReplay (from: string | undefined): void {
-    this.backlog = []
+  /**
+   * Where it starts is on its way (a replay, or its store's head()): its stream holds what it would write from now
+   * on, this subscription's live events included; its cursor says `from` of it meanwhile.
+   */
+  awaitStart (from: string | undefined): void {
+    this.start = 'waiting'
     this.replayFrom = from
+    this.stream.holdFor(this)
   }
 
   /**
-   * Writes what the replay holds, then what arrived live meanwhile, each event once. Without `found`, a `missed`
-   * event first, unless `fromStart`: the replay is all the channel retains, which is all it published since.
+   * Its replay is read: written in its place (then what its stream held after it), each event once. Without `found`,
+   * a `missed` event first, unless `fromStart`: the replay is all the channel retains, which is all it published since.
    */
   replayed (replay: Replay, fromStart = false): void {
-    const backlog = this.backlog as StoredEvent[]
-    this.backlog = undefined
+    if (this.start !== 'waiting') return
+    this.replay = replay
+    this.fromStart = fromStart
+    if (replay.found) this.replayFrom = replay.position
+    this.ready()
+  }
+
+  /**
+   * Starts after `position` (the channel's newest event when it subscribed; undefined: it retains none, so it starts
+   * after what this tick handed over before it subscribed, if anything).
+   */
+  startAt (position: string | undefined): void {
+    if (this.start === 'live') {
+      this.position = position ?? this.position
+      return
+    }
+    if (this.start !== 'waiting') return
+    this.headPosition = position ?? this.position
+    this.replayFrom = this.headPosition
+    this.ready()
+  }
+
+  /** @internal Its stream writes its start, in its place: the replay, or nothing (a head); from then on it is live. */
+  writeStart (): void {
+    const replay = this.replay
+    this.replay = undefined
+    this.start = 'live'
     if (this.cancelled || this.stream.hasEnded) return
+    if (replay === undefined) {
+      this.position = this.headPosition
+      return
+    }
+    const fromStart = this.fromStart
     // Replayed from the client's own position, not from where the channel stood when it subscribed.
     this.position = replay.found ? replay.position : undefined
     let frames = replay.found || fromStart ? '' : this.missedFrame(replay.events)
     frames += this.framesFrom(replay.events, this.firstAfterPosition(replay.events))
-    let events = this.framed + (replay.found || fromStart ? 0 : 1)
-    // Read after the replay began, the backlog may repeat its last events, or (a store whose live feed lags)
-    // events before the client's own last id: its position skips them.
-    frames += this.framesFrom(backlog, this.firstAfterPosition(backlog))
-    events += this.framed
+    const events = this.framed + (replay.found || fromStart ? 0 : 1)
     this.stream.stats.replayed(this.stream, this.channel.name, replay.found || fromStart ? 'resumed' : 'missed', events)
     this.stream.writeReplay(frames, events)
-    this.stream.settled()
   }
 
-  /** Starts after `position` (the channel's newest event when it subscribed): what arrived meanwhile after it is written. */
-  startAt (position: string | undefined): void {
-    const backlog = this.backlog
-    this.backlog = undefined
-    this.position = position
-    if (this.cancelled || this.stream.hasEnded) return
-    if (backlog !== undefined) {
-      const frames = this.framesFrom(backlog, this.firstAfterPosition(backlog))
-      if (frames !== '') this.stream.writeShared(frames, this.framed)
-      this.stream.settled()
-    }
+  private ready (): void {
+    this.start = 'ready'
+    this.stream.started()
   }
 
   /** Its replay failed before its stream was answered: the stream is refused, never opened; the replay counts as failed. */
@@ -122,21 +144,27 @@ export class Subscription {
   }
 
   replayFailed (error: unknown): void {
-    this.backlog = undefined
-    if (this.cancelled || this.stream.hasEnded) return
-    // A stream already closing (the app closing, and its store with it) resumes from the same id next time.
-    const closing = this.stream.closed
-    this.channel.log[closing ? 'debug' : 'error']({ err: error, channel: this.channel.name },
-      'fastify-sse-h2: the replay of a channel failed; the stream was closed')
-    this.stream.stats.replayed(this.stream, this.channel.name, 'failed', 0, error)
-    this.stream.settled()
+    if (this.start !== 'waiting') return
+    if (!this.stream.hasEnded) {
+      // A stream already closing (the app closing, and its store with it) resumes from the same id next time.
+      const closing = this.stream.closed
+      this.channel.log[closing ? 'debug' : 'error']({ err: error, channel: this.channel.name },
+        'fastify-sse-h2: the replay of a channel failed; the stream was closed')
+      this.stream.stats.replayed(this.stream, this.channel.name, 'failed', 0, error)
+    }
+    this.cancelled = true
+    this.ready()
     this.stream.close()
   }
 
-  /** The stream let go of it (`unsubscribe()`): nothing more is written for it, its replay included. */
+  /**
+   * The stream let go of it (`unsubscribe()`): nothing more is written for it, its replay included; what its stream
+   * held for it from before still is.
+   */
   cancel (): void {
+    if (this.start === 'live' && this.stream.holding) return
     this.cancelled = true
-    this.backlog = undefined
+    if (this.start === 'waiting') this.ready()
   }
 
   private firstAfterPosition (events: readonly StoredEvent[]): number {

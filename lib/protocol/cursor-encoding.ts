@@ -31,11 +31,16 @@ export const AMBIGUOUS = null
 export interface ReceivedCursor {
   salt: number
   positions: Map<string, string | undefined | typeof AMBIGUOUS>
+  /**
+   * False when an entry could not be read (a cut cursor, one with more entries than a stream carries): the entries
+   * before it are read, and a channel not among them cannot be told where it stood.
+   */
+  complete: boolean
 }
 
-/** Whether `text` is a cursor as streams of several channels write them. */
+/** Whether `text` is a cursor as streams of several channels write them, whole. */
 export function isCursor (text: string): boolean {
-  return parseCursor(text) !== undefined
+  return parseCursor(text)?.complete === true
 }
 
 /** The head of a cursor: its mark, salt and base. */
@@ -71,28 +76,27 @@ export function majorOf (position: string): number {
   return Number(dash === -1 ? position : position.slice(0, dash))
 }
 
-/** The positions of a cursor, by key; undefined if `text` is not a cursor we could have written. */
+/**
+ * The positions of a cursor, by key, as far as its entries read (`complete` says whether all did); undefined if
+ * `text` does not begin as a cursor we could have written.
+ */
 export function parseCursor (text: string): ReceivedCursor | undefined {
   if (text.length > MAX_CURSOR_LENGTH || text[0] !== MARK) return undefined
   const entries = text.split('.')
-  if (entries.length - 1 > MAX_CURSOR_CHANNELS) return undefined
   const head = entries[0]
   const salt = wholeNumber(head.slice(1, 2))
   const base = wholeNumber(head.slice(2))
   if (salt === undefined || base === undefined) return undefined
   const positions: ReceivedCursor['positions'] = new Map()
-  for (let i = 1; i < entries.length; i++) {
+  const last = Math.min(entries.length - 1, MAX_CURSOR_CHANNELS)
+  for (let i = 1; i <= last; i++) {
     const entry = entries[i]
     const key = entry.slice(0, KEY_LENGTH)
-    if (!KEY.test(key)) return undefined
-    let position: string | undefined
-    if (entry.length > KEY_LENGTH) {
-      position = positionOf(entry.slice(KEY_LENGTH), base)
-      if (position === undefined) return undefined
-    }
+    const position = entry.length > KEY_LENGTH ? positionOf(entry.slice(KEY_LENGTH), base) : undefined
+    if (!KEY.test(key) || (entry.length > KEY_LENGTH && position === undefined)) return { salt, positions, complete: false }
     positions.set(key, positions.has(key) ? AMBIGUOUS : position)
   }
-  return { salt, positions }
+  return { salt, positions, complete: last === entries.length - 1 }
 }
 
 function positionOf (text: string, base: number): string | undefined {

@@ -75,6 +75,11 @@ class ChannelHistory {
     return found === undefined ? { found: false, events } : { found: true, position: found.position, events }
   }
 
+  /** The position of the newest event retained, or undefined. */
+  newest (): string | undefined {
+    return this.length === 0 ? undefined : this.at(this.length - 1).position
+  }
+
   expire (oldestTime: number): void {
     while (this.length > 0 && this.at(0).time < oldestTime) this.dropOldest()
   }
@@ -140,6 +145,14 @@ export class MemoryStore implements SseStore {
     const history = this.history(channel)
     this.expire(history, Date.now())
     return history.afterPosition(position)
+  }
+
+  /** Answers at once: a new subscriber knows where it starts, and its stream's cursor places it, from the start. */
+  head (channel: string): string | undefined {
+    const history = this.channels.get(channel)
+    if (history === undefined) return undefined
+    this.expire(history, Date.now())
+    return history.newest()
   }
 
   listen (channel: string, listener: StoredEventListener): void {

@@ -229,6 +229,26 @@ export const storeContract: readonly StoreContractCheck[] = [
     }
   },
   {
+    name: 'head (if the store has it): the position of the newest event, from every store; undefined for a channel without one',
+    async run (subject) {
+      await withStores(subject, 2, 100, async ([a, b]) => {
+        // Optional: a store without it is asked readAfter() with an id no event has, and its newest event says.
+        if (a.head === undefined) return
+        const channel = subject.channelName()
+        const head = async (store: SseStore, name: string): Promise<string | undefined> =>
+          await (store.head as NonNullable<SseStore['head']>).call(store, name)
+        assert.equal(await head(a, channel), undefined, 'a channel that never published has none')
+        await append(a, channel)
+        const own = await append(b, channel, 'own-id')
+        for (const store of [a, b]) {
+          const newest = await head(store, channel)
+          assert.ok(newest !== undefined && comparePositions(newest, own.position) === 0, `the newest event's position (${String(newest)})`)
+        }
+        assert.equal(await head(a, subject.channelName()), undefined, 'another channel has its own')
+      })
+    }
+  },
+  {
     name: 'history keeps the newest events, at least historySize of them',
     async run (subject) {
       await withStores(subject, 1, 5, async ([store]) => {

@@ -117,7 +117,7 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
   get bufferedBytes (): number {
     if (!this.connected) return 0
     const compressor = this.compressor
-    return this.pending.length + this.sink.writableLength +
+    return this.pending.length + this.heldBytes() + this.sink.writableLength +
       (compressor === undefined ? 0 : compressor.readableLength + this.target.writableLength)
   }
 
@@ -307,11 +307,17 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
   protected abstract released (): void
 
   /**
+   * What the stream holds back of its own for now (behind a replay being read): not taken by the client, it counts
+   * against it only while the client holds back what it was given (it waits for the store, not for the client).
+   */
+  protected abstract heldBytes (): number
+
+  /**
    * The one rule for a client that is behind: it is when what it was given before the last two turns of the event
    * loop, and has not taken, is more than maxBufferedBytes (plus the allowance of an oversized write on its way).
    * A bounded write to such a client drops it; any other write is admitted. False if nothing may be written.
    */
-  private admit (size: number, bounded: boolean): boolean {
+  protected admit (size: number, bounded: boolean): boolean {
     if (this.phase === 'ended') return false
     const turn = currentTurn()
     if (this.turnOfWrites !== turn) {
@@ -334,15 +340,16 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
   /**
    * What the client was given before the last two turns and has not taken. A compressor's input, and what waits to
    * be handed to it, count only while the client holds its output back: until then they wait for the CPU (a busy
-   * thread pool), not for the client.
+   * thread pool), not for the client; and so do the stream's own frames held behind a replay (they wait for the store).
    */
   private waitingFromEarlierTurns (): number {
     const compressor = this.compressor
     const target = this.target
+    const held = target.writableNeedDrain ? this.heldBytes() : 0
     const waiting = compressor === undefined
-      ? this.pending.length + target.writableLength
+      ? this.pending.length + held + target.writableLength
       : compressor.readableLength + target.writableLength +
-        (target.writableNeedDrain ? this.pending.length + compressor.writableLength : 0)
+        (target.writableNeedDrain ? this.pending.length + held + compressor.writableLength : 0)
     return waiting - this.writtenThisTurn - this.writtenLastTurn
   }
 
