@@ -5,7 +5,7 @@ import { Channels } from '../channels/channels'
 import { ChannelSchemas } from '../channels/channel-schemas'
 import { StreamGroups } from '../stream/stream-groups'
 import { ClosingConnections } from '../stream/closing-connections'
-import { ServerSessions } from '../stream/server-sessions'
+import { ServerConnections } from '../stream/server-connections'
 import { Stats } from '../observe/stats'
 import { wantsEventStream } from '../protocol/negotiation'
 import { resolveOptions } from './options'
@@ -20,9 +20,9 @@ export async function registerSse (fastify: FastifyInstance, options: FastifySse
   claimContext(fastify)
   const stats = new Stats()
   const streamGroups = new StreamGroups(settings, settings.limits, stats)
-  const sessions = new ServerSessions()
-  if (fastify.initialConfig.http2 === true) sessions.watch(fastify.server)
-  const connections = new ClosingConnections(sessions)
+  const serverConnections = new ServerConnections()
+  serverConnections.watch(fastify.server)
+  const connections = new ClosingConnections(serverConnections)
   const schemas = new ChannelSchemas(fastify, settings.serializer)
   const channels = new Channels(settings.store, settings.serializer, fastify.log, schemas, stats)
 
@@ -35,7 +35,8 @@ export async function registerSse (fastify: FastifyInstance, options: FastifySse
   // Before the server stops accepting: it waits for open connections, and event streams never end by themselves.
   fastify.addHook('preClose', async function closeEventStreams () {
     streamGroups.closeAll(connections, settings.shutdownRetry)
-    sessions.goAway()
+    serverConnections.goAway()
+    for (const socket of serverConnections.unused()) connections.addUnused(socket)
     // A client that has not let go of its connection within the grace is dropped with it.
     await connections.closed()
   })

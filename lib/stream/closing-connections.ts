@@ -2,24 +2,24 @@ import type { ServerResponse } from 'node:http'
 import type { Http2ServerResponse, Http2Session } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { RawResponse } from './response'
-import type { ServerSessions } from './server-sessions'
+import type { ServerConnections } from './server-connections'
 
 // At shutdown, a client gets this long to take its last bytes and let its connection go before it is destroyed.
 const SHUTDOWN_GRACE_MS = 1000
 
 /**
- * The connections let go at shutdown: the ones that carried event streams, and the ones a stream was refused
- * on while the server closes. Each HTTP/2 session is sent a GOAWAY, each HTTP/1.1 socket is ended once its
- * response is sent; a connection whose client has not let go SHUTDOWN_GRACE_MS later is destroyed, socket
+ * The connections let go at shutdown: the ones that carried event streams, the ones a stream was refused on while
+ * the server closes, and the ones that never carried a request (a client's spare). Each HTTP/2 session is sent a
+ * GOAWAY, each HTTP/1.1 socket is ended once its response is sent; a connection whose client has not let go SHUTDOWN_GRACE_MS later is destroyed, socket
  * and all, so that a frozen client can never keep the server from closing.
  */
 export class ClosingConnections {
-  private readonly sessions: ServerSessions
+  private readonly sessions: ServerConnections
   // Each connection still open, with the timer that destroys it.
   private readonly open = new Map<Http2Session | Socket, NodeJS.Timeout>()
   private whenClosed: (() => void) | undefined
 
-  constructor (sessions: ServerSessions) {
+  constructor (sessions: ServerConnections) {
     this.sessions = sessions
   }
 
@@ -27,6 +27,14 @@ export class ClosingConnections {
   add (res: RawResponse): void {
     if ('stream' in res) this.addSession(res)
     else this.addSocket(res)
+  }
+
+  /** Lets go of a connection on which no request ever came: it is ended now. */
+  addUnused (socket: Socket): void {
+    if (this.open.has(socket)) return
+    this.track(socket, () => socket.destroy())
+    socket.once('close', () => this.untrack(socket))
+    socket.end()
   }
 
   /** Resolves once every connection added is closed, by its client or by the grace. */
