@@ -1,6 +1,6 @@
 import { t as root, test } from 'tap'
 import { openStream, type SseClient } from './helpers/client'
-import { startCluster } from './helpers/redis-cluster'
+import { startCluster, type RedisCluster } from './helpers/redis-cluster'
 import { startInstance } from './helpers/redis-instances'
 import { missingService, mustSkip } from './helpers/services'
 import { waitUntil } from './helpers/wait'
@@ -28,13 +28,20 @@ async function channelsOnEveryNode (ownerOf: (slot: number) => Promise<number>, 
   return [...found.values()]
 }
 
+/** The channels a node has sharded subscribers for. */
+async function subscribers (cluster: RedisCluster, port: number): Promise<string[]> {
+  return await cluster.ask(port, ['PUBSUB', 'SHARDCHANNELS']) as string[]
+}
+
 function data (client: SseClient): string[] {
   return client.events.filter((event) => event.event !== MISSED_EVENT).map((event) => event.data)
 }
 
 test('an ioredis Cluster store over a real Redis Cluster of three primaries', { skip }, async (t) => {
   const cluster = await startCluster(t)
-  const config = { protocol: 'h2c' as const, cluster: cluster.startupNodes }
+  // No live check to fall back on (an hour apart): what arrives comes by sharded pub/sub, or by the read on from the
+  // stream once a subscription moved to the node that serves its slot now.
+  const config = { protocol: 'h2c' as const, cluster: cluster.startupNodes, store: { liveCheckInterval: 3_600_000 } }
   const [a, b] = await Promise.all([0, 1].map(async () => await startInstance(t, config)))
   const ports = cluster.nodes.map((node) => node.port)
 
@@ -55,21 +62,42 @@ test('an ioredis Cluster store over a real Redis Cluster of three primaries', { 
     t.same(resumed.map(data), channels.map(() => ['4', '5', '6']), 'each resumed after its id: what it missed, then what came after')
   })
 
-  await t.test('a slot moved to another node while its channel is followed: events published after it still arrive', async (t) => {
+  await t.test('a followed slot moved to another node mid-stream: every event once, in order, and the subscription follows it', async (t) => {
     const [channel] = await channelsOnEveryNode(async (slot) => await cluster.ownerOf(slot), ports, 'moved-')
     const slot = slotOf(shardTags(16)[keys.shardOf(channel)])
     const client = await openStream(t, a.server, `/channels/${channel}`)
     const [before] = await b.publish(channel, ['before'])
     await client.waitForEvents(1)
     const from = await cluster.ownerOf(slot)
-    await cluster.moveSlot(slot, ports.find((port) => port !== from) as number)
-    const { ids, failures } = await b.steady(channel, 20, 100, 'after-')
+    const to = ports.find((port) => port !== from) as number
+    // Published at 50 a second for a second, the slot moved (keys and all) while it goes on.
+    const publishing = b.steady(channel, 50, 50, 'after-')
+    await client.waitForEvents(10)
+    await cluster.moveSlot(slot, to)
+    const { ids, failures } = await publishing
     t.same(failures, [], 'publishes go to the slot\'s new node')
-    await waitUntil(client, 'change', () => client.events.some((event) => event.id === ids[19]) ? true : undefined, 'the last event')
+    await waitUntil(client, 'change', () => client.events.some((event) => event.id === ids[49]) ? true : undefined, 'the last event')
     t.same(data(client), ['before', ...ids.map((_, n) => `after-${n}`)], 'every event once, in order, across the move')
+    t.ok((await subscribers(cluster, to)).includes(keys.stream(channel)), 'subscribed on the node that serves the slot now')
+    t.notOk((await subscribers(cluster, from)).includes(keys.stream(channel)), 'and no longer on the one that did')
     const late = await openStream(t, b.server, `/channels/${channel}`, { headers: { 'last-event-id': before } })
-    await late.waitForEvents(20)
+    await late.waitForEvents(50)
     t.same(data(late), ids.map((_, n) => `after-${n}`), 'a replay reads from the new node')
+  })
+
+  await t.test('a first subscriber whose instance still thinks a moved slot is on its old node: subscribed where it is now', async (t) => {
+    const [channel] = await channelsOnEveryNode(async (slot) => await cluster.ownerOf(slot), ports, 'stale-')
+    const slot = slotOf(shardTags(16)[keys.shardOf(channel)])
+    const from = await cluster.ownerOf(slot)
+    const to = ports.find((port) => port !== from) as number
+    // Nothing of this slot was asked of A since: A's view of the Cluster still has it on its old node.
+    await cluster.moveSlot(slot, to)
+    const client = await openStream(t, a.server, `/channels/${channel}`)
+    const ids = await b.publish(channel, ['1', '2', '3'])
+    await waitUntil(client, 'change', () => client.events.some((event) => event.id === ids[2]) ? true : undefined, 'the last event')
+    t.same(data(client), ['1', '2', '3'], 'each event once, in order')
+    t.ok((await subscribers(cluster, to)).includes(keys.stream(channel)), 'subscribed on the node that serves the slot')
+    t.notOk((await subscribers(cluster, from)).includes(keys.stream(channel)), 'not left on the old one')
   })
 
   await t.test('a primary that crashes and whose replica takes over: events published once it has arrive, and replays read there', async (t) => {

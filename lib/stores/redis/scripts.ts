@@ -102,10 +102,12 @@ return positions
 /**
  * What followed channels missed: KEYS streams (of one slot); ARGV entries to read of each, at most, then the position
  * each is read after. Returns `{ i, state, entries }` for each stream with entries after its position, or that Redis
- * refused: state 0, the entries after the position; 1, entries after the position were trimmed (or expired) before
- * they were read, and these are the oldest retained; or Redis's error, the stream not read. A stream that starts
- * after the position without having been trimmed (made again: its keys expired, Redis restarted without
- * persistence) lost nothing it could have kept: state 0.
+ * refused: state 0, the entries after the position; 1, the position is no longer retained and the stream was trimmed
+ * since it was made: entries after the position may have been trimmed before they were read (said so even when the
+ * first one retained came right after it: a stream does not say which it trimmed), and these are the oldest
+ * retained; or Redis's error, the stream not read. A stream that starts after the position without having been
+ * trimmed (made again: its keys expired, Redis restarted without persistence) lost nothing it could have kept:
+ * state 0. `0-0` (following began on an empty stream) is never retained.
  */
 const CATCH_UP = `
 local out = {}
@@ -117,7 +119,7 @@ for i = 1, #KEYS do
     out[#out + 1] = i; out[#out + 1] = entries['err']; out[#out + 1] = {}
   elseif #entries > 0 then
     local state = 0
-    if position ~= '0-0' and #redis.call('XRANGE', key, position, position) == 0 and
+    if #redis.call('XRANGE', key, position, position) == 0 and
       redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1][1] == entries[1][1] then
       local info = redis.call('XINFO', 'STREAM', key)
       local added, length
