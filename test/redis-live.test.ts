@@ -52,7 +52,7 @@ test('the subscriber connection killed mid-publish across many channels: every e
   const publishing = Promise.all(names.map(async (name) => await a.steady(name, 60, 40, '')))
   for (let kill = 1; kill <= 3; kill++) {
     await clients[0].waitForEvents(kill * 12)
-    await redisAdmin.client('KILL', 'TYPE', 'pubsub')
+    await redisAdmin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
   }
   const published = await publishing
   t.same(published.flatMap(({ failures }) => failures), [], 'every publish was taken')
@@ -61,7 +61,7 @@ test('the subscriber connection killed mid-publish across many channels: every e
   let fellInOutage = false
   for (let attempt = 0; attempt < 20 && !fellInOutage; attempt++) {
     await eventually(async () => (await liveConnections(redisAdmin)).length === 1, 'the subscriber connection to be back')
-    await redisAdmin.client('KILL', 'TYPE', 'pubsub')
+    await redisAdmin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
     quietIds.push(...await a.publish('quiet', [`last ${attempt}`]))
     fellInOutage = (await liveConnections(redisAdmin)).length === 0
   }
