@@ -29,9 +29,9 @@ class Entry extends SnapshotEvent {
 }
 
 /**
- * The history of one channel: a ring of its last events. Positions are a sequence number that starts at the
- * process start time in microseconds: they keep increasing across restarts, so an id from before a restart is
- * never mistaken for a newer event of the same number.
+ * The history of one channel: a ring of its last events. Positions are a sequence number that starts at the time its
+ * store was made, in microseconds: they keep increasing across restarts, so an id from before a restart is never
+ * mistaken for a newer event of the same number.
  */
 class ChannelHistory {
   readonly listeners = new Set<StoredEventListener>()
@@ -117,7 +117,7 @@ export class MemoryStore implements SseStore {
   private readonly historySize: number
   private readonly historyMaxAge: number
   private readonly channels = new Map<string, ChannelHistory>()
-  private readonly firstSeq = Date.now() * 1000
+  private readonly firstSeq = firstSequence()
 
   constructor (options: MemoryStoreOptions = {}) {
     this.historySize = options.historySize ?? DEFAULT_HISTORY_SIZE
@@ -185,4 +185,16 @@ function checkWhole (name: string, value: unknown): void {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
     throw new FST_SSE_INVALID_OPTION(name, 'a whole number, 0 or more', describe(value))
   }
+}
+
+// The first sequence number of the last store made in this process.
+let lastFirstSeq = 0
+
+/**
+ * The time now in microseconds since the epoch, and never the same for two stores of one process (two made in the
+ * same microsecond, or the same millisecond, as Date.now() would tell, must not give their first events one id).
+ */
+function firstSequence (): number {
+  lastFirstSeq = Math.max(Math.floor((performance.timeOrigin + performance.now()) * 1000), lastFirstSeq + 1)
+  return lastFirstSeq
 }
