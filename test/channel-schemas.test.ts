@@ -75,16 +75,25 @@ test('channel options are checked: unknown names, a schema that is not an object
   t.doesNotThrow(() => channels.channel('plain', {}), 'no schema asked for: no conflict')
 })
 
-test('a route with an event schema refuses a channel without one: its events would not be stripped', async (t) => {
+test('a route with an event schema refuses a channel without one, or with another: its events would not be shaped by the route\'s', async (t) => {
+  const Wider = { ...Price, properties: { ...Price.properties, secret: { type: 'string' } } }
   const server = await startServer(t, 'h2c', (app) => {
     const schema = { response: { 200: { content: { 'text/event-stream': { schema: Price } } } } }
     app.get('/plain', { schema }, (request, reply) => reply.sse(app.sse.channel('plain')))
+    app.get('/wider', { schema }, (request, reply) => reply.sse([app.sse.channel('wider', { schema: Wider })]))
     app.get('/typed', { schema }, (request, reply) => reply.sse(app.sse.channel('typed', { schema: Price })))
+    app.get('/copy', { schema }, (request, reply) => reply.sse(app.sse.channel('copy', { schema: JSON.parse(JSON.stringify(Price)) })))
   })
   const refused = await openStream(t, server, '/plain')
   await refused.waitForEnd()
   t.equal(refused.status, 500)
   t.match(JSON.parse(refused.text), { code: 'FST_SSE_SCHEMA_MISMATCH', message: /channel plain has none/ })
+  const wider = await openStream(t, server, '/wider')
+  await wider.waitForEnd()
+  t.equal(wider.status, 500)
+  t.match(JSON.parse(wider.text), { code: 'FST_SSE_SCHEMA_MISMATCH', message: /channel wider has another one/ })
+  const copy = await openStream(t, server, '/copy')
+  t.equal(copy.status, 200, 'the same schema, another object: streamed')
   const typed = await openStream(t, server, '/typed')
   t.equal(typed.status, 200)
   await server.app.sse.channel('typed').publish({ data: { symbol: 'T', price: 1, secret: 's' } })

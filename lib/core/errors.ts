@@ -99,10 +99,11 @@ export const FST_SSE_TOO_MANY_STREAMS = createError<'FST_SSE_TOO_MANY_STREAMS', 
 export const FST_SSE_UNDECLARED_EVENT = createError<'FST_SSE_UNDECLARED_EVENT', [string]>(
   'FST_SSE_UNDECLARED_EVENT', 'fastify-sse-h2: the event schema declares no event of type %s', 500, TypeError)
 
-export const FST_SSE_SCHEMA_MISMATCH = createError<'FST_SSE_SCHEMA_MISMATCH', [string]>(
+export const FST_SSE_SCHEMA_MISMATCH = createError<'FST_SSE_SCHEMA_MISMATCH', [string, string]>(
   'FST_SSE_SCHEMA_MISMATCH',
-  'fastify-sse-h2: this route declares an event schema, and channel %s has none, so its events would not be ' +
-  'stripped by it: give the channel a schema (app.sse.channel(name, { schema }))', 500)
+  'fastify-sse-h2: this route declares an event schema, and channel %s has %s: a channel\'s events are framed once, by ' +
+  'its own schema, so the route\'s could not shape them: give the channel the route\'s schema ' +
+  '(app.sse.channel(name, { schema }))', 500)
 
 export const FST_SSE_NOT_ACCEPTABLE = createError<'FST_SSE_NOT_ACCEPTABLE', [string]>(
   'FST_SSE_NOT_ACCEPTABLE',

@@ -32,11 +32,14 @@ export function createReplySse (settings: Settings, streamGroups: StreamGroups, 
     const { serializer, retry, compression, group, eventSchema } = resolveStreamSettings(reply, settings,
       streamGroups, options)
     const lastEventId = readLastEventId(reply.request, settings.lastEventIdQuery)
-    // A channel's events are framed once, by its own schema: a route's event schema cannot strip them.
+    // A channel's events are framed once, by its own schema: a route's event schema cannot shape them, so a route
+    // with one streams only channels of the same schema.
     const checkRoute = eventSchema === undefined
       ? undefined
       : (channel: Channel): void => {
-          if (schemas.schemaOf(channel) === undefined) throw new FST_SSE_SCHEMA_MISMATCH(channel.name)
+          const own = schemas.schemaOf(channel)
+          if (own === undefined) throw new FST_SSE_SCHEMA_MISMATCH(channel.name, 'none')
+          if (!sameSchema(own, eventSchema.schema)) throw new FST_SSE_SCHEMA_MISMATCH(channel.name, 'another one')
         }
     const stream = new EventStream(reply.raw, reply.log, lastEventId, serializer, group, checkRoute)
 
@@ -128,6 +131,11 @@ function answerLater (reply: FastifyReply, stream: EventStream, open: () => void
     stream.abandon(failure as Error)
     reply.send(failure)
   }
+}
+
+/** The same schema: the same object, or one of the same JSON (Fastify may hand the route's over as a copy). */
+function sameSchema (a: object, b: object): boolean {
+  return a === b || JSON.stringify(a) === JSON.stringify(b)
 }
 
 function unavailable (channel: Channel, error: unknown): FastifyError {
