@@ -3,6 +3,12 @@ import type { StreamTransport } from './transport'
 // The timer ticks at least four times an interval, so a stream is never silent for longer than the interval:
 // it gets its comment between 3/4 and 1 interval after its last write.
 const TICKS_PER_BEAT = 4
+// A tick looks at this many streams, then lets the event loop run before it goes on: a round over 100,000 streams
+// holds it for a few milliseconds at a time, not for the whole round, and each slice's writes go out before the next.
+const SLICE = 500
+// Times are ms since this file loaded (from 1: a stream keeps 0 for none): small integers for 24 days, where
+// Date.now() is a double, and a double in a stream's field costs every stream a box of its own.
+const EPOCH = Date.now() - 1
 
 /**
  * One timer for every open stream, running only while there are streams: it writes heartbeats to the quiet
@@ -14,6 +20,9 @@ export class Heartbeat {
   private readonly writeTimeout: number
   private readonly streams: ReadonlySet<StreamTransport>
   private timer: NodeJS.Timeout | undefined
+  // The streams a tick has yet to look at, while it lets the event loop run, and when it began.
+  private walk: IterableIterator<StreamTransport> | undefined
+  private now = 0
 
   /** Both intervals in ms, 0 for off; at least one of them is on. */
   constructor (heartbeatInterval: number, writeTimeout: number, streams: ReadonlySet<StreamTransport>) {
@@ -33,15 +42,39 @@ export class Heartbeat {
   stop (): void {
     clearInterval(this.timer)
     this.timer = undefined
+    this.walk = undefined
+  }
+
+  /** @internal A tick looks at every stream, a slice at a time; while one is under way (a busy loop), the next waits. */
+  tick (): void {
+    if (this.walk !== undefined) return
+    this.now = Date.now() - EPOCH
+    this.walk = this.streams.values()
+    this.slice()
   }
 
   /** @internal */
-  tick (): void {
-    const now = Date.now()
-    for (const stream of this.streams) stream.tick(now, this.ticksPerBeat, this.writeTimeout)
+  slice (): void {
+    const walk = this.walk
+    if (walk === undefined) return
+    const { now, ticksPerBeat, writeTimeout } = this
+    let looked = 0
+    // A Set's iterator has no return(): leaving the loop leaves it where it was, for the next slice.
+    for (const stream of walk) {
+      stream.tick(now, ticksPerBeat, writeTimeout)
+      if (++looked === SLICE) {
+        setImmediate(slice, this)
+        return
+      }
+    }
+    this.walk = undefined
   }
 }
 
 function tick (heartbeat: Heartbeat): void {
   heartbeat.tick()
+}
+
+function slice (heartbeat: Heartbeat): void {
+  heartbeat.slice()
 }

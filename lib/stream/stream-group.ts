@@ -48,10 +48,12 @@ export class StreamGroup {
     if (this.streams.size === 1) this.heartbeat?.start()
   }
 
-  /** The stream was dropped: it counts no more, though its connection may not have closed yet. */
-  letGo (stream: StreamTransport): void {
+  /**
+   * The stream was dropped: it counts no more, though its connection (the HTTP/2 session it was on, if it still was)
+   * may not have closed yet.
+   */
+  letGo (stream: StreamTransport, session: Http2Session | undefined): void {
     if (!this.remove(stream)) return
-    const session = stream.session
     // HTTP/1.1: until its socket's close, which destroy() brings.
     if (session === undefined) {
       this.lingering.add(stream)

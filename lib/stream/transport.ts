@@ -1,5 +1,5 @@
 import { constants as http2Constants } from 'node:http2'
-import type { Http2Session, ServerHttp2Stream } from 'node:http2'
+import type { ServerHttp2Stream } from 'node:http2'
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Writable } from 'node:stream'
 import type { FastifyBaseLogger, FastifyError } from 'fastify'
@@ -27,6 +27,11 @@ type Phase = 'unanswered' | 'open' | 'ended'
 const FLUSH_AT = 16 * 1024
 // One Buffer written to every stream it is due: no encoding, no copy.
 const HEARTBEAT_BYTES = Buffer.from(HEARTBEAT_FRAME)
+// Bits of a stream's flags.
+const CONNECTED = 1
+const FLUSH_SCHEDULED = 2
+const NEEDS_DRAIN = 4
+const DRAIN_LISTENED = 8
 
 interface DrainWait {
   promise: Promise<void>
@@ -42,32 +47,22 @@ interface DrainWait {
 export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
   /** The id the client last received (`Last-Event-ID` header, or the query fallback), or `undefined`. */
   readonly lastEventId: string | undefined
-  /** @internal The plugin instance's counters. */
-  readonly stats: Stats
-
   private phase: Phase = 'unanswered'
   // Why it ends (or ended): set when a close is asked for, or when it ends otherwise.
   private reason: Error | undefined
-  // False once the response is finished or the connection gone.
-  private connected = true
+  // Flags, one field for all (fields cost every open stream 8 bytes each): see the accessors below.
+  private flags = CONNECTED
   // Made on first use of `signal`: a channel subscriber that never asks costs no controller.
   private controller: AbortController | undefined
   private readonly res: RawResponse
   // The HTTP/2 stream itself, so writes skip the compatibility layer; the response for HTTP/1.1.
   private readonly target: ServerHttp2Stream | ServerResponse
-  // Where frames are written: the target, or a compressor piped into it.
-  private sink: Writable
   private compressor: Compressor | undefined
-  private http2Session: Http2Session | undefined
   private flushKind = 0
-  private readonly http2: boolean
   private readonly log: FastifyBaseLogger
   private readonly serializer: SseSerializer
   private readonly group: StreamGroup
   private pending = ''
-  private flushScheduled = false
-  private needsDrain = false
-  private drainListened = false
   private drainWait: DrainWait | undefined
   // Bytes handed to the sink, in all.
   private written = 0
@@ -80,7 +75,7 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
   private allowance = 0
   /** @internal Heartbeat ticks since the last write. */
   private quietTicks = 0
-  /** @internal What the heartbeat last saw the client take, and since when (ms), or 0. */
+  /** @internal What the heartbeat last saw the client take, and since when (the heartbeat's ms), or 0. */
   private takenAtCheck = 0
   /** @internal */
   private stalledSince = 0
@@ -90,13 +85,59 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
     group: StreamGroup) {
     this.lastEventId = lastEventId
     this.res = res
-    this.http2 = 'stream' in res
     this.target = targetOf(res)
-    this.sink = this.target
     this.log = log
     this.serializer = serializer
     this.group = group
-    this.stats = group.stats
+  }
+
+  /** @internal The plugin instance's counters. */
+  get stats (): Stats {
+    return this.group.stats
+  }
+
+  // On HTTP/2 its target is the HTTP/2 stream, not the response.
+  private get http2 (): boolean {
+    return this.target !== this.res
+  }
+
+  // Where frames are written: the target, or a compressor piped into it.
+  private get sink (): Writable {
+    return this.compressor ?? this.target
+  }
+
+  // False once the response is finished or the connection gone.
+  private get connected (): boolean {
+    return (this.flags & CONNECTED) !== 0
+  }
+
+  private set connected (on: boolean) {
+    this.flags = on ? this.flags | CONNECTED : this.flags & ~CONNECTED
+  }
+
+  private get flushScheduled (): boolean {
+    return (this.flags & FLUSH_SCHEDULED) !== 0
+  }
+
+  private set flushScheduled (on: boolean) {
+    this.flags = on ? this.flags | FLUSH_SCHEDULED : this.flags & ~FLUSH_SCHEDULED
+  }
+
+  // The sink said to wait for 'drain'.
+  private get needsDrain (): boolean {
+    return (this.flags & NEEDS_DRAIN) !== 0
+  }
+
+  private set needsDrain (on: boolean) {
+    this.flags = on ? this.flags | NEEDS_DRAIN : this.flags & ~NEEDS_DRAIN
+  }
+
+  private get drainListened (): boolean {
+    return (this.flags & DRAIN_LISTENED) !== 0
+  }
+
+  private set drainListened (on: boolean) {
+    this.flags = on ? this.flags | DRAIN_LISTENED : this.flags & ~DRAIN_LISTENED
   }
 
   /** Aborted when the stream ends, for any reason: `signal.reason` says which (an error with a `code`). */
@@ -174,7 +215,7 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
       return
     }
     watchClose(this.res, () => this.onTransportClose())
-    this.http2Session = writeHeaders(this.res, statusCode, headers)
+    writeHeaders(this.res, statusCode, headers)
     if (headOnly) {
       this.end(new FST_SSE_STREAM_ENDED())
       return
@@ -186,7 +227,6 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
       compressor.pipe(this.target)
       this.compressor = compressor
       this.flushKind = FLUSH[encoding]
-      this.sink = compressor
     }
     this.group.add(this)
     this.stats.streamOpened(this.http2)
@@ -246,7 +286,8 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
   tick (now: number, ticksPerBeat: number, writeTimeout: number): void {
     if (this.bufferedBytes === 0) {
       this.stalledSince = 0
-      // A comment may go ahead of frames still pending: clients ignore it wherever it falls between frames.
+      // A comment may go ahead of frames still pending: clients ignore it wherever it falls between frames. A stream
+      // closed by the server stays here until its connection lets go (writeTimeout still applies): admit() refuses.
       if (++this.quietTicks >= ticksPerBeat && this.admit(HEARTBEAT_BYTES.length, false)) this.writeOut(HEARTBEAT_BYTES)
       return
     }
@@ -261,11 +302,6 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
       this.drop(new FST_SSE_FROZEN_CLIENT(waitedMs), { waitedMs, writeTimeout },
         'a client took nothing for longer than writeTimeout')
     }
-  }
-
-  /** @internal The HTTP/2 session the stream was on, kept: a stream reset no longer says. */
-  get session (): Http2Session | undefined {
-    return this.http2Session
   }
 
   /** @internal The response the stream is written to, whose connection shutdown lets go. */
@@ -284,13 +320,15 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
 
   /** @internal Drops the stream at once, with whatever was waiting for the client. */
   destroy (reason: Error): void {
+    // Read before the reset: a stream reset no longer says which session it was on.
+    const session = this.http2 ? (this.target as ServerHttp2Stream).session : undefined
     if (this.connected) {
       if (this.http2) (this.target as ServerHttp2Stream).close(http2Constants.NGHTTP2_CANCEL)
       else (this.res as ServerResponse).destroy()
     }
     // Its slot is free now: over HTTP/2 the stream closes only once its RST_STREAM is sent, which waits behind
     // what the frozen client's connection holds, maybe for good.
-    this.group.letGo(this)
+    this.group.letGo(this, session)
     if (this.phase !== 'ended') {
       this.pending = ''
       this.finish(reason)
@@ -417,9 +455,6 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
     if (!wasOpen) this.group.limits?.release(this)
     this.phase = 'ended'
     this.reason = reason
-    // A stream closed by the server stays registered until its connection lets go (so that writeTimeout still
-    // applies); its quiet count can never reach a heartbeat, so nothing is written after the end.
-    this.quietTicks = -Infinity
     this.controller?.abort(reason)
     this.releaseDrainWait()
     this.released()

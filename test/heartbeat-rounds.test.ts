@@ -1,0 +1,104 @@
+import { test } from 'tap'
+import fc from 'fast-check'
+import http2 from 'node:http2'
+import { EventEmitter, once } from 'node:events'
+import { Heartbeat } from '../lib/stream/heartbeat'
+import type { StreamTransport } from '../lib/stream/transport'
+import { startServer } from './helpers/server'
+import { waitUntil } from './helpers/wait'
+
+// A heartbeat round over many streams looks at them a slice at a time, letting the event loop run in between: at
+// 100,000 streams a round in one go would hold the loop for most of a second.
+const SLICE = 500
+
+const nextTurn = async (): Promise<void> => await new Promise((resolve) => setImmediate(resolve))
+
+/** Streams that only note when the heartbeat looks at them, and the time it gave. */
+function fakeStreams (count: number): { streams: Set<StreamTransport>, visits: number[], times: number[] } {
+  const visits: number[] = []
+  const times: number[] = []
+  const streams = new Set<StreamTransport>()
+  for (let i = 0; i < count; i++) {
+    streams.add({ tick: (now: number) => { visits.push(i); times.push(now) } } as unknown as StreamTransport)
+  }
+  return { streams, visits, times }
+}
+
+test('a round looks at each stream once, at most a slice in a turn of the event loop, the streams that left meanwhile not at all', async (t) => {
+  await fc.assert(fc.asyncProperty(
+    fc.integer({ min: 0, max: 4 * SLICE + 10 }),
+    fc.array(fc.nat(), { maxLength: 20 }),
+    fc.nat({ max: 5 }),
+    async (count, leaving, tickAgainAfter) => {
+      const { streams, visits, times } = fakeStreams(count)
+      const all = [...streams]
+      const heartbeat = new Heartbeat(1000, 0, streams)
+      heartbeat.tick()
+      const turns = [visits.length]
+      let gone = new Set<number>()
+      while (turns.length < 20 && visits.length + gone.size < count) {
+        // Streams leave between slices; a tick due meanwhile (a busy loop) starts no second round.
+        for (const index of leaving) {
+          if (count > 0 && !visits.includes(index % count)) {
+            streams.delete(all[index % count])
+            gone = new Set([...gone, index % count])
+          }
+        }
+        if (turns.length === tickAgainAfter) heartbeat.tick()
+        await nextTurn()
+        turns.push(visits.length)
+      }
+      await nextTurn()
+      heartbeat.stop()
+      const slices = turns.map((seen, i) => seen - (i === 0 ? 0 : turns[i - 1]))
+      if (slices.some((size) => size > SLICE)) throw new Error(`slices of ${slices.join(', ')}`)
+      if (new Set(visits).size !== visits.length) throw new Error('a stream was looked at twice in one round')
+      const expected = [...Array(count).keys()].filter((index) => !gone.has(index))
+      if (visits.length !== expected.length || expected.some((index) => !visits.includes(index))) {
+        throw new Error(`looked at ${visits.length} of ${expected.length} streams`)
+      }
+      // The time it gives is a small whole number (ms since the process loaded it), the same for the whole round.
+      if (times.some((now) => now !== times[0] || !Number.isSafeInteger(now) || now < 1 || now >= 2 ** 31)) {
+        throw new Error(`times ${times[0]}`)
+      }
+    }
+  ), { numRuns: 60 })
+  t.pass('every round looked at the streams that stayed, once each, a slice at a time')
+})
+
+test('a heartbeat stopped in the middle of a round looks at no more streams', async (t) => {
+  const { streams, visits } = fakeStreams(3 * SLICE)
+  const heartbeat = new Heartbeat(1000, 0, streams)
+  heartbeat.tick()
+  t.equal(visits.length, SLICE, 'the first slice at once')
+  heartbeat.stop()
+  await nextTurn()
+  await nextTurn()
+  t.equal(visits.length, SLICE, 'nothing after the stop')
+  heartbeat.tick()
+  t.equal(visits.length, 2 * SLICE, 'a new round starts from the first stream again')
+  heartbeat.stop()
+})
+
+test('h2c: each of 1,200 streams gets heartbeats, the rounds cut in slices', async (t) => {
+  const server = await startServer(t, 'h2c', (app) => {
+    app.get('/', (request, reply) => { reply.sse() })
+  }, { plugin: { heartbeatInterval: 200 } })
+  const session = http2.connect(server.origin)
+  t.teardown(() => session.destroy())
+  await once(session, 'remoteSettings')
+  const comments = new Array<number>(1200).fill(0)
+  const arrived = new EventEmitter()
+  for (let i = 0; i < comments.length; i++) {
+    const stream = session.request({ ':path': '/', accept: 'text/event-stream' })
+    stream.setEncoding('utf8')
+    stream.on('data', (chunk: string) => {
+      comments[i] += chunk.split(':\n\n').length - 1
+      arrived.emit('comment')
+    })
+  }
+  // Two: a stream may get its first bytes with its headers.
+  await waitUntil(arrived, 'comment', () => comments.every((count) => count >= 2) ? true : undefined,
+    'two heartbeats on every stream', 20_000)
+  t.pass('every stream got heartbeats')
+})
