@@ -40,9 +40,10 @@ const text = fc.string({ unit: fc.constantFrom('a', 'b', ' ', ':', 'é', '😀',
 const line = fc.oneof(
   text.map((value) => `data:${value}`),
   text.map((value) => `data: ${value}`),
-  text.map((value) => `event: ${value}`),
-  fc.constantFrom('a', 'b', '1', '42').map((value) => `id: ${value}`),
-  fc.constantFrom('1000', '50', 'x1', '').map((value) => `retry: ${value}`),
+  // Each field with and without the space after its colon.
+  fc.tuple(fc.constantFrom('', ' '), text).map(([space, value]) => `event:${space}${value}`),
+  fc.tuple(fc.constantFrom('', ' '), fc.constantFrom('a', 'b', '1', '42')).map(([space, value]) => `id:${space}${value}`),
+  fc.tuple(fc.constantFrom('', ' '), fc.constantFrom('1000', '50', 'x1', '')).map(([space, value]) => `retry:${space}${value}`),
   text.map((value) => `:${value}`),
   fc.constantFrom('data', 'event', 'id', 'unknown: x', 'data:', ''),
   fc.constant('')

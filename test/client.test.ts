@@ -1,47 +1,21 @@
 import { test } from 'tap'
-import { EventEmitter } from 'node:events'
-import { EventStreamClient, type StreamErrorEvent, type StreamEvent } from '../lib/client/index.ts'
+import { EventStreamClient, MissedEvent } from '../lib/client/index.ts'
 import type { EventStream } from '../index'
 import { startServer } from './helpers/server'
 import { openStream } from './helpers/client'
 import { TcpProxy } from './helpers/tcp-proxy'
 import { waitUntil, within } from './helpers/wait'
-import { Agent, fetch as undiciFetch } from 'undici'
+import { ownFetch, until, watch, WAIT_MS } from './helpers/watch-client'
+import { CODES, KINDS, startFeed, survives } from './helpers/refusal-feed'
 
 // fastify-sse-h2/client in Node.js (its global fetch), against the plugin over HTTP/1.1: what the server saw is what
 // the tests assert, never a sleep.
-
-const WAIT_MS = 20_000
 
 interface Seen {
   at: number
   authorization: string | undefined
   lastEventId: string | undefined
   body: unknown
-}
-
-/** Records what a client does, and lets a test wait for it. */
-function watch (client: EventStreamClient): { events: StreamEvent[], errors: StreamErrorEvent[], opens: number, changes: EventEmitter } {
-  const seen = { events: [] as StreamEvent[], errors: [] as StreamErrorEvent[], opens: 0, changes: new EventEmitter() }
-  client.addEventListener('message', (event) => { seen.events.push(event); seen.changes.emit('change') })
-  client.addEventListener('tick', (event) => { seen.events.push(event); seen.changes.emit('change') })
-  client.addEventListener('error', (event) => { seen.errors.push(event); seen.changes.emit('change') })
-  client.addEventListener('open', () => { seen.opens++; seen.changes.emit('change') })
-  return seen
-}
-
-/**
- * A fetch of the client's own, whose connections the test ends: Node's fetch keeps the connection of a stream it
- * aborted, and app.close() then waits for keepAliveTimeout (72 s) before it lets go of it.
- */
-function ownFetch (t: { teardown: (fn: () => unknown) => void }): (url: string, request: object) => Promise<never> {
-  const dispatcher = new Agent()
-  t.teardown(async () => await dispatcher.destroy())
-  return async (url, request) => await undiciFetch(url, { ...request, dispatcher }) as never
-}
-
-async function until<T> (changes: EventEmitter, check: () => T | undefined, what: string): Promise<T> {
-  return await waitUntil(changes, 'change', check, what, WAIT_MS)
 }
 
 test('headers (a function called at each connect), a POST body, and Last-Event-ID on the reconnect', async (t) => {
@@ -148,6 +122,23 @@ test('refused past limits (the answer an EventSource survives): an error with th
   t.equal(seen.opens, 1)
 })
 
+for (const kind of KINDS) {
+  test(`${kind}: refused, the client comes back by itself and receives exactly what it missed; the refusal an error with its code, not an open`, async (t) => {
+    const feed = await startFeed(t, kind, 'http1')
+    const client = new EventStreamClient(`${feed.origin}/news`, { fetch: ownFetch(t) })
+    t.teardown(() => client.close())
+    const seen = watch(client)
+    await survives(t, kind, feed, {
+      opened: async () => { await until(seen.changes, () => (seen.opens > 0 ? true : undefined), 'the stream to open') },
+      waitFor: async (count) => await until(seen.changes,
+        () => (seen.events.length >= count ? seen.events.map((event) => [event.id, event.data] as [string, string]) : undefined),
+        `${count} events`)
+    })
+    t.ok(seen.errors.some((error) => error.code === CODES[kind]), `the refusal's error said ${CODES[kind]}`)
+    t.equal(seen.opens, 2, 'two opens: the first stream, and the one it came back with')
+  })
+}
+
 test('a connection that forwards nothing is noticed within about two heartbeats, and the client resumes exactly', async (t) => {
   const HEARTBEAT = 300
   const server = await startServer(t, 'http1', (app) => {
@@ -175,6 +166,26 @@ test('a connection that forwards nothing is noticed within about two heartbeats,
   t.same(seen.events.map((event) => [event.id, event.data]), [[ids[0], 'one'], [ids[1], 'two'], [ids[2], 'three']],
     'resumed with Last-Event-ID: nothing lost, nothing twice')
   t.ok(proxy.pipes.length >= 2, 'on a new connection')
+})
+
+test('a quiet stream whose heartbeats come is not taken for dead, however long it stays quiet', async (t) => {
+  const HEARTBEAT = 300
+  const server = await startServer(t, 'http1', (app) => {
+    app.get('/news', (request, reply) => reply.sse(app.sse.channel('news')))
+  }, { plugin: { heartbeatInterval: HEARTBEAT } })
+  const proxy = await TcpProxy.start(t, Number(new URL(server.origin).port))
+  const client = new EventStreamClient(`http://127.0.0.1:${proxy.port}/news`, { fetch: ownFetch(t) })
+  t.teardown(() => client.close())
+  const seen = watch(client)
+  await until(seen.changes, () => (seen.opens > 0 ? true : undefined), 'the stream to open')
+  const [pipe] = proxy.pipes
+  const from = pipe.toClient
+  // Nothing but heartbeats for three times the silence the client tolerates.
+  await waitUntil(proxy, 'toClient', () => (pipe.toClient - from >= 6 ? true : undefined), 'six heartbeats', WAIT_MS)
+  const id = await server.app.sse.channel('news').publish('still here')
+  await until(seen.changes, () => (seen.events.length > 0 ? true : undefined), 'the event')
+  t.same(seen.events.map((event) => [event.id, event.data]), [[id, 'still here']])
+  t.same([seen.opens, seen.errors.length, proxy.pipes.length], [1, 0, 1], 'on the one connection it opened: no error, no reconnect')
 })
 
 test('a storage keeps the last id: a new client (a reloaded page) resumes exactly', async (t) => {
@@ -216,9 +227,9 @@ test('missed: parsed into { channel, oldestId }; binary types handed over as byt
   const fetch = ownFetch(t)
   const client = new EventStreamClient<{ message: string }>(`${server.origin}/news`, { lastEventId: 'too-old', fetch })
   t.teardown(() => client.close())
-  const missed = await within(new Promise<Parameters<Parameters<typeof client.addEventListener<'missed'>>[1] & ((e: never) => void)>[0]>((resolve) => {
-    client.addEventListener('missed', resolve as never)
-  }), 'the missed event', WAIT_MS)
+  const missed = await within(new Promise<MissedEvent>((resolve) => { client.addEventListener('missed', resolve) }),
+    'the missed event', WAIT_MS)
+  t.ok(missed instanceof MissedEvent, 'a MissedEvent, the class the package exports')
   t.match(missed, { type: 'missed', channel: 'news', oldestId: /./ })
 
   const bytes = new EventStreamClient<{ chunk: Uint8Array, message: { n: number } }>(`${server.origin}/bytes`, { binary: ['chunk'], fetch })

@@ -70,6 +70,8 @@ export class EventStreamClient<Events extends EventMap = EventMap> extends Event
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined
   private silenceTimer: ReturnType<typeof setTimeout> | undefined
   private lastActivity = 0
+  // The heartbeat interval the last stream said (ms; 0: none said): a reconnect must be answered within twice that.
+  private heartbeat = 0
   // Attempts in a row that did not open a stream.
   private failures = 0
   // The server's last `retry:`, kept across connections as EventSource keeps it.
@@ -102,7 +104,9 @@ export class EventStreamClient<Events extends EventMap = EventMap> extends Event
         if (refused !== null) this.refusal = refused[1]
       }
     }, stored ?? options.lastEventId ?? '')
-    this.start()
+    // After the constructor's turn, as EventSource: an error at once (a headers() that throws) must reach the
+    // listeners the page adds next.
+    queueMicrotask(() => this.start())
   }
 
   /** CONNECTING (0): connecting or waiting to reconnect; OPEN (1): receiving; CLOSED (2): for good. */
@@ -194,6 +198,12 @@ export class EventStreamClient<Events extends EventMap = EventMap> extends Event
     const controller = new AbortController()
     this.controller = controller
     this.refusal = undefined
+    // A reconnect that waits for its answer on a connection that died with the last stream (HTTP/2 puts every request
+    // of an origin on one connection) is given up, as a silent stream is.
+    const answerWithin = 2 * this.heartbeat
+    const answerTimer = answerWithin > 0
+      ? setTimeout(() => controller.abort(new Error(`no response for ${answerWithin} ms, twice the server's heartbeat interval`)), answerWithin)
+      : undefined
     let response: ClientResponse
     try {
       const headers: Record<string, string> = {
@@ -208,6 +218,8 @@ export class EventStreamClient<Events extends EventMap = EventMap> extends Event
     } catch (error) {
       this.retryLater('the request failed', { error }, controller)
       return
+    } finally {
+      clearTimeout(answerTimer)
     }
     const { status } = response
     if (this.closed) {
@@ -232,7 +244,10 @@ export class EventStreamClient<Events extends EventMap = EventMap> extends Event
       this.state = OPEN
       this.dispatchEvent(new Event('open'))
     }
-    const heartbeat = Number(response.headers.get(HEARTBEAT_HEADER))
+    const said = Number(response.headers.get(HEARTBEAT_HEADER))
+    const heartbeat = said > 0 ? said : 0
+    // A refusal says none: the interval of the streams before it holds.
+    if (this.refusal === undefined) this.heartbeat = heartbeat
     this.lastActivity = Date.now()
     if (heartbeat > 0) this.watchSilence(2 * heartbeat, controller)
     const reader = (response.body as NonNullable<ClientResponse['body']>).getReader()
@@ -244,7 +259,11 @@ export class EventStreamClient<Events extends EventMap = EventMap> extends Event
         this.lastActivity = Date.now()
         this.parser.feed(decoder.decode(value, { stream: true }))
         this.saveId()
-        if (this.controller !== controller) return
+        if (this.closed) {
+          // A listener closed the client: its abort ended the body, unless a fetch of one's own ignores the signal.
+          reader.cancel().catch(() => {})
+          return
+        }
       }
     } catch (error) {
       this.parser.reset()

@@ -11,12 +11,15 @@ interface Pipe {
   upstream: Socket
   /** True once frozen: bytes are taken from both ends and dropped, and the connection stays open. */
   frozen: boolean
+  /** Pieces forwarded from the server to the client. */
+  toClient: number
 }
 
 /**
  * A TCP proxy on 127.0.0.1, as a load balancer or a network between a client and the server: each connection goes to
  * the port `target` names when it arrives (a test moves it to another instance), and `freeze()` makes the open ones
- * half-open, as a proxy or a network that keeps a connection and forwards nothing. It emits `connection` for each.
+ * half-open, as a proxy or a network that keeps a connection and forwards nothing. It emits `connection` for each, and
+ * `toClient` for each piece it forwards to a client.
  */
 export class TcpProxy extends EventEmitter {
   target: number
@@ -55,10 +58,16 @@ export class TcpProxy extends EventEmitter {
 
   private pipe (client: Socket): void {
     const upstream = connect(this.target, '127.0.0.1')
-    const pipe: Pipe = { client, upstream, frozen: false }
+    const pipe: Pipe = { client, upstream, frozen: false, toClient: 0 }
     this.pipes.push(pipe)
     const forward = (from: Socket, to: Socket): void => {
-      from.on('data', (chunk) => { if (!pipe.frozen) to.write(chunk) })
+      from.on('data', (chunk) => {
+        if (pipe.frozen) return
+        to.write(chunk)
+        if (to !== client) return
+        pipe.toClient++
+        this.emit('toClient', pipe)
+      })
       from.on('end', () => { if (!pipe.frozen) to.end() })
       from.on('error', () => to.destroy())
       from.on('close', () => { if (!pipe.frozen) to.destroy() })
