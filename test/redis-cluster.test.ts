@@ -1,11 +1,14 @@
 import { t as root, test } from 'tap'
 import { openStream, type SseClient } from './helpers/client'
+import { Cluster } from 'ioredis'
 import { startCluster, type RedisCluster } from './helpers/redis-cluster'
+import { eventually } from './helpers/redis'
 import { startInstance } from './helpers/redis-instances'
 import { missingService, mustSkip } from './helpers/services'
 import { waitUntil } from './helpers/wait'
 import { RedisKeys, shardTags, slotOf } from '../lib/stores/redis/keys'
 import { MISSED_EVENT } from '../index'
+import { RedisStore } from '../redis'
 
 // A cluster and two instance processes to start: on a loaded 2-core machine this file may take longer than tap's 120 s.
 root.setTimeout(300_000)
@@ -98,6 +101,23 @@ test('an ioredis Cluster store over a real Redis Cluster of three primaries', { 
     t.same(data(client), ['1', '2', '3'], 'each event once, in order')
     t.ok((await subscribers(cluster, to)).includes(keys.stream(channel)), 'subscribed on the node that serves the slot')
     t.notOk((await subscribers(cluster, from)).includes(keys.stream(channel)), 'not left on the old one')
+  })
+
+  await t.test('a channel followed before the Cluster client knows its slots (and one let go of by then): subscribed once it does', async (t) => {
+    const client = new Cluster(cluster.startupNodes)
+    client.on('error', () => {})
+    // The store's own connections are made now: the first listen() comes before they know who serves what.
+    const store = new RedisStore({ client, closeClient: true, liveCheckInterval: 3_600_000 })
+    t.teardown(() => store.close())
+    const heard: unknown[] = []
+    store.listen('early', (event) => heard.push(event.event.data))
+    const gone = (): void => {}
+    store.listen('gone', gone)
+    store.unlisten('gone', gone)
+    await store.head('early')
+    await b.publish('early', ['1', '2'])
+    await eventually(() => heard.length === 2, 'both events')
+    t.same(heard, ['1', '2'])
   })
 
   await t.test('a primary that crashes and whose replica takes over: events published once it has arrive, and replays read there', async (t) => {

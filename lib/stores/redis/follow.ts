@@ -9,6 +9,8 @@ import { comparePositions } from '../../core/position'
  * between instances would be another.
  */
 export interface LiveChannel {
+  /** Its name in the app (in logs). */
+  readonly channel: string
   /** The pub/sub channel's name, as Redis knows it (with the client's keyPrefix). */
   readonly liveName: string
   /** Its shard (its hash tag): on a Redis Cluster, the slot whose node it is subscribed on. */
@@ -19,6 +21,8 @@ export interface LiveChannel {
   subscribed: () => void
   /** The subscription was lost (the connection dropped, the slot moved): messages are missed until subscribed(). */
   unsubscribed: () => void
+  /** Redis refused the subscription (an ACL): no message comes. */
+  subscriptionRefused: () => void
 }
 
 /** Where a follow asks for a read of what it missed; it answers with caughtUp() or refused(). */
@@ -83,6 +87,11 @@ export class Follow implements LiveChannel {
   unsubscribed (): void {
     this.subscribedNow = false
     this.live = false
+  }
+
+  /** No message comes: it reads on once, then at each live check, as a quiet channel. */
+  subscriptionRefused (): void {
+    this.subscribed()
   }
 
   /** Where following begins: the channel's newest entry ('0-0': none), read once the channel was followed. */

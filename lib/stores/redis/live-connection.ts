@@ -53,15 +53,6 @@ export class LiveConnection {
     return this.channels.size === 0
   }
 
-  get names (): IterableIterator<string> {
-    return this.channels.keys()
-  }
-
-  /** The channels it holds. */
-  get held (): IterableIterator<LiveChannel> {
-    return this.channels.values()
-  }
-
   add (channel: LiveChannel): void {
     this.channels.set(channel.liveName, channel)
     this.toUnsubscribe.delete(channel.liveName)
@@ -70,7 +61,6 @@ export class LiveConnection {
   }
 
   remove (channel: LiveChannel): void {
-    if (this.channels.get(channel.liveName) !== channel) return
     this.channels.delete(channel.liveName)
     this.toSubscribe.delete(channel.liveName)
     this.toUnsubscribe.set(channel.liveName, channel.shard)
@@ -127,19 +117,30 @@ export class LiveConnection {
   }
 
   private subscribe (names: ReadonlyMap<string, number>): void {
-    for (const slotNames of this.bySlot(names)) {
-      const subscribing = this.sharded ? this.connection.ssubscribe(...slotNames) : this.connection.subscribe(...slotNames)
-      subscribing.then(() => {
-        for (const name of slotNames) this.channels.get(name)?.subscribed()
-      }, (error: Error) => {
-        if (this.stopped) return
-        if (error.message.startsWith('MOVED ')) this.moved(this, error)
-        // The connection dropped meanwhile: all of them are subscribed again once it is ready.
-        else if (this.connection.status === 'ready') {
-          this.log()?.error({ err: error }, 'fastify-sse-h2: Redis refused a subscription to channels; they get their events by the live check')
-        }
-      })
-    }
+    for (const slotNames of this.bySlot(names)) this.subscribeTo(slotNames.map((name) => this.channels.get(name) as LiveChannel))
+  }
+
+  /**
+   * Each is told once its subscription took effect (one let go of meanwhile, too: it has ended). A subscription Redis
+   * refuses (an ACL that denies a channel) fails whole: each channel is then subscribed to alone, and one refused is
+   * said, and left to the live check.
+   */
+  private subscribeTo (channels: readonly LiveChannel[]): void {
+    const names = channels.map((channel) => channel.liveName)
+    const subscribing = this.sharded ? this.connection.ssubscribe(...names) : this.connection.subscribe(...names)
+    subscribing.then(() => {
+      for (const channel of channels) channel.subscribed()
+    }, (error: Error) => {
+      // Stopped, or the connection dropped meanwhile: all of them are subscribed again once it is ready.
+      if (this.stopped || this.connection.status !== 'ready') return
+      if (error.message.startsWith('MOVED ')) this.moved(this, error)
+      else if (channels.length > 1) for (const channel of channels) this.subscribeTo([channel])
+      else {
+        this.log()?.error({ err: error, channel: channels[0].channel },
+          'fastify-sse-h2: Redis refused a subscription to a channel; its events come by the live check alone')
+        channels[0].subscriptionRefused()
+      }
+    })
   }
 
   /** The names (with their shards) by slot on a Cluster, where a sharded subscription stays within a slot; else all. */

@@ -26,8 +26,6 @@ export class LiveFeed {
   // On a Cluster: the channels of each shard, and the node each shard's channels are subscribed on.
   private readonly byShard = new Map<number, Set<LiveChannel>>()
   private readonly shardNodes = new Map<number, string>()
-  // Connections whose node let go of subscriptions unasked: subscribed again once the Cluster's view is refreshed.
-  private readonly resubscribing = new Set<LiveConnection>()
 
   constructor (client: RedisClient, keys: RedisKeys, make: MakeLiveConnection, log: () => FastifyBaseLogger | undefined) {
     this.client = client
@@ -107,7 +105,6 @@ export class LiveFeed {
 
   private drop (node: string, connection: LiveConnection): void {
     this.connections.delete(node)
-    this.resubscribing.delete(connection)
     connection.stop()
   }
 
@@ -117,20 +114,20 @@ export class LiveFeed {
   }
 
   /**
-   * A node answered that a slot is served elsewhere (MOVED <slot> <host:port>): its shard goes there at once. Or it let
-   * go of subscriptions unasked (a slot it no longer serves): the Cluster is asked again who serves what, and the
-   * connection subscribes to all it still holds once it has answered.
+   * A node let go of subscriptions unasked (a slot it no longer serves): the connection subscribes again to all it
+   * holds. A node answered that a slot is served elsewhere (MOVED <slot> <host:port>): the slot's shards subscribed
+   * on it go there. Either way, the Cluster is asked again who serves what.
    */
   private moved (connection: LiveConnection, error?: Error): void {
-    const cluster = this.client as Cluster
-    if (error === undefined) this.resubscribing.add(connection)
+    if (error === undefined) connection.resubscribe()
     else {
       const [, slot, node] = error.message.split(' ')
       for (const shard of this.byShard.keys()) {
-        if (slotOf(this.keys.tag(shard)) === Number(slot)) this.move(shard, node)
+        const on = this.shardNodes.get(shard) as string
+        if (slotOf(this.keys.tag(shard)) === Number(slot) && this.connections.get(on) === connection) this.move(shard, node)
       }
     }
-    cluster.refreshSlotsCache()
+    (this.client as Cluster).refreshSlotsCache()
   }
 
   /** The Cluster's view of its slots changed, or was read again: each shard goes to the node that serves it now. */
@@ -139,18 +136,12 @@ export class LiveFeed {
       const node = this.nodeOf(shard)
       if (node !== undefined && node !== this.shardNodes.get(shard)) this.move(shard, node)
     }
-    for (const connection of this.resubscribing) connection.resubscribe()
-    this.resubscribing.clear()
   }
 
   private move (shard: number, node: string): void {
     const from = this.shardNodes.get(shard)
     const channels = this.byShard.get(shard) as Set<LiveChannel>
     const previous = from === undefined ? undefined : this.connections.get(from)
-    if (from === node) {
-      previous?.resubscribe()
-      return
-    }
     this.shardNodes.set(shard, node)
     const next = this.connection(node)
     for (const channel of channels) {
