@@ -16,10 +16,12 @@ const PAGE = 3
 type Action =
   | { kind: 'publish' } | { kind: 'silent' } | { kind: 'lose' } | { kind: 'deliver', count: number } | { kind: 'drop' }
   | { kind: 'subscribe' } | { kind: 'position' } | { kind: 'answer' } | { kind: 'refuse' } | { kind: 'trim', count: number }
-  | { kind: 'check' }
+  | { kind: 'check' } | { kind: 'refuseSubscription' }
 
-// What Redis does without a word: an entry appended with no message (an instance of the XREAD design), a message lost.
-const unannounced: fc.Arbitrary<Action> = fc.constantFrom({ kind: 'silent' as const }, { kind: 'lose' as const })
+// What Redis does without a word: an entry appended with no message (an instance of the XREAD design), a message lost;
+// and a subscription it refuses (an ACL): no message comes.
+const unannounced: fc.Arbitrary<Action> = fc.constantFrom({ kind: 'silent' as const }, { kind: 'lose' as const },
+  { kind: 'refuseSubscription' as const })
 
 const action: fc.Arbitrary<Action> = fc.oneof(
   { arbitrary: fc.constant({ kind: 'publish' as const }), weight: 6 },
@@ -76,6 +78,11 @@ class World {
         this.subscribed = false
         this.network = []
         follow.unsubscribed()
+        break
+      case 'refuseSubscription':
+        this.subscribed = false
+        this.network = []
+        follow.subscriptionRefused()
         break
       case 'subscribe':
         // Redis confirmed a subscription (again, perhaps: a second confirmation of the same is harmless).
