@@ -188,6 +188,12 @@ export class Subscription {
     for (let i = from; i < events.length; i++) {
       const event = events[i]
       this.position = event.position
+      // A store's missed event (its live feed was cut past its history): as a replay's, unfiltered, the cursor its id.
+      if (event.missed === true) {
+        frames += cursor === undefined ? event.frame : 'id: ' + cursor.idOf(this, event.position) + '\n' + event.frame
+        this.framed++
+        continue
+      }
       let passes = true
       if (filter !== undefined) {
         try {
