@@ -55,3 +55,18 @@ test('the history defaults the doc comments state are the ones the stores use', 
     t.match(defaults.get('historyMaxAge'), new RegExp(`^${DEFAULT_HISTORY_MAX_AGE}\\b`), `${name}.historyMaxAge`)
   }
 })
+
+/** The codes in the first column of the table under `heading` in docs/operating.md, in order. */
+function tableCodes (heading: string): string[] {
+  const page = readFileSync(join(repo, 'docs/operating.md'), 'utf8')
+  const start = page.indexOf(`### ${heading}\n`)
+  if (start === -1) throw new Error(`docs/operating.md has no "### ${heading}"`)
+  const section = page.slice(start + heading.length + 5).split(/\n#{2,3} /)[0]
+  return [...section.matchAll(/^\| `([\w]+)` \|/gm)].map((match) => match[1])
+}
+
+test('the docs\' tables list exactly the codes of the lists', async (t) => {
+  t.same(tableCodes('Close codes').sort(), [...CLOSE_CODES].sort(), 'docs/operating.md, Close codes')
+  t.same(tableCodes('Refusal codes').sort(), [...REFUSAL_CODES].sort(), 'docs/operating.md, Refusal codes')
+  t.same(tableCodes('Replay outcomes').sort(), [...REPLAY_OUTCOMES].sort(), 'docs/operating.md, Replay outcomes')
+})

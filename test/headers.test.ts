@@ -34,7 +34,7 @@ for (const protocol of PROTOCOLS) {
     const client = await openStream(t, server, '/events')
     t.equal(client.status, 200)
     t.equal(client.headers['content-type'], 'text/event-stream; charset=utf-8')
-    t.equal(client.headers['cache-control'], 'no-cache')
+    t.equal(client.headers['cache-control'], 'no-cache, no-transform')
     t.equal(client.headers['x-accel-buffering'], 'no')
     t.equal(client.headers['content-length'], undefined, 'a stream has no length')
     t.same(client.events, [], 'no event before the source was released')

@@ -270,7 +270,7 @@ for (const protocol of PROTOCOLS) {
       await client.waitForEnd()
       t.equal(client.status, 200, path)
       t.equal(client.headers['content-type'], 'text/event-stream; charset=utf-8')
-      t.equal(client.headers['cache-control'], 'no-cache')
+      t.equal(client.headers['cache-control'], 'no-cache, no-transform')
       t.equal(client.headers['x-accel-buffering'], 'no')
       t.equal(client.text, '', 'no body')
       await completed(server, requestId(server, path))

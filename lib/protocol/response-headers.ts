@@ -7,8 +7,9 @@ export const HEARTBEAT_HEADER = 'sse-heartbeat'
 
 const SSE_HEADERS = {
   'content-type': 'text/event-stream; charset=utf-8',
-  // Intermediaries must not serve a stale copy of a live stream.
-  'cache-control': 'no-cache',
+  // Intermediaries must not serve a stale copy of a live stream, nor transform it (compressing proxies and CDNs buffer
+  // what they compress).
+  'cache-control': 'no-cache, no-transform',
   // nginx buffers proxied responses by default, which would hold events back.
   'x-accel-buffering': 'no'
 } as const

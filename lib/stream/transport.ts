@@ -232,6 +232,16 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
     this.stats.streamOpened(this.http2)
     if (retry !== undefined) this.queue(frameRetry(retry), false, false, 0)
     else if (this.pending !== '') this.flush()
+    else setImmediate(sayOpen, this)
+  }
+
+  /**
+   * @internal Its first bytes go with its headers: a proxy that terminates HTTP/2 (nginx) sends the client nothing,
+   * headers included, until the first byte of the body, and the page's `open` would wait for the first heartbeat. A
+   * stream that has written nothing by the turn after it opened writes a comment.
+   */
+  sayOpen (): void {
+    if (this.written === 0 && this.pending === '' && this.phase === 'open') this.queue(HEARTBEAT_FRAME, false, false, 0)
   }
 
   /** @internal The stream will never open: aborts its signal so that a source already made lets go. */
@@ -489,6 +499,10 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
 
 function flushLater (stream: StreamTransport): void {
   stream.flush()
+}
+
+function sayOpen (stream: StreamTransport): void {
+  stream.sayOpen()
 }
 
 // zlib fails only on a write after its end, which the stream never does (it stops writing once it ends); a

@@ -13,7 +13,8 @@ export function binaryPath (binary: string): string | undefined {
 // How to install each service the suites need, said in the line of a suite skipped without it.
 const INSTALL: Record<string, string> = {
   'redis-server': 'apt-get install redis-server (macOS: brew install redis)',
-  chromium: 'apt-get install chromium'
+  chromium: 'apt-get install chromium',
+  nginx: 'apt-get install nginx'
 }
 
 /**
