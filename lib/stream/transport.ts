@@ -241,7 +241,7 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
    * stream that has written nothing by the turn after it opened writes a comment.
    */
   sayOpen (): void {
-    if (this.written === 0 && this.pending === '' && this.phase === 'open') this.queue(HEARTBEAT_FRAME, false, false, 0)
+    if (this.written === 0 && this.phase === 'open') this.queue(HEARTBEAT_FRAME, false, false, 0)
   }
 
   /** @internal The stream will never open: aborts its signal so that a source already made lets go. */
