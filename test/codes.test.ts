@@ -4,7 +4,9 @@ import { join, resolve } from 'node:path'
 import ts from 'typescript'
 import { CLOSE_CODES, REFUSAL_CODES, REPLAY_OUTCOMES } from '../lib/core/codes'
 import { DEFAULT_HISTORY_MAX_AGE, DEFAULT_HISTORY_SIZE } from '../lib/core/defaults'
-import { errors } from '../index'
+import Fastify from 'fastify'
+import sse, { errors, MemoryStore } from '../index'
+import { storeOver } from './helpers/store-over'
 import { Stats } from '../lib/observe/stats'
 
 // The lists that must agree are written once (lib/core/codes.ts, lib/core/defaults.ts): what is made from them is
@@ -69,4 +71,20 @@ test('the docs\' tables list exactly the codes of the lists', async (t) => {
   t.same(tableCodes('Close codes').sort(), [...CLOSE_CODES].sort(), 'docs/operating.md, Close codes')
   t.same(tableCodes('Refusal codes').sort(), [...REFUSAL_CODES].sort(), 'docs/operating.md, Refusal codes')
   t.same(tableCodes('Replay outcomes').sort(), [...REPLAY_OUTCOMES].sort(), 'docs/operating.md, Replay outcomes')
+})
+
+test('a stream refused because its store cannot say where a channel starts is counted under its code', async (t) => {
+  const inner = new MemoryStore()
+  const store = storeOver(inner, { head: async () => await Promise.reject(new Error('store away')) })
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(sse, { store })
+  app.get('/news', (request, reply) => reply.sse(app.sse.channel('news')))
+  for (const accept of ['*/*', 'text/event-stream']) {
+    const response = await app.inject({ url: '/news', headers: { accept } })
+    t.equal(response.headers['sse-refused'] ?? String(response.statusCode), accept === '*/*' ? '503' : 'FST_SSE_CHANNEL_UNAVAILABLE')
+  }
+  const { refused } = app.sse.stats().streams
+  t.equal(refused.FST_SSE_CHANNEL_UNAVAILABLE, 2, 'both refusals, whatever their form (it was NaN)')
+  t.ok(Object.values(refused).every(Number.isSafeInteger), 'every count a number')
 })
