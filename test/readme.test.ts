@@ -34,8 +34,10 @@ root.setTimeout(300_000)
 //                                   with PORT=0; it must log Fastify's "Server listening at" line
 //   <!-- doctest: page -->          browser code: run in Chromium, in a page of the server of the closest
 //   <!-- doctest: page on "Title" -->  server block above in its file (or of the first under that heading of its
-//   <!-- doctest: page on "README.md#Title" -->  file, or of another file); every EventSource it opens must
-//                                   open, and it must throw nothing
+//   <!-- doctest: page on "README.md#Title" -->  file, or of another file), as a module of the page: it may
+//                                   import 'fastify-sse-h2/client' (the package's ES module, as a browser loads it
+//                                   without a bundler: test/helpers/readme-block.mjs); every EventSource it opens must
+//                                   open, every client it makes must open, and it must throw nothing
 //   <!-- doctest: test -->          a test file of the reader's (node:test): run with `node --test`, it must pass
 //   <!-- doctest: needs redis-server -->  runs with a real Redis (REDIS_URL); skipped without one, as suites are
 //   <!-- doctest: skip, because … -->      not run, with the reason said (a block that cannot run alone)
@@ -170,9 +172,13 @@ async function layout (): Promise<Layout> {
     const app = join(root, 'app')
     await mkdir(pkg)
     await mkdir(join(app, 'node_modules'), { recursive: true })
-    // The same files `npm run build` writes (it type-checks them; here that would only take time).
-    execFileSync(process.execPath, [join(repo, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json',
-      '--outDir', join(pkg, 'dist'), '--noCheck'], { cwd: repo, env: { ...process.env, NODE_OPTIONS: '' }, stdio: 'pipe' })
+    // The same files `npm run build` writes (it type-checks them; here that would only take time): the package, and
+    // its client as an ES module (dist/client), which page blocks load as a browser does.
+    for (const [config, outDir] of [['tsconfig.build.json', 'dist'], ['tsconfig.client.json', join('dist', 'client')]]) {
+      execFileSync(process.execPath, [join(repo, 'node_modules/typescript/bin/tsc'), '-p', config, '--outDir', join(pkg, outDir),
+        '--noCheck'], { cwd: repo, env: { ...process.env, NODE_OPTIONS: '' }, stdio: 'pipe' })
+    }
+    await writeFile(join(pkg, 'dist', 'client', 'package.json'), '{ "type": "module" }\n')
     await copyFile(join(repo, 'package.json'), join(pkg, 'package.json'))
     await symlink(join(repo, 'node_modules'), join(pkg, 'node_modules'), 'dir')
     // The app's dependencies are the checkout's (fastify, ioredis, @fastify/cookie, ...), and the package.
@@ -433,7 +439,16 @@ window.EventSource = class EventSource extends window.EventSource {
 }
 window.reloadEverything = () => { window.__doctest.reloaded = true }
 window.render = (value) => { window.__doctest.rendered = value }
+window.show = (value) => { window.__doctest.shown = value }
+window.showError = (status) => { window.__doctest.error = status }
+window.token = async () => 'secret'
 `
+
+/** What a page block leaves for the test: its EventSources and clients (`opened` once a client opened), its error. */
+interface DoctestPage {
+  sources: Array<{ url: string, readyState: number, opened?: boolean }>
+  failed?: string
+}
 
 async function runPage (t: Test, browser: Browser, block: Block, server: BlockServer): Promise<void> {
   const context = await browser.newContext({ ignoreHTTPSErrors: true })
@@ -444,17 +459,24 @@ async function runPage (t: Test, browser: Browser, block: Block, server: BlockSe
   page.on('pageerror', (error) => errors.push(error.message))
   await page.addInitScript(PAGE_GIVENS)
   await page.goto(`${server.origin}/__doctest/page`)
-  // As the page's script: in a function, so that a top-level `await` works as in a module.
-  await page.evaluate(`(async () => {\n${block.code}\n})()`).catch((error: Error) => {
-    throw new Error(`${title(block)} threw in the page: ${error.message}`)
-  })
-  const opened = await page.waitForFunction(() => {
-    const { sources } = (window as unknown as { __doctest: { sources: EventSource[] } }).__doctest
-    return sources.length > 0 && sources.every((source) => source.readyState === EventSource.OPEN)
-  }).then(() => true, () => false)
-  const states = await page.evaluate(() => (window as unknown as { __doctest: { sources: EventSource[] } }).__doctest
-    .sources.map((source) => `${source.url}: ${['connecting', 'open', 'closed'][source.readyState]}`))
-  t.ok(opened, `${at(block)}: every EventSource it opens opens (${states.join(', ') || 'none opened'})`)
+  // As a module of the page, so that `import` resolves through its import map and a top-level `await` works. Not
+  // waited for: a block may read a stream for as long as the page lives (`for await`).
+  await page.evaluate(`import(URL.createObjectURL(new Blob([${JSON.stringify(block.code)}], { type: 'text/javascript' })))
+    .catch((error) => { window.__doctest.failed = String(error && error.stack || error) })`)
+  // Until every one it opened is open (a client: opened once), or it threw.
+  const outcome = (): { opened: boolean, failed: string | undefined, states: string[] } => {
+    const { sources, failed } = (window as unknown as { __doctest: DoctestPage }).__doctest
+    return {
+      opened: sources.length > 0 && sources.every((source) => source.readyState === EventSource.OPEN || source.opened === true),
+      failed,
+      states: sources.map((source) => `${source.url}: ${['connecting', 'open', 'closed'][source.readyState]}`)
+    }
+  }
+  await page.waitForFunction(`((${outcome.toString()})()).opened || ((${outcome.toString()})()).failed !== undefined`)
+    .catch(() => {})
+  const { opened, failed, states } = await page.evaluate(outcome)
+  t.equal(failed, undefined, `${title(block)} threw nothing in the page`)
+  t.ok(opened, `${at(block)}: every EventSource or client it opens opens (${states.join(', ') || 'none opened'})`)
   t.same(errors, [], `${at(block)}: no script error`)
 }
 
@@ -540,7 +562,8 @@ async function checkTypes (t: Test, block: Block): Promise<void> {
   // After the block, so that its lines keep their numbers: the types it uses from the package and from Fastify.
   let prelude = "\nimport type * as Package from 'fastify-sse-h2'\nimport type * as Fastify from 'fastify'\n"
   for (const name of referenced) {
-    if (declared.has(name)) continue
+    // Its own types, and the names it imports itself.
+    if (declared.has(name) || values.has(name)) continue
     if (packageNames.has(name)) prelude += `type ${name} = Package.${name}\n`
     else if (fastifyNames.has(name)) prelude += `type ${name} = Fastify.${name}\n`
   }

@@ -5,8 +5,9 @@
 // they leave to the reader, GIVEN below); after it, `app` listens on a free port of 127.0.0.1 (h2), and one
 // JSON line on stdout says where, with the routes the block added. A block that makes its own app and listens
 // (a whole program) is run directly instead, not through this file. Plain JavaScript: nothing to compile.
-import { readFileSync } from 'node:fs'
+import { readFileSync, readdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -56,7 +57,29 @@ app.addHook('onRoute', (route) => {
 // Set by the app's authentication (docs/recipes.md shows two ways): here, user 1 until a block's own hook says.
 app.decorateRequest('user', null)
 app.addHook('onRequest', async (request) => { request.user = { id: 1 } })
-app.get('/__doctest/page', (request, reply) => reply.type('text/html; charset=utf-8').send('<!doctype html><title>doctest</title>'))
+// The page the page blocks run in. Its import map gives `fastify-sse-h2/client` as a browser loads it without a bundler:
+// the package's ES module (dist/client, every import relative), through a module that records each client a block
+// makes (and whether it opened), as the test's init script records each EventSource.
+const clientFolder = join(dirname(require.resolve('fastify-sse-h2/package.json')), 'dist', 'client')
+const clientFiles = new Set(readdirSync(clientFolder).filter((name) => name.endsWith('.js')))
+const importMap = JSON.stringify({ imports: { 'fastify-sse-h2/client': '/__doctest/recorded-client.js' } })
+const recordedClient = `import { EventStreamClient as Client } from './client/index.js'
+export * from './client/index.js'
+export class EventStreamClient extends Client {
+  constructor (url, options) {
+    super(url, options)
+    this.addEventListener('open', () => { this.opened = true })
+    window.__doctest.sources.push(this)
+  }
+}
+`
+app.get('/__doctest/page', (request, reply) => reply.type('text/html; charset=utf-8')
+  .send(`<!doctype html><title>doctest</title><script type="importmap">${importMap}</script>`))
+app.get('/__doctest/recorded-client.js', (request, reply) => reply.type('text/javascript; charset=utf-8').send(recordedClient))
+app.get('/__doctest/client/:file', (request, reply) => {
+  if (!clientFiles.has(request.params.file)) return reply.code(404).send()
+  return reply.type('text/javascript; charset=utf-8').send(readFileSync(join(clientFolder, request.params.file)))
+})
 // A block that registers the plugin (with its options) gets the app without it.
 if (!/\.register\(\s*sse\b/.test(code)) await app.register(sse)
 
