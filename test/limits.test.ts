@@ -60,7 +60,7 @@ for (const protocol of PROTOCOLS_UNDER_TEST) {
 
     const warnings = server.logs.atLeast(WARN).filter((record) => record.level === WARN)
     t.equal(warnings.length, 1, 'two refusals, one warning, and no "reply already sent" from the async handler')
-    t.match(warnings[0], { msg: /new streams refused with 503/, refused: 1, maxStreams: 3 })
+    t.match(warnings[0], { msg: /new streams refused, too many open: an EventSource is told when to come back/, refused: 1, maxStreams: 3 })
     const errors = server.logs.atLeast(ERROR)
     t.same(errors.map((record) => record.err?.code), ['FST_SSE_TOO_MANY_STREAMS', 'FST_SSE_TOO_MANY_STREAMS'],
       'Fastify\'s error handler logs each refusal, as it does every 5xx')
@@ -128,7 +128,8 @@ for (const protocol of PROTOCOLS_UNDER_TEST) {
       'the onSend hook saw each refusal once: none was sent twice')
     t.ok(sent.every((call) => call.statusCode === 503), 'with its status')
     t.same(server.logs.atLeast(WARN).filter((record) => record.level < ERROR).map((record) => record.msg),
-      ['fastify-sse-h2: new streams refused with 503: too many open'], 'no "Reply was already sent": one warning of ours')
+      ['fastify-sse-h2: new streams refused, too many open: an EventSource is told when to come back (200, a retry:, the end), other clients get 503 and Retry-After'],
+      'no "Reply was already sent": one warning of ours')
   })
 }
 

@@ -56,7 +56,8 @@ export class StreamLimits {
     const now = Date.now()
     if (now - this.lastWarning < WARN_EVERY_MS) return
     log.warn({ refused: this.refusedSinceWarning, maxStreams: this.maxStreams, maxStreamsPerAddress: this.maxStreamsPerAddress },
-      'fastify-sse-h2: new streams refused with 503: too many open')
+      'fastify-sse-h2: new streams refused, too many open: an EventSource is told when to come back (200, a retry:, ' +
+      'the end), other clients get 503 and Retry-After')
     this.lastWarning = now
     this.refusedSinceWarning = 0
   }
