@@ -4,9 +4,11 @@ import { existsSync, readdirSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import type { FastifyInstance } from 'fastify'
+import cors from '@fastify/cors'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { startServer, type Protocol } from './helpers/server'
 import { TcpProxy } from './helpers/tcp-proxy'
+import { openStream } from './helpers/client'
 import { binaryPath, missingService, mustSkip } from './helpers/services'
 import { within } from './helpers/wait'
 import { CODES, KINDS, startFeed, survives, type Received } from './helpers/refusal-feed'
@@ -199,6 +201,32 @@ test('every refusal is survived: the page gets exactly what it missed; each refu
       t.same(errors, [], 'no script error')
     })
   }
+})
+
+test('a page of another origin whose CORS exposes no header: a refusal is known by its comment, and survived', { skip }, async (t) => {
+  const pages = await startServer(t, 'h2', pageRoutes)
+  const feeds = await startServer(t, 'h2', async (app) => {
+    await app.register(cors, { origin: pages.origin })
+    app.get('/hold', (request, reply) => { reply.sse() })
+    app.get('/news', (request, reply) => reply.sse(app.sse.channel('news')))
+  }, { plugin: { limits: { maxStreams: 1, retryAfter: 0 } } })
+  const holder = await openStream(t, feeds, '/hold')
+  const channel = feeds.app.sse.channel('news')
+  const before = await channel.publish('before')
+  const { page, errors, until } = await openPage(t, pages.origin)
+  await page.evaluate(([url, lastEventId]) => { (window as unknown as PageWindow).follow(url, { lastEventId }) },
+    [`${feeds.origin}/news`, before])
+  const refused = await until((seen) => seen.errors.length > 0, null)
+  t.match(refused.errors[0], { message: 'the server refused the stream: FST_SSE_TOO_MANY_STREAMS', code: 'FST_SSE_TOO_MANY_STREAMS', status: 200 },
+    'the code, from the comment')
+  const header = await page.evaluate(async (url) => (await fetch(url, { headers: { accept: 'text/event-stream' } })).headers.get('sse-refused'),
+    `${feeds.origin}/news`)
+  t.equal(header, null, 'the page cannot read the sse-refused header')
+  const missed = await channel.publish('while refused')
+  holder.close()
+  const seen = await until((seen) => seen.events.length > 0, null)
+  t.same(seen.events, [[missed, 'while refused']], 'back by itself, with exactly what it missed')
+  t.same(errors, [], 'no script error')
 })
 
 // HTTP/1.1: the stream has a connection of its own, and the reconnect a new one. HTTP/2: the page's every request

@@ -5,6 +5,7 @@ import type { Replay, SseStore, StoredEvent } from '../stores/store'
 import { NO_EVENT_ID, type ResumeFrom } from './cursor'
 import type { Stats } from '../observe/stats'
 import { Subscription } from './subscription'
+import { CursorFrames } from './cursor-frames'
 import { eventId, frameBody, toEvent } from '../protocol/framing'
 import { snapshotOf } from '../protocol/snapshot'
 import { comparePositions } from '../core/position'
@@ -35,6 +36,8 @@ export class Channel<Message extends SseMessage = SseMessage> {
   // Events handed over by the store and not yet written: they go out together at the end of the tick.
   private batch: StoredEvent[] = []
   private batchText = ''
+  // While a flush is under way: its frames for streams of several channels, shared by those at the same place.
+  private sharing: CursorFrames | undefined
   private flushScheduled = false
   // The position of the last event the store handed over while it listens, and of the last one this process published.
   private livePosition: string | undefined
@@ -277,7 +280,16 @@ export class Channel<Message extends SseMessage = SseMessage> {
     this.batchText = ''
     let chunk: Buffer | undefined
     const shared = (): Buffer => (chunk ??= Buffer.from(text))
+    // A flush within this one (a write that published) has frames of its own.
+    const outer = this.sharing
+    this.sharing = new CursorFrames(batch)
     for (const subscription of this.subscriptions) subscription.deliver(batch, shared)
+    this.sharing = outer
+  }
+
+  /** @internal The frames with cursors that streams share in the flush of `events`, while it is under way. */
+  cursorFrames (events: readonly StoredEvent[]): CursorFrames | undefined {
+    return this.sharing?.events === events ? this.sharing : undefined
   }
 
   /**

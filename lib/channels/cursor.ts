@@ -32,8 +32,10 @@ export class StreamCursor {
   // The channels that took their start from what the client came with: each once.
   private readonly taken = new Set<string>()
   private salt: number
+  // The first number of the lowest position the cursor holds: a function of where the stream stands, so that two
+  // streams that stand at the same positions write the same cursor (and share their frames: cursor-frames.ts).
   private base: number | undefined
-  // Bumped when the salt changes: the segments subscriptions keep are then stale.
+  // Bumped when the salt or the base changes: the segments subscriptions keep are then stale.
   private generation = 0
   // The entries of the client's cursor written on, made when first needed.
   private carried: string | undefined
@@ -90,10 +92,15 @@ export class StreamCursor {
 
   /**
    * Readies idOf() for the events of `subscription` (the first at `position`): the other subscriptions' part of the
-   * cursor is built once, at the position of each.
+   * cursor is built once, at the position of each, from the base of the lowest position among them and `position`.
    */
   prepare (subscription: Subscription, subscriptions: readonly Subscription[], position: string | undefined): void {
-    this.base ??= this.lowestMajor(subscriptions, position)
+    const base = this.lowestMajor(subscription, subscriptions, position)
+    if (base !== this.base) {
+      this.base = base
+      this.generation++
+      this.carried = undefined
+    }
     let before = cursorHead(this.salt, this.base)
     let after = ''
     let passed = false
@@ -108,6 +115,22 @@ export class StreamCursor {
     }
     this.before = before
     this.after = after + this.carriedEntries(subscriptions.length)
+  }
+
+  /**
+   * Whether its frames may be those of another stream at the same place (cursor-frames.ts): not when it writes on
+   * entries of its client's cursor, which are its own.
+   */
+  get sharesFrames (): boolean {
+    const received = this.received
+    if (received === undefined || received.salt !== this.salt) return true
+    for (const position of received.positions.values()) if (position !== AMBIGUOUS) return false
+    return true
+  }
+
+  /** The salt its channels' keys are made with. */
+  get keySalt (): number {
+    return this.salt
   }
 
   /** The cursor after an event of the prepared subscription at `position` (undefined: it has none). */
@@ -141,11 +164,16 @@ export class StreamCursor {
     return text
   }
 
-  private lowestMajor (subscriptions: readonly Subscription[], position: string | undefined): number {
+  /**
+   * Where the stream stands that everyone at the same place shares: the other subscriptions' positions, what it writes
+   * on of its client's cursor, and `position`, the first it writes of `subscription` (its own earlier position is not
+   * in the cursor any more).
+   */
+  private lowestMajor (subscription: Subscription, subscriptions: readonly Subscription[], position: string | undefined): number {
     let lowest = position === undefined ? Infinity : majorOf(position)
-    for (const subscription of subscriptions) {
-      const other = subscription.cursorPosition
-      if (other !== undefined) lowest = Math.min(lowest, majorOf(other))
+    for (const other of subscriptions) {
+      const at = other === subscription ? undefined : other.cursorPosition
+      if (at !== undefined) lowest = Math.min(lowest, majorOf(at))
     }
     for (const other of this.received?.positions.values() ?? []) {
       if (typeof other === 'string') lowest = Math.min(lowest, majorOf(other))

@@ -67,13 +67,28 @@ export class Subscription {
     if (this.cancelled || this.stream.hasEnded) return
     const from = this.firstAfterPosition(events)
     if (from === events.length) return
-    if (shared !== undefined && from === 0 && this.filter === undefined && this.stream.cursor === undefined) {
-      this.position = events[events.length - 1].position
-      this.stream.writeShared(shared(), events.length)
-      return
+    if (from === 0 && this.filter === undefined) {
+      const frames = this.sharedFrames(events, shared)
+      if (frames !== undefined) {
+        this.position = events[events.length - 1].position
+        this.stream.writeShared(frames, events.length)
+        return
+      }
     }
     const frames = this.framesFrom(events, from)
     if (frames !== '') this.stream.writeShared(frames, this.framed)
+  }
+
+  /**
+   * The frames of all of `events` as other subscribers write them too: the channel's (a stream of one channel), or those
+   * of the streams of several channels that stand where this one does (the same cursors). Undefined: its own.
+   */
+  private sharedFrames (events: readonly StoredEvent[], shared: (() => Buffer) | undefined): Buffer | undefined {
+    const cursor = this.stream.cursor
+    if (cursor === undefined) return shared?.()
+    const sharing = this.channel.cursorFrames(events)
+    if (sharing === undefined || !cursor.sharesFrames) return undefined
+    return sharing.framesFor(cursor.keySalt, this, this.stream.subscriptions, () => this.framesFrom(events, 0))
   }
 
   /**

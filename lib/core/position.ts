@@ -18,8 +18,32 @@ export function comparePositions (a: string, b: string): number {
   if (a === b) return 0
   const dashA = a.indexOf('-')
   const dashB = b.indexOf('-')
-  const majorA = Number(dashA === -1 ? a : a.slice(0, dashA))
-  const majorB = Number(dashB === -1 ? b : b.slice(0, dashB))
-  if (majorA !== majorB) return majorA - majorB
-  return (dashA === -1 ? 0 : Number(a.slice(dashA + 1))) - (dashB === -1 ? 0 : Number(b.slice(dashB + 1)))
+  const endA = dashA === -1 ? a.length : dashA
+  const endB = dashB === -1 ? b.length : dashB
+  const major = compareParts(a, 0, endA, b, 0, endB)
+  return major !== 0 ? major : compareParts(a, endA + 1, a.length, b, endB + 1, b.length)
+}
+
+/**
+ * Two whole numbers written in decimal, `a` from `startA` to `endA` (none: 0), compared without reading them as
+ * numbers: Number() takes a slow path past 15 digits, and a memory store's positions have 16. Written without leading
+ * zeros, the longer is the larger, and two of a length compare digit by digit; one with a leading zero (no store
+ * writes one) is read as a number.
+ */
+function compareParts (a: string, startA: number, endA: number, b: string, startB: number, endB: number): number {
+  const lengthA = Math.max(endA - startA, 0)
+  const lengthB = Math.max(endB - startB, 0)
+  if ((lengthA > 1 && a.charCodeAt(startA) === 48) || (lengthB > 1 && b.charCodeAt(startB) === 48)) {
+    return Number(a.slice(startA, endA) || '0') - Number(b.slice(startB, endB) || '0')
+  }
+  if (lengthA !== lengthB) {
+    // An empty part is 0, as one digit is.
+    if (lengthA + lengthB === 1) return lengthA === 0 ? -Number(b[startB] !== '0') : Number(a[startA] !== '0')
+    return lengthA - lengthB
+  }
+  for (let i = 0; i < lengthA; i++) {
+    const difference = a.charCodeAt(startA + i) - b.charCodeAt(startB + i)
+    if (difference !== 0) return difference
+  }
+  return 0
 }

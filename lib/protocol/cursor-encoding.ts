@@ -52,11 +52,28 @@ export function cursorHead (salt: number, base: number): string {
 export function cursorEntry (key: string, position: string | undefined, base: number): string {
   if (position === undefined) return '.' + key
   const dash = position.indexOf('-')
-  const delta = Number(dash === -1 ? position : position.slice(0, dash)) - base
-  let text = '.' + key + (delta < 0 ? '-' + (-delta).toString(36) : delta.toString(36))
-  const minor = dash === -1 ? 0 : Number(position.slice(dash + 1))
-  if (minor !== 0) text += '_' + minor.toString(36)
+  const delta = wholeOf(position, 0, dash === -1 ? position.length : dash) - base
+  let text = '.' + key + (delta < 0 ? '-' + base36(-delta) : base36(delta))
+  const minor = dash === -1 ? 0 : wholeOf(position, dash + 1, position.length)
+  if (minor !== 0) text += '_' + base36(minor)
   return text
+}
+
+// A stream writes an entry for every event of every channel: the usual small delta without toString(36).
+const DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz'
+
+function base36 (value: number): string {
+  return value < 36 ? DIGITS[value] : value.toString(36)
+}
+
+/**
+ * The whole number written in decimal in `text` from `start` to `end`: a position's part, at most 16 digits and
+ * exact in a double, read digit by digit (Number() takes a slow path past 15 digits).
+ */
+function wholeOf (text: string, start: number, end: number): number {
+  let value = 0
+  for (let i = start; i < end; i++) value = value * 10 + (text.charCodeAt(i) - 48)
+  return value
 }
 
 /**
@@ -73,7 +90,7 @@ export function channelKey (name: string, salt: number): string {
 
 export function majorOf (position: string): number {
   const dash = position.indexOf('-')
-  return Number(dash === -1 ? position : position.slice(0, dash))
+  return wholeOf(position, 0, dash === -1 ? position.length : dash)
 }
 
 /**
