@@ -8,6 +8,9 @@
 //   node bench/cost.js fanout [--target fastify-sse-h2] [--subscribers 200] [--count 200] [--bursts 1] [--apart | --client]
 //   node bench/cost.js heartbeat [--target fastify-sse-h2] [--streams 2000] [--count 10] [--apart]   --count rounds of
 //     heartbeats (a comment every 100 ms) to idle streams; the client stops once each stream has had that many
+//   node bench/cost.js channels [--shape many|one] [--pages 200] [--count 20] [--bursts 1] [--apart]   fastify-sse-h2
+//     alone: pages of 10 channels, each page one stream of them all (many) or 10 streams of one (one), --count
+//     events published to each channel per burst (bench:channels, counted)
 // The client runs in the server's process, or with --apart in a child process of its own, so that callgrind (which
 // does not follow children) counts the server alone; with --client it is the server that runs in a child, and the
 // client alone is counted: what a target's bytes cost the one who reads them. Run it at two counts: the difference is
@@ -20,6 +23,7 @@ const { fork } = require('node:child_process')
 const { once } = require('node:events')
 const { StringDecoder } = require('node:string_decoder')
 const { Counter, connect } = require('./client')
+const { PAGE_CHANNELS } = require('./targets')
 
 const HEARTBEAT_MS = 100
 
@@ -45,7 +49,7 @@ function open (session, path, onEvent = () => {}) {
  * The client's part: opens the streams, calls `subscribed()` once a fan-out's subscribers are open (the server then
  * publishes), and resolves with the events counted once all are in.
  */
-async function client (port, scenario, { streams, subscribers, count, bursts, connections }, subscribed) {
+async function client (port, scenario, { streams, subscribers, count, bursts, connections, pages, shape }, subscribed) {
   const sessions = await Promise.all(Array.from({ length: connections }, () => connect(`http://127.0.0.1:${port}`)))
   const session = (i) => sessions[i % connections]
   let counters
@@ -53,6 +57,25 @@ async function client (port, scenario, { streams, subscribers, count, bursts, co
     const path = scenario === 'pull' ? `/pull?count=${count}&size=64` : `/pull-json?count=${count}`
     counters = Array.from({ length: streams }, (_, i) => open(session(i), path))
     await Promise.all(counters.map((counter) => counter.closed))
+  } else if (scenario === 'channels') {
+    let received = 0
+    let expected = 0
+    let done
+    const many = shape === 'many'
+    counters = []
+    for (let page = 0; page < pages; page++) {
+      for (let i = 0; i < (many ? 1 : PAGE_CHANNELS); i++) {
+        // Whose events interleave channel by channel: their order is each channel's, not the counter's.
+        counters.push(open(session(page), many ? '/page' : `/page/${i}`, () => { if (++received === expected) done() }))
+      }
+    }
+    for (let burst = 0; burst < bursts; burst++) {
+      expected += pages * PAGE_CHANNELS * count
+      const all = new Promise((resolve) => { done = resolve })
+      subscribed(burst)
+      await all
+    }
+    for (const counter of counters) counter.disorder = 0
   } else if (scenario === 'heartbeat') {
     counters = Array.from({ length: streams }, (_, i) => open(session(i), '/idle'))
     await new Promise((resolve) => {
@@ -86,13 +109,17 @@ async function server (scenario, args) {
   const sizes = {
     streams: Number(option(args, '--streams', scenario === 'heartbeat' ? 2000 : 4)),
     subscribers: Number(option(args, '--subscribers', 200)),
-    count: Number(option(args, '--count', scenario.startsWith('pull') ? 20_000 : scenario === 'heartbeat' ? 10 : 200)),
+    count: Number(option(args, '--count', scenario.startsWith('pull') ? 20_000 : { heartbeat: 10, channels: 20 }[scenario] ?? 200)),
+    pages: Number(option(args, '--pages', 200)),
+    shape: option(args, '--shape', 'many'),
     bursts: Number(option(args, '--bursts', 1)),
     connections: Number(option(args, '--connections', 1))
   }
   const expected = scenario.startsWith('pull')
     ? sizes.streams * sizes.count
-    : scenario === 'heartbeat' ? 0 : sizes.subscribers * sizes.count * sizes.bursts
+    : scenario === 'heartbeat'
+      ? 0
+      : (scenario === 'channels' ? sizes.pages * PAGE_CHANNELS : sizes.subscribers) * sizes.count * sizes.bursts
   let result
   if (args.includes('--client')) {
     const child = fork(__filename, ['serve', scenario, ...args.filter((arg) => arg !== '--client')])
@@ -104,8 +131,10 @@ async function server (scenario, args) {
   }
   const started = await targets[target]({ heartbeatInterval: scenario === 'heartbeat' ? HEARTBEAT_MS : 0 })
   const publish = async (burst) => {
-    while (started.subscribers() < sizes.subscribers) await new Promise((resolve) => setTimeout(resolve, 5))
-    await started.publish(sizes.count, 64, false, burst * sizes.count)
+    const subscribers = scenario === 'channels' ? sizes.pages * PAGE_CHANNELS : sizes.subscribers
+    while (started.subscribers() < subscribers) await new Promise((resolve) => setTimeout(resolve, 5))
+    if (scenario === 'channels') await started.publishPages(sizes.count, burst * sizes.count)
+    else await started.publish(sizes.count, 64, false, burst * sizes.count)
   }
   if (args.includes('--apart')) {
     const child = fork(__filename, ['client', scenario, String(started.port), JSON.stringify(sizes)])
@@ -116,6 +145,8 @@ async function server (scenario, args) {
   } else {
     result = await client(started.port, scenario, sizes, publish)
   }
+  // Heartbeats written, by the targets that count them: a round or two more than the client waited for may go out.
+  if (scenario === 'heartbeat') console.log(`${target}: ${started.heartbeats?.()} heartbeats written`)
   await started.close()
   if (args.includes('--cpu')) {
     const { user, system } = process.cpuUsage()
@@ -154,9 +185,9 @@ if (scenario === 'serve') {
     (result) => process.send(result, () => process.exit(0)),
     (error) => { console.error(error); process.exit(1) })
 } else {
-  const run = ['pull', 'pull-json', 'fanout', 'heartbeat'].includes(scenario)
+  const run = ['pull', 'pull-json', 'fanout', 'heartbeat', 'channels'].includes(scenario)
     ? server(scenario, args)
-    : Promise.reject(new Error(`unknown scenario ${scenario}: pull, pull-json, fanout or heartbeat`))
+    : Promise.reject(new Error(`unknown scenario ${scenario}: pull, pull-json, fanout, heartbeat or channels`))
   // Exits at once: a peer's timers or sockets left open would keep the process (and callgrind) running.
   run.then(() => process.exit(0), (error) => {
     console.error(error)

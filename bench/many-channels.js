@@ -28,7 +28,8 @@ function payload (channel, i) {
 
 async function server () {
   const Fastify = require('fastify')
-  const sse = require('..')
+  // FASTIFY_SSE_H2_BUILD=DIR loads another build (a copy of dist/), to compare two.
+  const sse = require(process.env.FASTIFY_SSE_H2_BUILD ? require('node:path').resolve(process.env.FASTIFY_SSE_H2_BUILD) : '..')
   const app = Fastify({ http2: true })
   await app.register(sse, { heartbeatInterval: 0, maxBufferedBytes: 16 * 1024 * 1024 })
   const channels = Array.from({ length: CHANNELS }, (_, i) => app.sse.channel(`c${i}`))

@@ -10,7 +10,9 @@
 //   GET /sub-json             as /sub; `publish(count, size, true)` sends to these subscribers
 // Every event's data starts with its sequence number, so the client can check order and loss. Each target is started
 // with `{ heartbeatInterval }` (ms, 0: off), and raw, fastify-floor and fastify-sse-h2 with `http1: true` serve
-// HTTP/1.1 instead of h2c (bench/capacity.js).
+// HTTP/1.1 instead of h2c (bench/capacity.js). fastify-sse-h2 serves a page of 10 channels too (bench/cost.js channels):
+//   GET /page                 one stream of the 10 channels (its ids are cursors); `publishPages(count, first)`
+//   GET /page/:i              a stream of channel i alone
 
 const http = require('node:http')
 const http2 = require('node:http2')
@@ -32,6 +34,8 @@ const Quote = {
   properties: { seq: { type: 'integer' }, symbol: { type: 'string' }, price: { type: 'number' }, volume: { type: 'integer' }, open: { type: 'boolean' } },
   required: ['seq', 'symbol', 'price', 'volume', 'open']
 }
+
+const PAGE_CHANNELS = 10
 
 function query (url) {
   const params = new URL(url, 'http://x').searchParams
@@ -63,10 +67,12 @@ function handWritten ({ heartbeatInterval }, { batch = false } = {}) {
   const subscribers = new Set()
   const idle = new Set()
   let timer
+  let heartbeats = 0
   if (heartbeatInterval > 0) {
     timer = setInterval(() => {
       for (const stream of idle) stream.write(':\n\n')
       for (const stream of subscribers) stream.write(':\n\n')
+      heartbeats += idle.size + subscribers.size
     }, heartbeatInterval)
   }
   return {
@@ -97,6 +103,7 @@ function handWritten ({ heartbeatInterval }, { batch = false } = {}) {
       }
     },
     subscribers: () => subscribers.size,
+    heartbeats: () => heartbeats,
     publish: async (count, size, json, first = 0) => {
       const frameOf = (i) => 'id: ' + i + '\ndata: ' + (json ? JSON.stringify(quote(i)) : payload(i, size)) + '\n\n'
       if (batch) {
@@ -137,6 +144,7 @@ async function raw (options, { batch = false } = {}) {
   return {
     port: server.address().port,
     subscribers: streams.subscribers,
+    heartbeats: streams.heartbeats,
     publish: streams.publish,
     close: async () => {
       streams.close()
@@ -160,6 +168,7 @@ async function fastifyFloor (options) {
   return {
     port: await listenFastify(app),
     subscribers: streams.subscribers,
+    heartbeats: streams.heartbeats,
     publish: streams.publish,
     close: async () => {
       streams.close()
@@ -186,13 +195,30 @@ async function ours ({ heartbeatInterval, http1 = false }, { schema = false } = 
   app.get('/sub', (request, reply) => reply.sse(channel))
   app.get('/sub-json', json, (request, reply) => reply.sse(quoteChannel))
   app.get('/idle', (request, reply) => { reply.sse() })
+  // A page's feed of PAGE_CHANNELS channels, as one stream of them all or as a stream each (bench/cost.js channels).
+  const pageChannels = Array.from({ length: PAGE_CHANNELS }, (_, i) => app.sse.channel(`page-${i}`))
+  app.get('/page', (request, reply) => reply.sse(pageChannels))
+  app.get('/page/:i', (request, reply) => reply.sse(pageChannels[Number(request.params.i)]))
   return {
     port: await listenFastify(app),
-    subscribers: () => channel.subscribers + quoteChannel.subscribers,
+    subscribers: () => channel.subscribers + quoteChannel.subscribers +
+      pageChannels.reduce((sum, each) => sum + each.subscribers, 0),
+    // Heartbeats written, while nothing else is: each is a comment of 3 bytes.
+    heartbeats: () => app.sse.stats().bytes.sent / 3,
+    // With the events' own ids, as every other target writes them: the store's would be positions, 16 digits here.
     publish: async (count, size, isJson, first = 0) => {
       const published = []
       for (let i = first; i < first + count; i++) {
-        published.push(isJson ? quoteChannel.publish({ data: quote(i) }) : channel.publish({ data: payload(i, size) }))
+        const id = String(i)
+        published.push(isJson ? quoteChannel.publish({ id, data: quote(i) }) : channel.publish({ id, data: payload(i, size) }))
+      }
+      await Promise.all(published)
+    },
+    // Events i of every page channel, channel after channel for each i; their ids are the store's (or cursors).
+    publishPages: async (count, first = 0) => {
+      const published = []
+      for (let i = first; i < first + count; i++) {
+        for (let c = 0; c < PAGE_CHANNELS; c++) published.push(pageChannels[c].publish({ data: `${i} ${c} `.padEnd(64, '.') }))
       }
       await Promise.all(published)
     },
@@ -303,6 +329,7 @@ async function betterSse ({ heartbeatInterval }) {
 }
 
 module.exports = {
+  PAGE_CHANNELS,
   payload,
   quote,
   targets: {
