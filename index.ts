@@ -11,7 +11,12 @@ import type { SseEncoding } from './lib/stream/compression'
 import type { ChannelFilter } from './lib/channels/channel'
 import type { SseSubscribeOptions } from './lib/channels/channel-list'
 import type { SseChannelOptions } from './lib/channels/channels'
-import type { EventToStore, Replay, SseStore, StoredEvent, StoredEventListener } from './lib/stores/store'
+import type { SseSteerResult, SsePresence } from './lib/channels/steering'
+import type { SseTagged, SseTaggedSubscribeOptions } from './lib/channels/tagged'
+import type {
+  EventToStore, Replay, SseStore, StoredEvent, StoredEventListener, SseStoreControl, ControlMember, ControlHandler,
+  ControlMessage, ControlResult
+} from './lib/stores/store'
 import type { MemoryStoreOptions } from './lib/stores/memory-store'
 import type { SseStats, SseProtocolStats } from './lib/observe/stats'
 import type * as diagnostics from './lib/observe/diagnostics'
@@ -94,7 +99,8 @@ declare namespace fastifySseH2 {
     MemoryStoreOptions, SseEncoding, SseLimits, SseShutdownRetry, SseRouteOptions, SseChannelOptions, SseMessageOf,
     SseEventFields, RouteSseMessage, RouteEventStream, SseChannelEntry, SseSubscribeOptions, SseStats, SseProtocolStats,
     SseCloseCode, SseRefusalCode, SseReplayOutcome, StreamOpenMessage, StreamCloseMessage, StreamDropMessage,
-    StreamRefuseMessage, ChannelPublishMessage, ChannelReplayMessage
+    StreamRefuseMessage, ChannelPublishMessage, ChannelReplayMessage, SseTagged, SseTaggedSubscribeOptions, SseSteerResult,
+    SsePresence, SseStoreControl, ControlMember, ControlHandler, ControlMessage, ControlResult
   }
 }
 

@@ -4,6 +4,7 @@ import type { ChannelEvent, SseMessage, SseSerializer } from '../core/events'
 import type { Replay, SseStore, StoredEvent } from '../stores/store'
 import { NO_EVENT_ID, type ResumeFrom } from './cursor'
 import type { Stats } from '../observe/stats'
+import type { SsePresence } from './steering'
 import { Subscription } from './subscription'
 import { CursorFrames } from './cursor-frames'
 import { eventId, frameBody, toEvent } from '../protocol/framing'
@@ -55,14 +56,18 @@ export class Channel<Message extends SseMessage = SseMessage> {
   private listening = false
   private listenings = 0
   private readonly onStored = (event: StoredEvent): void => this.receive(event)
+  // Asks every instance that shares the store how many streams they have subscribed (steering).
+  private readonly presenceOf: (name: string) => Promise<SsePresence>
 
   /** @internal */
-  constructor (name: string, store: SseStore, serializer: SseSerializer, log: FastifyBaseLogger, stats: Stats) {
+  constructor (name: string, store: SseStore, serializer: SseSerializer, log: FastifyBaseLogger, stats: Stats,
+    presenceOf: (name: string) => Promise<SsePresence>) {
     this.name = name
     this.store = store
     this.serializer = serializer
     this.log = log
     this.stats = stats
+    this.presenceOf = presenceOf
     stats.channels++
   }
 
@@ -73,6 +78,14 @@ export class Channel<Message extends SseMessage = SseMessage> {
 
   get closed (): boolean {
     return this.ended
+  }
+
+  /**
+   * How many streams are subscribed on every instance that shares the store: `{ subscribers, unanswered }`, once each
+   * instance has answered (2 s at the most: `unanswered` names those that did not, whose streams are not counted).
+   */
+  async presence (): Promise<SsePresence> {
+    return await this.presenceOf(this.name)
   }
 
   /**

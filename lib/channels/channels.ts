@@ -3,10 +3,19 @@ import type { SseSerializer } from '../core/events'
 import type { SseMessageOf } from '../protocol/schema-types'
 import type { SseStore } from '../stores/store'
 import type { ChannelSchemas } from './channel-schemas'
+import type { ChannelFilter } from './channel'
+import type { ShutdownRetry } from '../stream/shutdown-retry'
 import { Stats, type SseStats } from '../observe/stats'
 import { Channel } from './channel'
+import { TagRegistry } from './tags'
+import { Steering, sumOf, type SsePresence } from './steering'
+import { SseTagged } from './tagged'
 import { FST_SSE_INVALID_CHANNEL } from '../core/errors'
 import { describe } from '../core/describe'
+import { check } from '../core/checks'
+
+// The window a stream closed by its tag draws its `retry:` from, unless the plugin's shutdownRetry is given.
+const STEER_RETRY: ShutdownRetry = { min: 1000, max: 10_000 }
 
 /** Options of a channel, given when it is made: `app.sse.channel(name, { schema })`. */
 export interface SseChannelOptions<Schema extends object = object> {
@@ -30,15 +39,27 @@ export class Channels<TypeProvider extends FastifyTypeProvider = FastifyTypeProv
   /** @internal */
   readonly schemas: ChannelSchemas
   private readonly counters: Stats
+  /** @internal The open streams with tags, by tag. */
+  readonly tags = new TagRegistry()
+  /** @internal This instance's part in steering the streams of every instance. */
+  readonly steering: Steering
+  private readonly askPresence = async (name: string): Promise<SsePresence> => await this.presence(name)
 
-  /** @internal Counters of their own unless given the plugin instance's (a test of the delivery core builds the parts alone). */
+  /**
+   * @internal Counters of their own unless given the plugin instance's (a test of the delivery core builds the parts
+   * alone); `retry`: the window of the `retry:` a stream closed by its tag gets (the plugin's shutdownRetry).
+   */
   constructor (store: SseStore, serializer: SseSerializer, log: FastifyBaseLogger, schemas: ChannelSchemas,
-    counters = new Stats()) {
+    counters = new Stats(), retry = STEER_RETRY) {
     this.store = store
     this.serializer = serializer
     this.log = log
     this.schemas = schemas
     this.counters = counters
+    this.steering = new Steering(store, this.tags, {
+      channelFor: (name, schema) => this.channelFor(name, schema),
+      existing: (name) => this.existing(name)
+    }, retry, log)
     store.attach?.(log)
   }
 
@@ -61,7 +82,8 @@ export class Channels<TypeProvider extends FastifyTypeProvider = FastifyTypeProv
     if (channel === undefined || channel.closed) {
       if (typeof name !== 'string' || name === '') throw new FST_SSE_INVALID_CHANNEL(describe(name))
       if (channel !== undefined) this.keepUntilClosed(channel)
-      channel = new Channel(name, this.store, this.schemas.serializerFor(options), this.log, this.counters)
+      channel = new Channel(name, this.store, this.schemas.serializerFor(options), this.log, this.counters,
+        this.askPresence)
       this.schemas.remember(channel, options)
       this.byName.set(name, channel)
     } else if (options !== undefined) {
@@ -70,11 +92,57 @@ export class Channels<TypeProvider extends FastifyTypeProvider = FastifyTypeProv
     return channel
   }
 
+  /**
+   * Every open stream tagged `tag` (`reply.sse(source, { tags })`), on every instance that shares the store: close them,
+   * subscribe them to a channel, unsubscribe them, count them. See docs/steering.md.
+   */
+  tagged (tag: string): SseTagged {
+    return new SseTagged(tag, this.steering, this.schemas)
+  }
+
+  /**
+   * Registers a filter under a name, so that `tagged(tag).subscribe(channel, { filter })` may give it: register it on
+   * every instance, as the app starts (the name travels between instances; the function cannot). Returns the filter.
+   */
+  filter<Filter extends ChannelFilter> (name: string, filter: Filter): Filter {
+    check('filter name', typeof name === 'string' && name !== '', 'a non-empty string', name)
+    check('filter', typeof filter === 'function', 'a function', filter)
+    check('filter name', !this.steering.filters.has(name), 'a name not registered already', name)
+    this.steering.filters.register(name, filter)
+    return filter
+  }
+
+  /** @internal Streams subscribed to the channel of that name, on every instance that answered. */
+  async presence (name: string): Promise<SsePresence> {
+    const result = await this.steering.ask({ type: 'presence', channel: name }, `presence ${name}`)
+    return { subscribers: sumOf(result, 'subscribers'), unanswered: result.unanswered }
+  }
+
   /** @internal Closes every channel, once its streams have ended, and then the store. */
   async close (): Promise<void> {
+    await this.steering.stop()
     await Promise.all([...this.byName.values(), ...this.replaced].map(async (channel) => await channel.close()))
     this.byName.clear()
     await this.store.close()
+  }
+
+  /** The open channel of that name, if there is one. */
+  private existing (name: string): Channel | undefined {
+    const channel = this.byName.get(name)
+    return channel === undefined || channel.closed ? undefined : channel
+  }
+
+  /**
+   * The channel of that name for an action of another instance: the one open here (its schema must be the same, as
+   * JSON), or one made with that schema.
+   */
+  private channelFor (name: string, schema: object | undefined): Channel {
+    const channel = this.existing(name)
+    if (channel === undefined) return schema === undefined ? this.channel(name) : this.channel(name, { schema })
+    const own = this.schemas.schemaOf(channel)
+    check('schema', JSON.stringify(own) === JSON.stringify(schema),
+      `the schema channel ${name} was made with on this instance`, schema)
+    return channel
   }
 
   private keepUntilClosed (channel: Channel): void {

@@ -10,6 +10,7 @@ import { MAX_CURSOR_CHANNELS } from '../protocol/cursor-encoding'
 import { frameEvent } from '../protocol/framing'
 import { StreamCursor, refuseOwnId } from './cursor'
 import { checkChannel, subscriptionEntry, type SseSubscribeOptions } from './channel-list'
+import { untag } from './tags'
 import { FST_SSE_CHANNEL_CLOSED, FST_SSE_TOO_MANY_CHANNELS } from '../core/errors'
 
 /**
@@ -128,6 +129,15 @@ export class EventStream<Message extends SseMessage = SseMessage> extends Stream
       : this.lastEventId === undefined ? undefined : { id: this.lastEventId }, answer)
   }
 
+  /**
+   * @internal Resolves once where each of its subscriptions starts is known, and what it held meanwhile is written (at
+   * once when none is on its way), or it ended.
+   */
+  async whenStarted (): Promise<void> {
+    if (this.held === undefined) return
+    await new Promise<void>((resolve) => this.heldWaits.push(resolve))
+  }
+
   /** @internal Whether it holds what it writes: a subscription's start is on its way. */
   get holding (): boolean {
     return this.held !== undefined
@@ -194,6 +204,7 @@ export class EventStream<Message extends SseMessage = SseMessage> extends Stream
   }
 
   protected override released (): void {
+    untag(this)
     for (const subscription of this.subscriptions) subscription.channel.unsubscribe(subscription)
     this.subscriptions.length = 0
     this.held = undefined

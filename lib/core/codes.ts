@@ -3,7 +3,8 @@
 
 /** The reasons a stream that opened closes with: its `signal.reason.code`. */
 export const CLOSE_CODES = [
-  'FST_SSE_CLIENT_CLOSED', 'FST_SSE_STREAM_ENDED', 'FST_SSE_SERVER_CLOSING', 'FST_SSE_SLOW_CLIENT', 'FST_SSE_FROZEN_CLIENT'
+  'FST_SSE_CLIENT_CLOSED', 'FST_SSE_STREAM_ENDED', 'FST_SSE_SERVER_CLOSING', 'FST_SSE_SLOW_CLIENT', 'FST_SSE_FROZEN_CLIENT',
+  'FST_SSE_EXPIRED', 'FST_SSE_MAX_AGE'
 ] as const
 
 /** Why a stream was refused before it opened. */

@@ -64,6 +64,14 @@ export const FST_SSE_SLOW_CLIENT = createError<'FST_SSE_SLOW_CLIENT', [number, n
   'fastify-sse-h2: %d bytes were waiting for the client, over maxBufferedBytes (%d); the stream was closed ' +
   'so that the client reconnects and resumes from its last event id', 503, Error, false)
 
+export const FST_SSE_EXPIRED = createError<'FST_SSE_EXPIRED', []>(
+  'FST_SSE_EXPIRED', 'fastify-sse-h2: the stream reached its expiresAt; it was closed with a retry: so that the client ' +
+  'comes back (with fresh credentials)', 200, Error, false)
+
+export const FST_SSE_MAX_AGE = createError<'FST_SSE_MAX_AGE', []>(
+  'FST_SSE_MAX_AGE', 'fastify-sse-h2: the stream reached maxStreamAge; it was closed with a retry: so that the client ' +
+  'reconnects, perhaps to another instance, and resumes from its last event id', 200, Error, false)
+
 export const FST_SSE_INVALID_CHANNEL = createError<'FST_SSE_INVALID_CHANNEL', [string]>(
   'FST_SSE_INVALID_CHANNEL', 'fastify-sse-h2: a channel name must be a non-empty string, got %s', 500, TypeError)
 
@@ -87,6 +95,10 @@ export const FST_SSE_CHANNEL_UNAVAILABLE = createError<'FST_SSE_CHANNEL_UNAVAILA
   'FST_SSE_CHANNEL_UNAVAILABLE',
   'fastify-sse-h2: a stream of channel %s was refused, as its store could not say where the stream starts (%s); try ' +
   'again after Retry-After', 503)
+
+export const FST_SSE_CONTROL_UNAVAILABLE = createError<'FST_SSE_CONTROL_UNAVAILABLE', [string, { cause: unknown }?]>(
+  'FST_SSE_CONTROL_UNAVAILABLE',
+  'fastify-sse-h2: the store could not reach the instances (%s): the action was sent to none of them', 503)
 
 export const FST_SSE_IOREDIS_MISSING = createError<'FST_SSE_IOREDIS_MISSING', [{ cause: unknown }?]>(
   'FST_SSE_IOREDIS_MISSING',

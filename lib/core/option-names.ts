@@ -6,7 +6,7 @@ import { describe } from './describe'
 
 export const PLUGIN_OPTIONS = [
   'heartbeatInterval', 'retry', 'serializer', 'lastEventIdQuery', 'maxBufferedBytes', 'writeTimeout', 'store',
-  'historySize', 'historyMaxAge', 'limits', 'compression', 'shutdownRetry'
+  'historySize', 'historyMaxAge', 'limits', 'compression', 'shutdownRetry', 'maxStreamAge'
 ] as const
 
 // What Fastify's register() takes for itself and passes on to every plugin with its options.
@@ -15,10 +15,10 @@ export const REGISTER_OPTIONS = ['prefix', 'logLevel', 'logSerializers'] as cons
 export const LIMITS_OPTIONS = ['maxStreams', 'maxStreamsPerAddress', 'retryAfter'] as const
 
 export const ROUTE_OPTIONS = [
-  'heartbeatInterval', 'retry', 'serializer', 'compression', 'maxBufferedBytes', 'writeTimeout', 'negotiate'
+  'heartbeatInterval', 'retry', 'serializer', 'compression', 'maxBufferedBytes', 'writeTimeout', 'negotiate', 'maxStreamAge'
 ] as const
 
-export const REPLY_OPTIONS = ['serializer', 'retry', 'filter', 'compression'] as const
+export const REPLY_OPTIONS = ['serializer', 'retry', 'filter', 'compression', 'tags', 'expiresAt'] as const
 
 export const CHANNEL_OPTIONS = ['schema'] as const
 

@@ -19,6 +19,7 @@ export interface Settings {
   lastEventIdQuery: string | false
   maxBufferedBytes: number
   writeTimeout: number
+  maxStreamAge: number
   store: SseStore
   limits: StreamLimits | undefined
   compression: readonly SseEncoding[] | false
@@ -31,13 +32,17 @@ const defaults: Omit<Settings, 'store' | 'limits' | 'compression' | 'shutdownRet
   serializer: JSON.stringify,
   lastEventIdQuery: 'lastEventId',
   maxBufferedBytes: 256 * 1024,
-  writeTimeout: 30_000
+  writeTimeout: 30_000,
+  maxStreamAge: 0
 }
 
 const STORE_METHODS = ['append', 'readAfter', 'listen', 'unlisten', 'close'] as const
 
 // setInterval cannot wait longer than this: it fires at once instead.
 const MAX_TIMER_MS = 2 ** 31 - 1
+// Tags of one stream: a handful (a user, a team, a session), each a short name.
+const MAX_TAGS = 64
+const MAX_TAG_LENGTH = 256
 
 /** Applies the defaults and checks every option, so that a bad one fails `register`, not a request. */
 export function resolveOptions (options: FastifySseOptions = {}): Settings {
@@ -115,6 +120,25 @@ export function checkStreamOptions (options: SseReplyOptions): void {
   resolveCompression(options.compression)
 }
 
+/** The tags of a `reply.sse()` call, checked: each a non-empty string, once. */
+export function resolveTags (tags: unknown): readonly string[] | undefined {
+  if (tags === undefined) return undefined
+  check('tags', Array.isArray(tags) && tags.length <= MAX_TAGS &&
+    tags.every((tag) => typeof tag === 'string' && tag !== '' && tag.length <= MAX_TAG_LENGTH),
+  `an array of at most ${MAX_TAGS} non-empty strings of at most ${MAX_TAG_LENGTH} characters`, tags)
+  const unique = [...new Set(tags as string[])]
+  return unique.length === 0 ? undefined : unique
+}
+
+/** The `expiresAt` of a `reply.sse()` call, checked: ms since the epoch, or undefined. */
+export function resolveExpiresAt (expiresAt: unknown): number | undefined {
+  if (expiresAt === undefined) return undefined
+  const ms = expiresAt instanceof Date ? expiresAt.getTime() : expiresAt
+  check('expiresAt', typeof ms === 'number' && Number.isFinite(ms),
+    'a Date, or milliseconds since the epoch (a JWT exp times 1000)', expiresAt)
+  return ms as number
+}
+
 /** Checks `serializer` and `retry`, set on the plugin, a route or a stream; `where` prefixes their names. */
 export function checkSerializerAndRetry (options: { serializer?: unknown, retry?: unknown }, where = ''): void {
   check(where + 'serializer', options.serializer === undefined || typeof options.serializer === 'function',
@@ -131,4 +155,6 @@ export function checkTiming (timing: StreamTiming, where = ''): void {
     'a positive whole number of bytes', timing.maxBufferedBytes)
   check(where + 'writeTimeout', isWholeNumberUpTo(timing.writeTimeout, 0, MAX_TIMER_MS),
     `a whole number of milliseconds from 0 (off) to ${MAX_TIMER_MS}`, timing.writeTimeout)
+  check(where + 'maxStreamAge', isWholeNumberUpTo(timing.maxStreamAge, 0),
+    'a whole number of milliseconds, 0 (off) or more', timing.maxStreamAge)
 }

@@ -50,6 +50,12 @@ const unregisteredChannels = Object.freeze({
   channel (): never {
     throw new FST_SSE_NOT_REGISTERED('app.sse.channel()')
   },
+  tagged (): never {
+    throw new FST_SSE_NOT_REGISTERED('app.sse.tagged()')
+  },
+  filter (): never {
+    throw new FST_SSE_NOT_REGISTERED('app.sse.filter()')
+  },
   get store (): never {
     throw new FST_SSE_NOT_REGISTERED('app.sse.store')
   }

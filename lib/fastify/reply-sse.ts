@@ -5,8 +5,10 @@ import type { StreamGroups } from '../stream/stream-groups'
 import type { StreamLimits } from '../stream/stream-limits'
 import type { ClosingConnections } from '../stream/closing-connections'
 import type { ChannelSchemas } from '../channels/channel-schemas'
+import type { TagRegistry } from '../channels/tags'
 import { EventStream } from '../channels/event-stream'
 import { resolveStreamSettings } from './route-options'
+import { resolveExpiresAt, resolveTags } from './options'
 import { chooseEncoding } from '../stream/compression'
 import { eventStreamHeaders } from '../protocol/response-headers'
 import { readLastEventId } from '../protocol/last-event-id'
@@ -26,11 +28,13 @@ type ReplySse = (this: FastifyReply, source?: SseSource, options?: SseReplyOptio
 
 /** Makes `reply.sse()` for one plugin instance. */
 export function createReplySse (settings: Settings, streamGroups: StreamGroups, schemas: ChannelSchemas,
-  connections: ClosingConnections): ReplySse {
+  connections: ClosingConnections, tagged: TagRegistry): ReplySse {
   return function sse (this: FastifyReply, source?: SseSource, options?: SseReplyOptions): EventStream {
     const reply = this
     const { serializer, retry, compression, group, eventSchema } = resolveStreamSettings(reply, settings,
       streamGroups, options)
+    const tags = resolveTags(options?.tags)
+    const expiresAt = resolveExpiresAt(options?.expiresAt)
     const lastEventId = readLastEventId(reply.request, settings.lastEventIdQuery)
     // A channel's events are framed once, by its own schema: a route's event schema cannot shape them, so a route
     // with one streams only channels of the same schema.
@@ -56,8 +60,11 @@ export function createReplySse (settings: Settings, streamGroups: StreamGroups, 
     const refusal = whyNot(reply, streamGroups, address)
     const closed = channels?.find(({ channel }) => channel.closed)
     if (refusal === undefined && closed !== undefined) throw new FST_SSE_CHANNEL_CLOSED(closed.channel.name)
-    // Admitted: it holds its slot from now on, before any store answers for its channels.
-    if (refusal === undefined) limits?.take(stream, address)
+    // Admitted: it holds its slot from now on, before any store answers for its channels; and its tags, until it ends.
+    if (refusal === undefined) {
+      limits?.take(stream, address)
+      if (tags !== undefined) tagged.tag(stream, tags)
+    }
 
     // The source is resolved, and the headers checked by Node, before the reply is hijacked: a bad source
     // or header is an ordinary error response, not a request left hanging.
@@ -81,7 +88,9 @@ export function createReplySse (settings: Settings, streamGroups: StreamGroups, 
         stream.open(reply.statusCode, headers, retry, reply.request.method === 'HEAD', encoding)
         reply.hijack()
         // Not for HEAD, nor for a client already gone: those never opened.
-        if (!stream.closed) publishStreamOpen(stream, reply)
+        if (stream.closed) return
+        if (expiresAt !== undefined) group.lifetimes.expireAt(stream, expiresAt)
+        publishStreamOpen(stream, reply)
       }
       if (channels === undefined || reply.request.method === 'HEAD') {
         open()

@@ -74,7 +74,8 @@ function resolveRouteOptions (options: unknown, eventSchema: DeclaredEventSchema
   const timing = {
     heartbeatInterval: route.heartbeatInterval ?? settings.heartbeatInterval,
     maxBufferedBytes: route.maxBufferedBytes ?? settings.maxBufferedBytes,
-    writeTimeout: route.writeTimeout ?? settings.writeTimeout
+    writeTimeout: route.writeTimeout ?? settings.writeTimeout,
+    maxStreamAge: route.maxStreamAge ?? settings.maxStreamAge
   }
   checkTiming(timing, 'config.sse.')
   return {

@@ -44,6 +44,18 @@ export interface SseReplyOptions {
   filter?: ChannelFilter
   /** Compression of this stream. Default: the route's `compression`, the plugin's. */
   compression?: boolean | readonly SseEncoding[]
+  /**
+   * Names this stream answers to (`'user:42'`, `'team:7'`): `app.sse.tagged(tag)` closes it, subscribes it to a channel,
+   * or counts it, from any instance that shares the store. At most 64, each a non-empty string.
+   */
+  tags?: readonly string[]
+  /**
+   * When the stream ends (a `Date`, or ms since the epoch: a JWT's `exp` times 1000): it is closed then, with a `retry:`
+   * so that the client comes back (with fresh credentials), and `signal.reason.code` `FST_SSE_EXPIRED`. Checked at each
+   * tick of the heartbeat timer: closed up to a quarter of `heartbeatInterval` after it (or of `writeTimeout`, if
+   * smaller), never before.
+   */
+  expiresAt?: Date | number
 }
 
 /**
@@ -63,6 +75,8 @@ export interface SseRouteOptions {
   maxBufferedBytes?: number
   /** Milliseconds writes may wait for a client of this route that takes nothing. `0` turns it off. */
   writeTimeout?: number
+  /** Ms after which a stream of this route is closed, so that it reconnects (`FST_SSE_MAX_AGE`). `0`: never. */
+  maxStreamAge?: number
   /**
    * The route serves JSON or an event stream, by the request's `Accept`: `request.wantsEventStream` tells the
    * handler which, and a request that accepts neither is answered 406 before the handler runs.
@@ -147,6 +161,14 @@ export interface FastifySseOptions {
    * @default { min: 1000, max: 10000 }
    */
   shutdownRetry?: SseShutdownRetry
+  /**
+   * Milliseconds after which each stream is closed, with a `retry:`, so that its client reconnects (to whichever
+   * instance the load balancer picks: after a scale-out, connections rebalance onto the new ones) and resumes from its
+   * last event id. Each stream's moment is drawn between 90% and all of it, so that streams opened together do not
+   * come back together. Its close code is `FST_SSE_MAX_AGE`. `0`: streams live as long as their clients.
+   * @default 0
+   */
+  maxStreamAge?: number
 }
 
 /** A window of reconnection delays, in whole milliseconds. */

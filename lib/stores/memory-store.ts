@@ -1,5 +1,6 @@
 import type { EventToStore, Replay, SseStore, StoredEvent, StoredEventListener } from './store'
 import { SnapshotEvent } from '../protocol/snapshot'
+import { MemoryControl } from './memory-control'
 import { FST_SSE_INVALID_OPTION } from '../core/errors'
 import { DEFAULT_HISTORY_MAX_AGE, DEFAULT_HISTORY_SIZE } from '../core/defaults'
 import { describe } from '../core/describe'
@@ -114,6 +115,8 @@ class ChannelHistory {
 
 /** The default store: history and positions in this process's memory, for one instance. */
 export class MemoryStore implements SseStore {
+  /** The plugin registrations given this store, in this process: steering reaches each of them. */
+  readonly control = new MemoryControl()
   private readonly historySize: number
   private readonly historyMaxAge: number
   private readonly channels = new Map<string, ChannelHistory>()

@@ -76,4 +76,55 @@ export interface SseStore {
   close: () => void | Promise<void>
   /** Given the app's logger when the plugin registers, for a store that has things to say (outages). */
   attach?: (log: FastifyBaseLogger) => void
+  /**
+   * How the instances that share the store reach each other: steering (`app.sse.tagged()`, `channel.presence()`)
+   * sends its actions through it, and each instance answers. A store without it serves one process: steering then
+   * acts on the streams of this process alone. `test/store-contract.ts` checks it when a store has it.
+   */
+  control?: SseStoreControl
+}
+
+/** A message between instances: a JSON value (an object), as `JSON.stringify` writes it. */
+export type ControlMessage = Record<string, unknown>
+
+/**
+ * Given each message any member sends, this member's own included, in the order each member sent them; what it returns
+ * or resolves to (a JSON value) is its answer. One that throws or rejects does not answer.
+ */
+export type ControlHandler = (message: ControlMessage) => unknown
+
+/** What `send()` resolves to. */
+export interface ControlResult {
+  /** Each member's answer, by member id: every member that had joined when the message was sent, unless unanswered. */
+  answers: Map<string, unknown>
+  /** Members that had joined when the message was sent, and did not answer within the bound. */
+  unanswered: string[]
+}
+
+/**
+ * The instances that share a store (each registration of the plugin is a member), and the messages between them.
+ * Every member gets every message sent after it joined, as long as it holds its place: a member whose process died
+ * without a word (SIGKILL) loses its place within `leaseMs`, and is not waited for after that.
+ */
+export interface SseStoreControl {
+  /** How long a member that stopped answering (a process gone) keeps its place, at most: ms. */
+  readonly leaseMs: number
+  /**
+   * Joins as a new member: resolves once it gets every message sent from then on, and counts as a member for the
+   * senders. `handler` is given each message.
+   */
+  join: (handler: ControlHandler) => Promise<ControlMember>
+}
+
+/** One member of the instances that share a store. */
+export interface ControlMember {
+  /** Its id, unique among the members (what a result names). */
+  readonly id: string
+  /**
+   * Sends `message` (an object that survives JSON) to every member, this one included, and resolves once each member
+   * that had joined when it was sent has answered, or after `timeoutMs`: the answers, and who did not answer.
+   */
+  send: (message: ControlMessage, timeoutMs: number) => Promise<ControlResult>
+  /** Leaves: it gets no more messages, and senders no longer wait for it. */
+  leave: () => Promise<void>
 }

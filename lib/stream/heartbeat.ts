@@ -1,4 +1,5 @@
 import type { StreamTransport } from './transport'
+import type { Lifetimes } from './lifetimes'
 
 // The timer ticks at least four times an interval, so a stream is never silent for longer than the interval:
 // it gets its comment between 3/4 and 1 interval after its last write.
@@ -19,18 +20,21 @@ export class Heartbeat {
   private readonly ticksPerBeat: number
   private readonly writeTimeout: number
   private readonly streams: ReadonlySet<StreamTransport>
+  // The group's stream deadlines, checked at each tick.
+  private readonly lifetimes: Lifetimes | undefined
   private timer: NodeJS.Timeout | undefined
   // The streams a tick has yet to look at, while it lets the event loop run, and when it began.
   private walk: IterableIterator<StreamTransport> | undefined
   private now = 0
 
   /** Both intervals in ms, 0 for off; at least one of them is on. */
-  constructor (heartbeatInterval: number, writeTimeout: number, streams: ReadonlySet<StreamTransport>) {
+  constructor (heartbeatInterval: number, writeTimeout: number, streams: ReadonlySet<StreamTransport>, lifetimes?: Lifetimes) {
     const periods = [heartbeatInterval, writeTimeout].filter((ms) => ms > 0).map((ms) => ms / TICKS_PER_BEAT)
     this.tickMs = Math.min(...periods)
     this.ticksPerBeat = heartbeatInterval > 0 ? Math.round(heartbeatInterval / this.tickMs) : Infinity
     this.writeTimeout = writeTimeout > 0 ? writeTimeout : Infinity
     this.streams = streams
+    this.lifetimes = lifetimes
   }
 
   start (): void {
@@ -47,6 +51,7 @@ export class Heartbeat {
 
   /** @internal A tick looks at every stream, a slice at a time; while one is under way (a busy loop), the next waits. */
   tick (): void {
+    this.lifetimes?.check()
     if (this.walk !== undefined) return
     this.now = Date.now() - EPOCH
     this.walk = this.streams.values()

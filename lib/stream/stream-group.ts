@@ -5,6 +5,10 @@ import { Stats } from '../observe/stats'
 import type { ClosingConnections } from './closing-connections'
 import { drawRetry, type ShutdownRetry } from './shutdown-retry'
 import { Heartbeat } from './heartbeat'
+import { Lifetimes } from './lifetimes'
+
+// The window a stream closed for its lifetime draws its `retry:` from, unless the plugin's shutdownRetry is given.
+const LIFETIME_RETRY: ShutdownRetry = { min: 1000, max: 10_000 }
 
 /**
  * Streams of one plugin instance with the same timing, whose connection is open: what their heartbeat and shutdown
@@ -22,20 +26,22 @@ export class StreamGroup {
   // though no stream of theirs is open any more (a frozen HTTP/2 client never answers its GOAWAY).
   private readonly lingering = new Set<Http2Session | StreamTransport>()
   private readonly heartbeat: Heartbeat | undefined
+  /** The deadlines of its streams (maxStreamAge, expiresAt), checked at each heartbeat tick. */
+  readonly lifetimes: Lifetimes
   /** True once closeAll() began: a stream that would open after it is refused. */
   closing = false
 
   // Counters of their own unless given the plugin instance's (a test of the delivery core builds the parts alone).
   constructor (heartbeatInterval: number, maxBufferedBytes: number, writeTimeout: number, stats = new Stats(),
-    limits?: StreamLimits) {
+    limits?: StreamLimits, maxStreamAge = 0, lifetimeRetry = LIFETIME_RETRY) {
     this.heartbeatInterval = heartbeatInterval
     this.maxBufferedBytes = maxBufferedBytes
     this.writeTimeout = writeTimeout
     this.stats = stats
     this.limits = limits
-    this.heartbeat = heartbeatInterval > 0 || writeTimeout > 0
-      ? new Heartbeat(heartbeatInterval, writeTimeout, this.streams)
-      : undefined
+    const beats = heartbeatInterval > 0 || writeTimeout > 0
+    this.lifetimes = new Lifetimes(maxStreamAge, lifetimeRetry, !beats)
+    this.heartbeat = beats ? new Heartbeat(heartbeatInterval, writeTimeout, this.streams, this.lifetimes) : undefined
   }
 
   /** How many streams are open. */
@@ -45,6 +51,7 @@ export class StreamGroup {
 
   add (stream: StreamTransport): void {
     this.streams.add(stream)
+    this.lifetimes.opened(stream)
     if (this.streams.size === 1) this.heartbeat?.start()
   }
 
@@ -71,6 +78,7 @@ export class StreamGroup {
 
   private remove (stream: StreamTransport): boolean {
     if (!this.streams.delete(stream)) return false
+    this.lifetimes.remove(stream)
     this.limits?.release(stream)
     if (this.streams.size === 0) this.heartbeat?.stop()
     return true

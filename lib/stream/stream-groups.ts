@@ -10,6 +10,8 @@ export interface StreamTiming {
   heartbeatInterval: number
   maxBufferedBytes: number
   writeTimeout: number
+  /** Ms after which a stream is closed (about: spread over its last tenth), so that it reconnects; 0: never. */
+  maxStreamAge: number
 }
 
 /**
@@ -22,19 +24,23 @@ export class StreamGroups {
   /** The group of streams with the plugin's timing. */
   readonly main: StreamGroup
   private readonly byTiming = new Map<string, StreamGroup>()
+  // The window of the `retry:` a stream closed for its lifetime is given.
+  private readonly lifetimeRetry: ShutdownRetry | undefined
 
-  constructor (timing: StreamTiming, limits: StreamLimits | undefined, stats: Stats) {
+  constructor (timing: StreamTiming, limits: StreamLimits | undefined, stats: Stats, lifetimeRetry?: ShutdownRetry) {
     this.limits = limits
     this.stats = stats
+    this.lifetimeRetry = lifetimeRetry
     this.main = this.group(timing)
   }
 
   /** The group of that timing, made on first use (when a route is added). */
-  group ({ heartbeatInterval, maxBufferedBytes, writeTimeout }: StreamTiming): StreamGroup {
-    const key = `${heartbeatInterval}/${maxBufferedBytes}/${writeTimeout}`
+  group ({ heartbeatInterval, maxBufferedBytes, writeTimeout, maxStreamAge }: StreamTiming): StreamGroup {
+    const key = `${heartbeatInterval}/${maxBufferedBytes}/${writeTimeout}/${maxStreamAge}`
     let group = this.byTiming.get(key)
     if (group === undefined) {
-      group = new StreamGroup(heartbeatInterval, maxBufferedBytes, writeTimeout, this.stats, this.limits)
+      group = new StreamGroup(heartbeatInterval, maxBufferedBytes, writeTimeout, this.stats, this.limits, maxStreamAge,
+        this.lifetimeRetry)
       this.byTiming.set(key, group)
     }
     return group

@@ -324,8 +324,16 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
    * reconnects after that delay (to another instance), which shutdown draws at random for each stream.
    */
   shutdown (retry: number): void {
+    this.retire(retry, new FST_SSE_SERVER_CLOSING())
+  }
+
+  /**
+   * @internal Ends the stream for `reason` (its lifetime, a tag's close()) after a `retry:` of `retry` ms, so that its
+   * client comes back after that delay: after every event already sent or published to it, as close().
+   */
+  retire (retry: number, reason: Error): void {
     if (this.phase !== 'ended') this.pending += frameRetry(retry)
-    this.end(new FST_SSE_SERVER_CLOSING())
+    this.end(reason)
   }
 
   /** @internal Drops the stream at once, with whatever was waiting for the client. */

@@ -14,6 +14,7 @@ import { Follow } from './follow'
 import { CatchUps } from './catch-up'
 import { LiveFeed } from './live-feed'
 import { ReplayReads } from './replays'
+import { RedisControl } from './control'
 import { comparePositions } from '../../core/position'
 
 export interface RedisStoreOptions {
@@ -110,6 +111,8 @@ export class RedisStore implements SseStore {
   private readonly follows = new Map<string, FollowedChannel>()
   private readonly feed: LiveFeed
   private readonly catchUps: CatchUps
+  /** The instances that share this Redis, and the messages between them (steering): see control.ts. */
+  readonly control: RedisControl
   private liveCheck: NodeJS.Timeout | undefined
   private log: FastifyBaseLogger | undefined
   private closed = false
@@ -157,6 +160,17 @@ export class RedisStore implements SseStore {
     this.feed = new LiveFeed(client, this.keys, (node) => liveConnection(client, node), () => this.log)
     this.catchUps = new CatchUps(this.commands, (follow) => this.cluster ? follow.shard : 0, () => this.log, readFailed,
       this.timedOut)
+    this.control = new RedisControl({
+      commands: this.commands,
+      feed: this.feed,
+      keys: this.keys,
+      keyPrefix: this.keyPrefix,
+      publish: this.publish,
+      commandTimeout: this.commandTimeout,
+      log: () => this.log,
+      unavailable: readFailed,
+      timedOut: this.timedOut
+    })
   }
 
   attach (log: FastifyBaseLogger): void {
@@ -232,6 +246,7 @@ export class RedisStore implements SseStore {
   }
 
   async close (): Promise<void> {
+    await this.control.close()
     this.closed = true
     this.stopLiveCheck()
     this.catchUps.close()
