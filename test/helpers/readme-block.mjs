@@ -35,6 +35,10 @@ const GIVEN = {
   tiny: () => every100ms('tiny'),
   feedFor: (user) => every100ms(`for ${user.id}`),
   db: {
+    // Each user's rooms (docs/steering.md's dashboard): none until they join one.
+    rooms: new Map(),
+    async roomsOf (user) { return [...(this.rooms.get(user) ?? [])] },
+    async joinRoom (user, room) { this.rooms.set(user, new Set(this.rooms.get(user)).add(room)) },
     // The rows after an id, then waits for new ones until the signal aborts.
     async * rowsAfter (lastEventId, { signal }) {
       for (const row of ROWS) if (lastEventId === undefined || Number(row.id) > Number(lastEventId)) yield row
