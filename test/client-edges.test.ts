@@ -154,6 +154,21 @@ test('Retry-After as an HTTP date is honoured; one that cannot be read leaves th
     `"soon": the backoff's second step, 2 x min (${String(unreadable.retryIn)} ms)`)
 })
 
+test('close() in the turn the client was made: neither headers() nor a request', async (t) => {
+  let calls = 0
+  const client = new EventStreamClient('http://127.0.0.1:9/feed', {
+    headers: () => { calls++; return {} },
+    fetch: async () => { calls++; throw new Error('no request should be made') }
+  })
+  const seen = watch(client)
+  client.close()
+  // The client starts in the microtasks of this turn: all of them have run at the next one.
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(calls, 0, 'headers() not called, no request')
+  t.same(seen.errors, [], 'no error event')
+  t.equal(client.readyState, EventStreamClient.CLOSED)
+})
+
 test('close() while headers() is on its way: no request is made', async (t) => {
   const asked = signalled()
   let release: (headers: Record<string, string>) => void = () => {}

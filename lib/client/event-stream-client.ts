@@ -195,6 +195,8 @@ export class EventStreamClient<Events extends EventMap = EventMap> extends Event
   }
 
   private async connect (): Promise<void> {
+    // Closed in the constructor's turn.
+    if (this.closed) return
     const controller = new AbortController()
     this.controller = controller
     this.refusal = undefined
