@@ -55,6 +55,7 @@ function sharedView (store: MemoryStore): SseStore {
     head: (channel) => store.head(channel),
     listen: (channel, listener) => store.listen(channel, listener),
     unlisten: (channel, listener) => store.unlisten(channel, listener),
+    control: store.control,
     close: () => {}
   }
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import type { SseStore, StoredEvent } from './store'
+import type { ControlHandler, ControlMember, ControlMessage, SseStore, SseStoreControl, StoredEvent } from './store'
 import { comparePositions, isPosition } from '../core/position'
 
 /** What the contract is given: a way to make stores over one shared backend (one per "process"), and its limits. */
@@ -265,8 +265,76 @@ export const storeContract: readonly StoreContractCheck[] = [
         assert.equal(oldest.found, false, 'an evicted id is not found')
       })
     }
+  },
+  {
+    name: 'control (if the store has it): a message reaches every member, in each sender\'s order, and each answer comes back',
+    async run (subject) {
+      await withStores(subject, 2, 100, async ([a, b]) => {
+        // Optional: a store without it steers the streams of its own process only.
+        if (a.control === undefined) return
+        const got = new Map<string, unknown[]>()
+        const handler = (name: string) => (message: ControlMessage): unknown => {
+          (got.get(name) ?? got.set(name, []).get(name) as unknown[]).push(message)
+          // One answers later than the others.
+          return name === 'b' ? new Promise((resolve) => setTimeout(resolve, 20, { name, n: message.n })) : { name, n: message.n }
+        }
+        const members = await withMembers([[a, handler('a')], [a, handler('a2')], [b, handler('b')]], async ([one, two, three]) => {
+          assert.equal(new Set([one.id, two.id, three.id]).size, 3, 'each member has an id of its own')
+          const result = await one.send({ n: 1, text: 'to all' }, 5000)
+          assert.deepEqual(result.unanswered, [])
+          assert.deepEqual(new Map([...result.answers].filter(([id]) => [one.id, two.id, three.id].includes(id))),
+            new Map([[one.id, { name: 'a', n: 1 }], [two.id, { name: 'a2', n: 1 }], [three.id, { name: 'b', n: 1 }]]),
+            'every member\'s answer, by its id, this one\'s included')
+          // Sent at once, without waiting: each member gets them in the order they were sent.
+          const sent = await Promise.all(Array.from({ length: 20 }, async (_, n) => await three.send({ n: n + 2 }, 5000)))
+          assert.ok(sent.every((result) => result.unanswered.length === 0))
+          for (const name of ['a', 'a2', 'b']) {
+            assert.deepEqual((got.get(name) ?? []).map((message) => (message as { n: number }).n),
+              Array.from({ length: 21 }, (_, n) => n + 1), `member ${name} got every message once, in order`)
+          }
+          assert.deepEqual(got.get('b')?.[0], { n: 1, text: 'to all' }, 'as it was sent')
+        })
+        assert.equal(members, 3)
+      })
+    }
+  },
+  {
+    name: 'control (if the store has it): a member that does not answer is named after the bound; one that left is not waited for',
+    async run (subject) {
+      await withStores(subject, 2, 100, async ([a, b]) => {
+        if (a.control === undefined) return
+        await withMembers([[a, () => ({ ok: true })], [b, () => new Promise(() => {})], [b, () => { throw new Error('no') }]],
+          async ([answers, silent, throws]) => {
+            const started = Date.now()
+            const result = await answers.send({ n: 1 }, 300)
+            assert.ok(Date.now() - started >= 250, 'it waited for the bound')
+            assert.deepEqual(result.unanswered.sort(), [silent.id, throws.id].sort(), 'named')
+            assert.deepEqual(result.answers.get(answers.id), { ok: true })
+            await silent.leave()
+            await throws.leave()
+            const after = Date.now()
+            const again = await answers.send({ n: 2 }, 5000)
+            assert.deepEqual(again.unanswered, [], 'members that left are not waited for')
+            assert.equal(again.answers.has(silent.id), false)
+            assert.ok(Date.now() - after < 2500, 'nor for the bound')
+          })
+      })
+    }
   }
 ]
+
+/** Joins each [store, handler] as a member, runs `check`, then every member leaves; resolves to how many joined. */
+async function withMembers (joins: Array<[SseStore, ControlHandler]>,
+  check: (members: ControlMember[]) => Promise<void>): Promise<number> {
+  const members: ControlMember[] = []
+  try {
+    for (const [store, handler] of joins) members.push(await (store.control as SseStoreControl).join(handler))
+    await check(members)
+  } finally {
+    await Promise.all(members.map(async (member) => await member.leave()))
+  }
+  return members.length
+}
 
 function plain (event: StoredEvent): { id: string, position: string, frame: string } {
   return { id: event.id, position: event.position, frame: event.frame }
