@@ -404,3 +404,18 @@ test('a reconnect that is never answered is given up after twice the heartbeat i
   await until(seen.changes, () => (seen.events.length >= 2 ? true : undefined), 'the event published meanwhile')
   t.same(seen.events.map((event) => [event.id, event.data]), [[ids[0], 'one'], [ids[1], 'two']], 'resumed exactly, on the next attempt')
 })
+
+test('value: JSON read back, a string the server sent as it is stays text, bytes stay bytes', async (t) => {
+  const server = await startServer(t, 'http1', (app) => {
+    app.get('/feed', (request, reply) => reply.sse([
+      { data: { n: 1 } }, 'hello', { data: 'not { json' }, { event: 'done', data: '' }
+    ]))
+  })
+  const client = new EventStreamClient(`${server.origin}/feed`, { fetch: ownFetch(t) })
+  t.teardown(() => client.close())
+  const values: unknown[] = []
+  client.addEventListener('message', (event) => { values.push((event as StreamEvent).value) })
+  await within(new Promise((resolve) => client.addEventListener('done', resolve)), 'the last event', WAIT_MS)
+  client.close()
+  t.same(values, [{ n: 1 }, 'hello', 'not { json'], 'no SyntaxError for text')
+})

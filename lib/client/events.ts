@@ -33,10 +33,11 @@ export class StreamEvent<Value = unknown, Type extends string = string> extends 
 
   /**
    * The data read back: the bytes of a binary event type (option `binary`), else the data parsed as JSON (what the
-   * server's serializer and event schemas write). Read when asked, once; a `SyntaxError` for data that is not JSON.
+   * server's serializer and event schemas write), else the text itself (a string the server sent as it is). Read when
+   * asked, once. A string that reads as JSON (`'42'`) comes back parsed: read `data` for text.
    */
   get value (): Value {
-    this.decoded ??= { value: (this.binary ? fromBase64(this.data) : JSON.parse(this.data)) as Value }
+    this.decoded ??= { value: (this.binary ? fromBase64(this.data) : fromJson(this.data)) as Value }
     return this.decoded.value
   }
 }
@@ -98,4 +99,12 @@ export function fromBase64 (text: string): Uint8Array {
     }
   }
   return bytes.subarray(0, length)
+}
+
+function fromJson (text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return text
+  }
 }
