@@ -54,8 +54,25 @@ export class InstanceProcess {
     this.child.kill(signal)
   }
 
+  /** SIGKILL: it dies without a word, its connections reset by the kernel; resolves once it has exited. */
+  async kill (): Promise<void> {
+    const exited = once(this.child, 'exit')
+    this.child.kill('SIGKILL')
+    await within(exited, 'the killed instance to exit')
+  }
+
+  /** `app.sse.tagged(tag)[action](channel)` on this instance: what it resolved to, and how long it took there (ms). */
+  async steer<Result> (action: 'close' | 'subscribe' | 'unsubscribe' | 'count', tag: string, channel?: string): Promise<{ result: Result, ms: number }> {
+    return await this.ask({ type: 'steer', action, tag, channel }) as { result: Result, ms: number }
+  }
+
+  /** `app.sse.channel(channel).presence()` on this instance, and how long it took there (ms). */
+  async presence (channel: string): Promise<{ result: { subscribers: number, unanswered: string[] }, ms: number }> {
+    return await this.ask({ type: 'presence', channel }) as { result: { subscribers: number, unanswered: string[] }, ms: number }
+  }
+
   async close (): Promise<void> {
-    if (this.child.exitCode !== null) return
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return
     // A frozen instance cannot answer: it is let go on first.
     this.child.kill('SIGCONT')
     const exited = once(this.child, 'exit')
