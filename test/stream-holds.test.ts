@@ -67,14 +67,16 @@ test('channels left while their replay is read, read or failing: nothing of them
     stream.subscribe(app.sse.channel('r2'))
     await publish(app, 'live', '2')
     stream.send('own')
-    // Left while it holds: the live channel's events held till then are still written; the others' replays are not.
+    // Left while it holds: the live channel's events held till then are still written, once the stores of the others
+    // have answered (a stream is answered, and writes, only then); the others' replays are not.
     stream.unsubscribe(app.sse.channel('live'))
     stream.unsubscribe(app.sse.channel('r1'))
     stream.unsubscribe(app.sse.channel('r2'))
+    answers.r1.resolve()
+    t.same(data(back), ['live:1'], 'held until the store answers for every channel it waits for')
+    answers.r2.resolve()
     await waitUntil(back, 'change', () => (back.events.length >= 3 ? true : undefined), 'what was held')
     t.same(data(back), ['live:1', 'live:2', 'own'])
-    answers.r1.resolve()
-    answers.r2.resolve()
     await publish(app, 'r1', '2')
     stream.subscribe(app.sse.channel('r2'))
     await publish(app, 'r2', '2')
@@ -114,7 +116,7 @@ test('a filter that joins a channel while the stream writes what it held: what i
     'the replay, the welcome held behind it, then b from where it started')
 })
 
-test('a store without head(): subscribers that come while where the channel stands is read share the one read', async (t) => {
+test('a store without head(): subscribers that come while where the channel stands is read share the one read, and are owed what comes meanwhile', async (t) => {
   const inner = new MemoryStore()
   const reads: string[] = []
   const store = storeOver(inner, {
@@ -137,6 +139,8 @@ test('a store without head(): subscribers that come while where the channel stan
     return { res, stream }
   })
   t.same(reads, ['news \n'], 'one read for the three')
+  // Published before the store answers, which reads on past it: the three subscribed before it, and are owed it.
+  await news.publish({ data: 'news:meanwhile' })
   await onALaterTurn(() => undefined)
   await news.publish({ data: 'news:new' })
   const fourth = new Stream(new FakeResponse() as unknown as RawResponse, recordingLogger([]), undefined, JSON.stringify, group)
@@ -144,6 +148,27 @@ test('a store without head(): subscribers that come while where the channel stan
   t.same(reads, ['news \n'], 'once it knows, none: it is handed every event as the store takes it')
   // The fake clients read once a turn: a few turns bring it.
   for (let turn = 0; turn < 10 && clients.some(({ res }) => res.events.length === 0); turn++) await onALaterTurn(() => undefined)
-  for (const { res } of clients) t.same(res.events.map((event) => event.data), ['news:new'])
+  for (const { res } of clients) t.same(res.events.map((event) => event.data), ['news:meanwhile', 'news:new'])
+  await channels.close()
+})
+
+test('a client behind when its stream holds an own send: dropped, as at any write to it', async (t) => {
+  const stats = new Stats()
+  const logs: Parameters<typeof recordingLogger>[0] = []
+  const channels = new Channels(laterStore(new MemoryStore()), JSON.stringify, recordingLogger(logs),
+    new ChannelSchemas({} as unknown as FastifyInstance, JSON.stringify), stats)
+  const res = new FakeResponse()
+  res.setMode('stalled')
+  const stream = new Stream(res as unknown as RawResponse, recordingLogger(logs), undefined, JSON.stringify,
+    new StreamGroup(0, 100, 0, stats))
+  stream.open(200, {}, undefined, false)
+  // Given, and not taken: two turns later it counts as what the client is behind by.
+  for (let i = 0; i < 10; i++) stream.send({ data: 'x'.repeat(50) })
+  for (let turn = 0; turn < 3; turn++) await onALaterTurn(() => undefined)
+  // Where the channel starts is on its way: the stream holds its own send, which admits it as any write.
+  stream.subscribe(channels.channel('a'))
+  t.equal(stream.send({ data: 'held' }), false)
+  t.match(stream.signal.reason, { code: 'FST_SSE_SLOW_CLIENT' })
+  t.match(logs, [{ level: 'warn', msg: /fell behind/ }])
   await channels.close()
 })

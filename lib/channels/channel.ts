@@ -46,6 +46,8 @@ export class Channel<Message extends SseMessage = SseMessage> {
   // having been handed an event or having read its history since it began to listen; the read on its way.
   private headKnown = false
   private headRead: Promise<string | undefined> | undefined
+  // The first event handed over since that read was asked: the read may answer as of later, past it.
+  private handedSinceRead: string | undefined
   private publishedPosition: string | undefined
   // Closing streams that wait for this process's own publishes to come back from the store, and the bound of it.
   private readonly waiting = new Set<EventStream>()
@@ -237,7 +239,12 @@ export class Channel<Message extends SseMessage = SseMessage> {
     if (this.headRead !== undefined) return this.headRead
     const listenings = this.listenings
     const newest = (replay: Replay): string | undefined => {
-      const position = replay.events.at(-1)?.position
+      const events = replay.events
+      let i = events.length - 1
+      // Events handed over since it was asked came after those who wait for it: they are owed them.
+      const handed = this.handedSinceRead
+      if (handed !== undefined) while (i >= 0 && comparePositions(events[i].position, handed) >= 0) i--
+      const position = i === -1 ? undefined : events[i].position
       if (this.listening && this.listenings === listenings && !this.headKnown) {
         this.livePosition = position
         this.headKnown = true
@@ -248,7 +255,9 @@ export class Channel<Message extends SseMessage = SseMessage> {
     if (!isPromise(read)) return newest(read)
     const reading = read.then(newest)
     const done = (): void => {
-      if (this.headRead === reading) this.headRead = undefined
+      if (this.headRead !== reading) return
+      this.headRead = undefined
+      this.handedSinceRead = undefined
     }
     reading.then(done, done)
     this.headRead = reading
@@ -275,6 +284,8 @@ export class Channel<Message extends SseMessage = SseMessage> {
     // What it is handed next time it listens says nothing of what came meanwhile.
     this.livePosition = undefined
     this.headKnown = false
+    this.headRead = undefined
+    this.handedSinceRead = undefined
     this.store.unlisten(this.name, this.onStored)
   }
 
@@ -323,6 +334,7 @@ export class Channel<Message extends SseMessage = SseMessage> {
   private receive (event: StoredEvent): void {
     this.livePosition = event.position
     this.headKnown = true
+    if (this.headRead !== undefined) this.handedSinceRead ??= event.position
     this.batch.push(event)
     this.batchText += event.frame
     if (!this.flushScheduled) {

@@ -106,7 +106,6 @@ export class Subscription {
    * a `missed` event first, unless `fromStart`: the replay is all the channel retains, which is all it published since.
    */
   replayed (replay: Replay, fromStart = false): void {
-    if (this.start !== 'waiting') return
     this.replay = replay
     this.fromStart = fromStart
     if (replay.found) this.replayFrom = replay.position
@@ -122,7 +121,6 @@ export class Subscription {
       this.position = position ?? this.position
       return
     }
-    if (this.start !== 'waiting') return
     this.headPosition = position ?? this.position
     this.replayFrom = this.headPosition
     this.ready()
@@ -159,7 +157,11 @@ export class Subscription {
   }
 
   replayFailed (error: unknown): void {
-    if (this.start !== 'waiting') return
+    // Left meanwhile: nothing of it was owed any more.
+    if (this.cancelled) {
+      this.ready()
+      return
+    }
     if (!this.stream.hasEnded) {
       // A stream already closing (the app closing, and its store with it) resumes from the same id next time.
       const closing = this.stream.closed
@@ -173,13 +175,12 @@ export class Subscription {
   }
 
   /**
-   * The stream let go of it (`unsubscribe()`): nothing more is written for it, its replay included; what its stream
-   * held for it from before still is.
+   * The stream let go of it (`unsubscribe()`): nothing more is written for it, its replay included (its stream holds
+   * what it writes until the store has answered all the same: a stream is answered only then); what its stream held
+   * for it from before still is.
    */
   cancel (): void {
-    if (this.start === 'live' && this.stream.holding) return
-    this.cancelled = true
-    if (this.start === 'waiting') this.ready()
+    if (this.start !== 'live' || !this.stream.holding) this.cancelled = true
   }
 
   private firstAfterPosition (events: readonly StoredEvent[]): number {

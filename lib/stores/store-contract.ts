@@ -245,6 +245,12 @@ export const storeContract: readonly StoreContractCheck[] = [
           assert.ok(newest !== undefined && comparePositions(newest, own.position) === 0, `the newest event's position (${String(newest)})`)
         }
         assert.equal(await head(a, subject.channelName()), undefined, 'another channel has its own')
+        // A subscriber is owed what is published after it asked: the answer is where the channel stood then.
+        const asked = head(a, channel)
+        const after = await append(a, channel)
+        const answered = await asked
+        assert.ok(answered !== undefined && comparePositions(answered, after.position) < 0,
+          `as of when it was asked (${String(answered)}): an append made after it comes after it (${after.position})`)
       })
     }
   },

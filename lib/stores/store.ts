@@ -60,9 +60,10 @@ export interface SseStore {
    */
   readAfterPosition?: (channel: string, position: string) => Replay | Promise<Replay>
   /**
-   * The position of the channel's newest retained event, or undefined when it retains none: where a new subscriber
-   * starts (it is owed exactly the events after it), so that a stream's cursor places each of its channels from the
-   * moment it subscribes, whether the channel publishes since or not. A store whose listeners get events later than
+   * The position of the channel's newest retained event, or undefined when it retains none, as of when it is asked
+   * (an `append()` this process makes after the call comes after it): where a new subscriber starts (it is owed
+   * exactly the events after it), so that a stream's cursor places each of its channels from the moment it
+   * subscribes, whether the channel publishes since or not. A store whose listeners get events later than
    * `append()` resolves (through a reader, as Redis) must have it. A store without it must hand its listeners every
    * event as `append()` takes it: a channel then asks `readAfter()` with an id no event has when it is first
    * subscribed in a process (while it has no subscriber there, and until it is handed an event), and takes the

@@ -14,19 +14,26 @@ import { MISSED_EVENT } from '../../lib/channels/subscription'
 import { comparePositions } from '../../lib/core/position'
 import { StreamCursor, type ResumeFrom } from '../../lib/channels/cursor'
 import { isCursor } from '../../lib/protocol/cursor-encoding'
+import { StreamLimits } from '../../lib/stream/stream-limits'
+import { FST_SSE_SERVER_CLOSING } from '../../lib/core/errors'
+import { anyId, mangled, sendsBack, type Mangle } from './model-ids'
 import { FakeResponse, recordingLogger, type LoggedRecord, type ReadMode } from './fake-response'
 import { within } from './wait'
 
-// A model-based test of the delivery core: random interleavings of subscribe (fresh, or resuming by Last-Event-ID;
-// to one channel or to a list of them), subscribe and unsubscribe on an open stream, publish (single, bursts in one
-// tick, one message object reused), the stream's own send(), client reads, stalls and disconnects, stream, channel
-// and app close — with no waiting between them unless a `wait` says so — run against real EventStreams, Channels
-// and a store, over fake responses whose clients the test drives. A small reference model says what each connection
+// A model-based test of the delivery core: random interleavings of subscribe (fresh, or resuming by Last-Event-ID,
+// as it was or mangled: cut, a plain id, an entry given twice; to one channel or to a list of them; admitted or
+// refused by limits, as reply.sse() does, and answered once every channel's store said where it starts), subscribe
+// and unsubscribe on an open stream, publish (single, bursts in one tick, one message object reused, ids of the
+// publisher's own from the whole of UTF-16; history before any subscriber), the stream's own send(), client reads,
+// stalls and disconnects, stream, channel and app close — with no waiting between them unless a `wait` says so — run
+// against real EventStreams, Channels and a store, over fake responses whose clients the test drives. A small reference model says what each connection
 // must have received, channel by channel (with its own sends in their place): compared exactly for a connection the
 // server ended, as a prefix for one that went away or was dropped as slow. On a stream of several channels every id
 // is a cursor; the model reads each one back and checks it against what the client had received by then.
 
 export const USERS = [undefined, 'ann', 'bob', undefined] as const
+// The client address of each user, for limits per address.
+const ADDRESSES = ['10.0.0.1', '10.0.0.1', '10.0.0.2', '10.0.0.2'] as const
 const BIG = 'x'.repeat(700)
 const CHANNEL_NAMES = ['a', 'b', 'c'] as const
 type ChannelName = typeof CHANNEL_NAMES[number]
@@ -44,6 +51,8 @@ export interface ModelOptions {
    * connection's events are checked against the order of positions, and its own sends apart.
    */
   check: 'exact' | 'positions'
+  /** Limits on each instance, taken when a stream is admitted (before any store answers for it). */
+  limits?: { maxStreams: number, maxStreamsPerAddress: number }
 }
 
 interface Published {
@@ -58,6 +67,7 @@ interface Published {
   /** The step of the run in which publish() was called; resolved: whether it has. */
   step: number
   resolved: boolean
+  /** It was never published: the app closed meanwhile, or its id is one no client sends back (refused). */
   failed?: boolean
 }
 
@@ -72,7 +82,14 @@ interface Joined {
   /** `positions`: the step it subscribed in, and the publishes of its channel resolved by then. */
   step: number
   resolvedAtStart: Set<number>
+  /** The newest position the channel had given by then: where a fresh subscription's cursor may start, at the least. */
+  newestAtStart: string | undefined
   left: boolean
+  /**
+   * Left while its stream held what it writes (a start on its way): what of it was held then may or may not be
+   * written (a start is not), so only the order of what it received is checked.
+   */
+  leftWhileHeld?: boolean
 }
 
 /** How the connection's route opened its stream: `reply.sse(channel)` (one) or `reply.sse([...])` (a list). */
@@ -102,6 +119,16 @@ class Connection {
   accepting = true
   alwaysFast = true
   disconnected = false
+  /** Answered (its headers sent) once every channel of its route said where it starts; refused then, if it was. */
+  opened = false
+  refusedWhenAnswered = false
+  /**
+   * Closed while its stream held what it writes (a start on its way): it ends once that is written, and events its
+   * channels were handed meanwhile, published after the close, may come before the end.
+   */
+  heldAtClose = false
+  /** The step in which it stopped accepting: events published after it are late. */
+  stoppedAt = Infinity
 
   constructor (world: World, user: number, instance: number, route: Route, res: FakeResponse, stream: EventStream,
     lastEventId: string | undefined) {
@@ -125,6 +152,8 @@ class Connection {
   stopAccepting (world: World): void {
     if (!this.accepting) return
     this.accepting = false
+    this.heldAtClose = this.stream.holding
+    this.stoppedAt = world.step
     if (!this.disconnected) this.resolvedAtClose = new Map(CHANNEL_NAMES.map((name) => [name, world.resolved(name)]))
   }
 
@@ -164,6 +193,8 @@ export class World {
   readonly publishing: Array<Promise<unknown>> = []
   // One message object for every publish that reuses it, as an app with a row buffer would.
   readonly reused: { data: { to: Recipient, n: number, pad?: string }, id?: string } = { data: { to: 'ann', n: -1 } }
+  /** What was wrong at some step, found then (limits). */
+  readonly problems: string[] = []
   appClosed = false
   /** Counts the commands run: what happened in which order, for the `positions` check. */
   step = 0
@@ -177,7 +208,9 @@ export class World {
       const stats = new Stats()
       return {
         store,
-        openStreams: new StreamGroup(0, options.maxBufferedBytes, 0, stats),
+        openStreams: new StreamGroup(0, options.maxBufferedBytes, 0, stats, options.limits === undefined
+          ? undefined
+          : new StreamLimits(options.limits.maxStreams, options.limits.maxStreamsPerAddress, 1)),
         channels: new Channels(positioned, JSON.stringify, this.log, noSchemas, stats)
       }
     })
@@ -230,48 +263,107 @@ export class World {
     return connection?.accepting === true && !connection.stream.closed ? connection : undefined
   }
 
+  /**
+   * A request for the route, as reply.sse() takes it: admitted or refused by the limits; answered (opened) once every
+   * channel's store said where it starts, at once or later, and refused then if the server began closing meanwhile.
+   */
   subscribe (user: number, instance: number, route: Route, lastEventId: string | undefined): void {
     const { openStreams } = this.instances[instance]
+    const limits = openStreams.limits
+    const address = ADDRESSES[user]
+    if (limits !== undefined) {
+      const { all, fromAddress } = this.slotsHeld(instance, address)
+      const full = all >= limits.maxStreams || fromAddress >= limits.maxStreamsPerAddress
+      const refused = limits.refusal(address) !== undefined
+      if (refused !== full) {
+        this.problems.push(`step ${this.step}: user ${user} @${instance} ${refused ? 'refused' : 'admitted'} while ${all} ` +
+          `streams held a slot there, ${fromAddress} of them from its address`)
+      }
+      if (refused) {
+        count('refused by limits')
+        return
+      }
+    }
     const res = new FakeResponse()
     const stream = new EventStream(res as unknown as RawResponse, this.log, lastEventId, JSON.stringify, openStreams)
-    stream.open(200, {}, undefined, false)
+    limits?.take(stream, address)
     const connection = new Connection(this, user, instance, route, res, stream, lastEventId)
     this.connections.push(connection)
     this.latest[user] = connection
-    for (const name of route.names) this.join(connection, name, route.list ? 'list' : 'one')
+    const open = (): void => {
+      stream.open(200, {}, undefined, false)
+      connection.opened = !stream.hasEnded
+    }
+    let waiting = route.names.length
+    let answering = true
+    const answer = (): void => {
+      if (--waiting > 0) return
+      if (answering || !openStreams.closing) {
+        open()
+      } else {
+        // Refused through the reply, which ends its response.
+        connection.refusedWhenAnswered = true
+        stream.abandon(new FST_SSE_SERVER_CLOSING())
+        res.end()
+      }
+    }
+    for (const name of route.names) this.join(connection, name, route.list ? 'list' : 'one', answer)
+    answering = false
+  }
+
+  /**
+   * The streams of an instance that hold a limits slot: admitted, until their connection lets go, they end unopened,
+   * or they are dropped (a client behind: its connection may take long to let go).
+   */
+  private slotsHeld (instance: number, address: string): { all: number, fromAddress: number } {
+    const holding = this.connections.filter((connection) => connection.instance === instance &&
+      (connection.opened
+        ? !connection.res.gone && (connection.stream.signal.reason as { code?: string } | undefined)?.code !== 'FST_SSE_SLOW_CLIENT'
+        : !connection.stream.hasEnded))
+    return { all: holding.length, fromAddress: holding.filter((connection) => ADDRESSES[connection.user] === address).length }
   }
 
   /**
    * Subscribes the connection's stream to a channel: as `reply.sse(channel)` does (`one`), or `reply.sse([...])`
    * (`list`), or `stream.subscribe()` on the open stream.
    */
-  join (connection: Connection, name: ChannelName, how: 'one' | 'list' | 'subscribe'): void {
+  join (connection: Connection, name: ChannelName, how: 'one' | 'list' | 'subscribe', answer?: () => void): void {
     const channel = this.instances[connection.instance].channels.channel(name)
     // Its ids are cursors once it carries several channels, or when the client came with a cursor.
     if (how !== 'one' || (connection.lastEventId !== undefined && isCursor(connection.lastEventId))) connection.writesCursors = true
     const from: ResumeFrom = connection.writesCursors
       ? connection.clientCursor.resumeOf(name)
       : connection.lastEventId === undefined ? undefined : { id: connection.lastEventId }
-    connection.joined.push({ name, channel, from, step: this.step, resolvedAtStart: this.resolved(name), left: false })
+    const newestAtStart = (this.published.get(name) as Published[]).reduce<string | undefined>((newest, record) =>
+      record.position !== undefined && (newest === undefined || comparePositions(record.position, newest) > 0) ? record.position : newest,
+    undefined)
+    connection.joined.push({ name, channel, from, step: this.step, resolvedAtStart: this.resolved(name), newestAtStart, left: false })
     const key = USERS[connection.user]
     if (this.options.check === 'exact' && from !== undefined) connection.expected.push(...this.replayOf(name, from, key))
     const filter = key === undefined ? undefined : (event: { data?: unknown }): boolean => (event.data as Published).to === key
     if (how === 'subscribe') connection.stream.subscribe(channel, { filter })
-    else connection.stream.join(channel, filter, how === 'list')
+    else connection.stream.join(channel, filter, how === 'list', answer)
   }
 
   leave (connection: Connection, joined: Joined): void {
     joined.left = true
+    joined.leftWhileHeld = connection.stream.holding
     connection.stream.unsubscribe(joined.channel)
   }
 
-  publish (instance: number, channelName: ChannelName, recipients: Recipient[], reuse: boolean, ownIds: boolean,
+  /**
+   * Publishes an event to each recipient; `ids`: none, the publisher's own (`own-id-<n>`), or drawn ones (of which
+   * those no client sends back as they are must be refused with FST_SSE_INVALID_ID, and nothing published).
+   */
+  publish (instance: number, channelName: ChannelName, recipients: Recipient[], reuse: boolean, ids: boolean | string[],
     big: boolean): void {
     const channel = this.instances[instance].channels.channel(channelName)
-    for (const to of recipients) {
+    for (const [i, to] of recipients.entries()) {
       const n = this.nextN++
+      const own = ids === false ? undefined : ids === true ? `own-id-${n}` : ids[i % ids.length]
+      const refused = own !== undefined && !sendsBack(own)
       const record: Published = {
-        n, channel: channelName, to, id: undefined, own: ownIds ? `own-id-${n}` : undefined, position: undefined, instance, step: this.step, resolved: false
+        n, channel: channelName, to, id: undefined, own, position: undefined, instance, step: this.step, resolved: false, failed: refused
       }
       let message: { data: { to: Recipient, n: number, pad?: string }, id?: string }
       if (reuse) {
@@ -289,15 +381,22 @@ export class World {
       else delete message.data.pad
       this.published.get(channelName)?.push(record)
       const publishing = channel.publish(message).then((id) => {
+        if (refused) throw new Error(`n${n} published with id ${JSON.stringify(own)}, which a client would not send back as it is`)
         record.id = id
         record.resolved = true
-      }, (error: Error) => {
+      }, (error: Error & { code?: string }) => {
+        if (refused) {
+          if (error.code !== 'FST_SSE_INVALID_ID') throw error
+          count('ids refused')
+          return
+        }
         // A publish still on its way when the app closes may fail: it was not published, and nobody is owed it.
         if (!this.appClosed) throw error
         record.failed = true
       })
       this.publishing.push(publishing)
       this.settling.push(publishing)
+      if (refused) continue
       for (const connection of this.connections) {
         if (connection.accepting && connection.subscribed(channelName)?.channel === channel && this.passes(connection.user, to)) {
           connection.expected.push(`n${n}`)
@@ -356,6 +455,10 @@ export class World {
     await within(Promise.all(this.connections.map(async (connection) => {
       if (!connection.res.gone) await once(connection.res, 'close')
     })), 'every connection to close', 5000)
+    // A stream whose client left before it was answered ends once its store answers.
+    await within(Promise.all(this.connections.map(async (connection) => {
+      if (!connection.stream.hasEnded) await once(connection.stream.signal, 'abort')
+    })), 'every stream to end', 5000)
   }
 
   /** The connections whose stream has not ended, and what it waits for. */
@@ -384,20 +487,65 @@ export class World {
       if ((connection.stream.cursor !== undefined) !== connection.writesCursors) {
         problems.push(`${label}: ${connection.writesCursors ? 'no' : 'a'} cursor, where the model says otherwise`)
       }
+      if (!connection.opened) {
+        // Never answered (refused when its store answered, as the server was closing; or its client left first).
+        if (connection.res.events.length > 0) problems.push(`${label}: events written to a stream never answered`)
+        continue
+      }
+      problems.push(...this.toldProblems(connection).map((problem) => `${label}: ${problem}`))
       const ownProblem = sequenceProblem(connection.received().filter(isOwn), connection.own, prefixOnly)
       if (ownProblem !== undefined) problems.push(`${label}: own sends: ${ownProblem}`)
       for (const name of new Set(connection.joined.map((joined) => joined.name))) {
         const problem = this.options.check === 'exact'
-          ? sequenceProblem(this.ofChannel(connection.received(), name), this.ofChannel(connection.expected, name), prefixOnly)
+          ? this.exactProblem(connection, name, prefixOnly)
           : this.positionsProblem(connection, name, prefixOnly)
         if (problem !== undefined) problems.push(`${label}, channel ${name}, ended ${String(code)}: ${problem}`)
       }
       problems.push(...this.idProblems(connection).map((problem) => `${label}: ${problem}`))
     }
-    problems.push(...this.finalStatsProblems())
+    problems.push(...this.problems, ...this.finalStatsProblems())
     const unexpected = this.logs.filter((record) => record.level === 'error' || !record.msg.includes('fell behind'))
     if (unexpected.length > 0) problems.push(`logged: ${JSON.stringify(unexpected.map((record) => record.msg))}`)
     return problems
+  }
+
+  /**
+   * An id is never dropped: a client that came back with an id that is not a whole cursor, to a stream that writes
+   * cursors, is told `missed` on every channel the id does not place (it never starts one now, in silence).
+   */
+  private toldProblems (connection: Connection): string[] {
+    const id = connection.lastEventId
+    if (id === undefined || !connection.writesCursors || isCursor(id)) return []
+    return CHANNEL_NAMES.flatMap((name) => {
+      const first = connection.joined.find((joined) => joined.name === name)
+      return first !== undefined && first.from === undefined ? [`channel ${name} started now, its id ${JSON.stringify(id)} dropped in silence`] : []
+    })
+  }
+
+  /**
+   * A connection's items of one channel (its own sends in their place among them) against what the model says,
+   * exactly: once, in order, all of them (a prefix, for a client that went away or was dropped). A connection closed
+   * while it held a start may get, after all it was owed, the first of the channel's events published after the
+   * close; one that left the channel while it held a start, only part of what was owed, in order.
+   */
+  private exactProblem (connection: Connection, name: ChannelName, prefixOnly: boolean): string | undefined {
+    const received = this.ofChannel(connection.received(), name)
+    const expected = this.ofChannel(connection.expected, name)
+    if (connection.joined.some((joined) => joined.name === name && joined.leftWhileHeld === true)) {
+      let at = 0
+      for (const item of received) {
+        while (at < expected.length && expected[at] !== item) at++
+        if (at++ === expected.length) return `received [${received.join(' ')}], not in the order of [${expected.join(' ')}]`
+      }
+      return undefined
+    }
+    if (connection.heldAtClose && received.length > expected.length) {
+      const late = (this.published.get(name) as Published[]).filter((record) => record.step > connection.stoppedAt &&
+        record.failed !== true && this.passes(connection.user, record.to)).map((record): Item => `n${record.n}`)
+      const extra = received.slice(expected.length)
+      if (extra.every((item, i) => item === late[i])) return sequenceProblem(received.slice(0, expected.length), expected, false)
+    }
+    return sequenceProblem(received, expected, prefixOnly)
   }
 
   /** The items of one channel, with the connection's own sends in their place among them. */
@@ -483,7 +631,17 @@ export class World {
     if (last !== undefined && (position === undefined || comparePositions(position, last.position as string) < 0)) {
       return [`${where}, before n${last.n} (${String(last.position)}) the client had: a resume would repeat it`]
     }
+    // A channel joined afresh once, of which nothing was received yet: placed from the moment it was joined, whether
+    // it published since or not (a quiet channel), never before it: a resume would replay its history from before.
+    const joins = connection.joined.filter((joined) => joined.name === name)
+    const start = joins[0]?.newestAtStart
+    if (last === undefined && joins.length === 1 && joins[0].from === undefined && start !== undefined &&
+      (position === undefined || comparePositions(position, start) < 0)) {
+      return [`${where}, before ${start}, where the channel stood when it was joined: a resume would replay what came before`]
+    }
     let next: Published | undefined
+    // Left while its stream held a start: what was held of it may not have been written, and is not owed then.
+    if (connection.joined.some((joined) => joined.name === name && joined.leftWhileHeld === true)) return []
     if (this.options.check === 'exact') {
       const owed = this.ofChannel(connection.expected, name).filter(isEvent)
       next = owed[received] === undefined ? undefined : this.record(Number(owed[received].slice(1)))
@@ -526,7 +684,8 @@ export class World {
     let first: number
     if (from !== undefined) {
       const cursor = 'id' in from
-        ? records.find((record) => record.id === from.id)
+        // (records are in the order of positions: a repeated id stands for its newest event)
+        ? records.findLast((record) => record.id === from.id)
         : from.position === undefined ? undefined : records.find((record) => comparePositions(record.position as string, from.position as string) === 0)
       const fromStart = !('id' in from) && from.position === undefined
       if (missed !== (cursor === undefined && !fromStart)) return `${missed ? '' : 'no '}missed event resuming from ${JSON.stringify(from)}: ${show()}`
@@ -561,7 +720,8 @@ export class World {
       const stats = channels.stats()
       const connections = this.connections.filter((connection) => connection.instance === instance && !connection.stream.hasEnded)
       const problems: string[] = []
-      if (stats.streams.open !== connections.length) problems.push(`${stats.streams.open} open, ${connections.length} not ended`)
+      const open = connections.filter((connection) => connection.opened).length
+      if (stats.streams.open !== open) problems.push(`${stats.streams.open} open, ${open} answered and not ended`)
       const subscribed = connections.reduce((sum, connection) => sum + connection.joined.filter((joined) => !joined.left).length, 0)
       if (stats.channels.subscribers !== subscribed) {
         problems.push(`${stats.channels.subscribers} subscribers, ${subscribed} subscriptions of streams not ended`)
@@ -578,7 +738,7 @@ export class World {
   finalStatsProblems (): string[] {
     return this.instances.flatMap(({ channels }, instance) => {
       const stats = channels.stats()
-      const connections = this.connections.filter((connection) => connection.instance === instance)
+      const connections = this.connections.filter((connection) => connection.instance === instance && connection.opened)
       const problems: string[] = []
       const closed: Record<string, number> = { ...stats.streams.closed }
       for (const connection of connections) closed[(connection.stream.signal.reason as { code: string }).code]--
@@ -593,7 +753,8 @@ export class World {
       if (complete ? stats.events.sent !== events : stats.events.sent < events) problems.push(`${stats.events.sent} events sent, ${events} received`)
       if (complete ? stats.bytes.sent !== bytes : stats.bytes.sent < bytes) problems.push(`${stats.bytes.sent} bytes sent, ${bytes} taken`)
       // A replay for each channel a stream resumed, by id or by its cursor.
-      const resumes = connections.flatMap((connection) => connection.joined.filter((joined) => joined.from !== undefined))
+      const resumes = this.connections.filter((connection) => connection.instance === instance)
+        .flatMap((connection) => connection.joined.filter((joined) => joined.from !== undefined))
       const missed = connections.reduce((sum, connection) => sum + connection.received().filter((item) => item.startsWith('missed')).length, 0)
       const { resumed, missed: missedReplays, failed } = stats.replays
       if (resumed + missedReplays + failed > resumes.length || missedReplays < missed) {
@@ -640,7 +801,7 @@ export class World {
    * is retained; after a position of no event (`undefined`: the channel had none), all that is retained.
    */
   private replayOf (name: ChannelName, from: NonNullable<ResumeFrom>, key: Recipient | undefined): Item[] {
-    const all = this.published.get(name) as Published[]
+    const all = (this.published.get(name) as Published[]).filter((record) => record.failed !== true)
     const retained = all.slice(Math.max(0, all.length - this.options.history))
     const fromStart = !('id' in from) && from.position === undefined
     const at = 'id' in from
@@ -694,10 +855,13 @@ export class Subscribe implements Command {
 
 /**
  * The client comes back with the last id it got, to the same route; `drop`: its connection breaks now (an
- * EventSource's reconnect).
+ * EventSource's reconnect). `mangle`: what happened to the id on its way (cut short at `at`, a plain id from
+ * publish(), an entry given twice).
  */
 export class Resume implements Command {
-  constructor (readonly user: number, readonly instance: number, readonly drop: boolean) {}
+  constructor (readonly user: number, readonly instance: number, readonly drop: boolean, readonly mangle: Mangle = 'as it was',
+    readonly at = 0) {}
+
   check (): boolean { return true }
   async run (_model: object, world: World): Promise<void> {
     const previous = world.latest[this.user]
@@ -709,10 +873,13 @@ export class Resume implements Command {
     } else if (!previous.res.gone) {
       return
     }
-    world.subscribe(this.user, world.instance(this.instance), previous.route, previous.cursor())
+    const plain = [...world.published.values()].flat().findLast((record) => record.resolved && sendsBack(record.id as string))?.id
+    world.subscribe(this.user, world.instance(this.instance), previous.route, mangled(previous.cursor(), this.mangle, this.at, plain))
   }
 
-  toString (): string { return `${this.drop ? 'reconnect' : 'resume'}(${this.user}, @${this.instance})` }
+  toString (): string {
+    return `${this.drop ? 'reconnect' : 'resume'}(${this.user}, @${this.instance}${this.mangle === 'as it was' ? '' : `, ${this.mangle} ${this.at}`})`
+  }
 }
 
 /** `stream.subscribe(channel)` on the user's open stream (a POST that joins a room); again after a leave: anew. */
@@ -745,17 +912,18 @@ export class Leave implements Command {
 
 export class Publish implements Command {
   constructor (readonly instance: number, readonly channel: ChannelName, readonly recipients: Recipient[],
-    readonly reuse: boolean, readonly ownIds: boolean, readonly big: boolean) {}
+    readonly reuse: boolean, readonly ids: boolean | string[], readonly big: boolean) {}
 
   check (): boolean { return true }
   async run (_model: object, world: World): Promise<void> {
     if (world.appClosed) return
-    world.publish(world.instance(this.instance), this.channel, this.recipients, this.reuse, this.ownIds, this.big)
+    world.publish(world.instance(this.instance), this.channel, this.recipients, this.reuse, this.ids, this.big)
   }
 
   toString (): string {
+    const ids = this.ids === false ? '' : this.ids === true ? ', own ids' : `, ids ${JSON.stringify(this.ids)}`
     return `publish(@${this.instance}, ${this.channel}, [${this.recipients.join(',')}]${this.reuse ? ', reused' : ''}` +
-      `${this.ownIds ? ', own ids' : ''}${this.big ? ', big' : ''})`
+      `${ids}${this.big ? ', big' : ''})`
   }
 }
 
@@ -856,9 +1024,11 @@ const route = fc.oneof(
   fc.shuffledSubarray([...CHANNEL_NAMES], { minLength: 1 }).map((names): Route => ({ names, list: true })))
 const subscribe = fc.tuple(user, instance, route, fc.boolean(), fc.boolean())
   .map(([u, i, r, a, b]) => new Subscribe(u, i, r, a && b))
-const resume = fc.tuple(user, instance, fc.boolean()).map(([u, i, drop]) => new Resume(u, i, drop))
+const mangle = fc.constantFrom<Mangle>('as it was', 'as it was', 'as it was', 'cut', 'plain', 'doubled')
+const resume = fc.tuple(user, instance, fc.boolean(), mangle, fc.nat()).map(([u, i, drop, how, at]) => new Resume(u, i, drop, how, at))
+const ids = fc.oneof({ weight: 4, arbitrary: fc.boolean() }, { weight: 1, arbitrary: fc.array(anyId, { minLength: 1, maxLength: 3 }) })
 const publish = fc.tuple(instance, channelName, fc.array(fc.constantFrom<Recipient>('ann', 'bob'), { minLength: 1, maxLength: 8 }),
-  fc.boolean(), fc.boolean(), fc.boolean()).map(([i, c, to, reuse, own, big]) => new Publish(i, c, to, reuse, own, big))
+  fc.boolean(), ids, fc.boolean()).map(([i, c, to, reuse, own, big]) => new Publish(i, c, to, reuse, own, big))
 const send = fc.tuple(user, fc.boolean()).map(([u, big]) => new Send(u, big))
 const setMode = fc.tuple(user, fc.constantFrom<ReadMode>('fast', 'slow', 'stalled', 'stalled')).map(([u, mode]) => new SetMode(u, mode))
 const wait = fc.integer({ min: 1, max: 3 }).map((turns) => new Wait(turns))
@@ -874,6 +1044,12 @@ export const commands = fc.commands([
   fc.tuple(instance, channelName).map(([i, c]) => new CloseChannel(i, c)),
   fc.constant(new CloseApp())
 ], { maxCommands: 60, size: '+1' })
+
+/**
+ * An interleaving: history published before any subscriber (which channels then keep quiet, or not, is the commands'
+ * choice), then the commands.
+ */
+export const interleavings = fc.tuple(fc.array(publish, { maxLength: 3 }), commands)
 
 /**
  * The steps, each counting itself when it runs (fast-check walks the whole list before it runs any), then checking
@@ -902,8 +1078,9 @@ function count (what: string, n = 1): void {
 }
 
 /** Runs one generated interleaving and throws, with what each connection got, if the model disagrees. */
-export async function runInterleaving (options: ModelOptions, steps: Iterable<Command>): Promise<void> {
+export async function runInterleaving (options: ModelOptions, [history, steps]: [Command[], Iterable<Command>]): Promise<void> {
   const world = new World(options, await options.makeStores())
+  for (const publish of history) await publish.run({}, world)
   await fc.asyncModelRun(() => ({ model: {}, real: world }), counted(steps, world))
   await world.finish()
   const problems = world.check()
@@ -913,10 +1090,17 @@ export async function runInterleaving (options: ModelOptions, steps: Iterable<Co
     count(`${code}${connection.alwaysFast ? ' (always fast)' : ''}`)
     count('events received', connection.received().length)
     if (connection.writesCursors) count('streams of cursors')
+    if (!connection.opened) count('never answered')
+    // Channels joined afresh with history before them, that the client got nothing of: quiet ones.
+    const quiet = connection.joined.filter((joined) => joined.from === undefined && joined.newestAtStart !== undefined &&
+      !connection.received().some((item) => isEvent(item) && world.record(Number(item.slice(1))).channel === joined.name))
+    count('quiet channels with history', quiet.length)
     if (connection.joined.some((joined) => joined.left)) count('unsubscribed')
     for (const { from } of connection.joined) {
       if (from === undefined) continue
-      const kind = 'id' in from ? 'resumed by id' : from.position === undefined ? 'resumed from the start' : 'resumed by cursor'
+      const kind = 'id' in from
+        ? from.id === '\n' ? 'told: its id did not place the channel' : 'resumed by id'
+        : from.position === undefined ? 'resumed from the start' : 'resumed by cursor'
       const missed = connection.received().includes(`missed:${connection.joined.find((joined) => joined.from === from)?.name as ChannelName}`)
       count(`${kind}: ${missed ? 'missed' : 'found'}`)
     }

@@ -28,14 +28,29 @@ export async function onALaterTurn<T> (answer: () => T): Promise<T> {
 }
 
 /**
- * A memory store whose reads answer on a later turn (head() too, unless `head: false`: then it has none), while it
+ * A memory store whose reads answer on a later turn (head() too, unless `head: false`: then it has none), as of when
+ * they were asked, as a store over one connection does (what this process appends after a read comes after it); it
  * appends and hands events to its listeners at once.
  */
 export function laterStore (inner: MemoryStore, { head = true }: { head?: boolean } = {}): SseStore {
   return storeOver(inner, {
-    readAfter: async (channel, lastEventId) => await onALaterTurn(() => inner.readAfter(channel, lastEventId)),
-    readAfterPosition: async (channel, position) => await onALaterTurn(() => inner.readAfterPosition(channel, position)),
-    ...(head ? { head: async (channel: string) => await onALaterTurn(() => newest(inner, channel)) } : {})
+    readAfter: async (channel, lastEventId) => {
+      const replay = inner.readAfter(channel, lastEventId)
+      return await onALaterTurn(() => replay)
+    },
+    readAfterPosition: async (channel, position) => {
+      const replay = inner.readAfterPosition(channel, position)
+      return await onALaterTurn(() => replay)
+    },
+    // As of when it is asked (a publish made after it comes after it), answered later: as a store over one connection.
+    ...(head
+      ? {
+          head: async (channel: string) => {
+            const position = newest(inner, channel)
+            return await onALaterTurn(() => position)
+          }
+        }
+      : {})
   })
 }
 
