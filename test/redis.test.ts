@@ -122,7 +122,8 @@ test('redis store', { skip }, async (t) => {
 
   await t.test('Redis going away and coming back: streams stay open, publishes fail fast, delivery resumes', async (t) => {
     const a = await instance(t, redis, { commandTimeout: 500 })
-    const b = await instance(t, redis, {}, { heartbeatInterval: 50 })
+    // B's live check runs through the outage (every 50 ms): it fails, and says nothing.
+    const b = await instance(t, redis, { liveCheckInterval: 50 }, { heartbeatInterval: 50 })
     const client = await openStream(t, b, '/news')
     // Published on b: b follows the channel before this publish is taken (same connection, in order).
     await b.app.sse.channel('news').publish('before')

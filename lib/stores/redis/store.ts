@@ -293,14 +293,17 @@ export class RedisStore implements SseStore {
   private checkLive (): void {
     this.feed.check(this.commandTimeout)
     const now = Date.now()
-    // Quiet: nothing for half the interval (at least): a channel read on at one check is read on at the next.
+    // Quiet: nothing for half the interval (at least): a channel looked at by one check is looked at by the next.
     const quietSince = now - this.liveCheckInterval / 2
+    const quiet: Follow[] = []
     for (const { follow } of this.follows.values()) {
-      if (follow.refused || (follow.quiet && follow.heardAt <= quietSince)) {
+      if (follow.refused) follow.catchUp()
+      else if (follow.quiet && follow.heardAt <= quietSince) {
         follow.heardAt = now
-        follow.catchUp()
+        quiet.push(follow)
       }
     }
+    this.catchUps.probe(quiet)
   }
 
   private stopLiveCheck (): void {
@@ -408,6 +411,6 @@ function publishFailed (reason: string, cause?: unknown): Error {
   return new FST_SSE_STORE_UNAVAILABLE(reason, { cause })
 }
 
-function readFailed (reason: string): Error {
-  return new Error(reason)
+function readFailed (reason: string, cause?: unknown): Error {
+  return new Error(reason, { cause })
 }
