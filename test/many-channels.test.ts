@@ -514,7 +514,8 @@ test('hostile cursors: ignored, or resumed as far as they read; nothing else is 
     t.same(client.events.slice(-2).map((event) => event.data), ['a:1', 'b:1'], `hostile cursor ${i}: then the live events`)
   }
   t.same(server.logs.atLeast(WARN), [])
-  t.ok(server.logs.withMessage('ignored a last event id that is longer than 256 characters').length >= 2, 'the longest ones ignored')
+  t.ok(server.logs.withMessage('ignored a last event id that is longer than 256 characters').length >= 1,
+    'the longest of those that do not begin as a cursor ignored')
 })
 
 test('redis store: a cursor from one instance resumes every channel on another', { skip: mustSkip(missingService('redis-server')) },

@@ -106,3 +106,27 @@ test('a stream of one channel resumed by its plain id that takes a second channe
   t.same(back.events.map((event) => event.id !== undefined && isCursor(event.id)), [false, true, true],
     'its replay of a with a\'s own ids; cursors once it carries two channels')
 })
+
+test('a long cursor cut short (past 256 characters): read as far as it goes, the rest told missed', async (t) => {
+  const names = Array.from({ length: 40 }, (_, i) => `room-${i}`)
+  const server = await startServer(t, 'h2c', (app) => {
+    app.get('/rooms', (request, reply) => reply.sse(names.map((name) => app.sse.channel(name))))
+  })
+  const { app } = server
+  const first = await openStream(t, server, '/rooms')
+  for (const name of names) await app.sse.channel(name).publish({ data: `${name}:0` })
+  await first.waitForEvents(names.length)
+  const cursor = first.events[names.length - 1].id as string
+  first.close()
+  for (const name of names) await app.sse.channel(name).publish({ data: `${name}:1` })
+  // Cut in the middle of an entry's key, past 256 characters.
+  const cut = cursor.slice(0, cursor.lastIndexOf('.', 300) + 3)
+  t.ok(cut.length > 256 && !isCursor(cut), `a cursor of ${cursor.length} characters cut to ${cut.length}`)
+  const back = await openStream(t, server, '/rooms', { headers: { 'last-event-id': cut } })
+  const placed = cut.split('.').length - 2
+  const count = placed + (names.length - placed) * 3
+  await waitUntil(back, 'change', () => (back.events.length >= count ? true : undefined), `${count} events`)
+  const missed = back.events.filter((event) => event.event === MISSED_EVENT)
+  t.equal(missed.length, names.length - placed, `the ${placed} channels whole before the cut resume; every other is told missed`)
+  t.same(server.logs.withMessage('ignored a last event id that is longer than 256 characters'), [])
+})

@@ -1,9 +1,10 @@
 import { isUtf8 } from 'node:buffer'
 import type { FastifyRequest } from 'fastify'
-import { isCursor } from './cursor-encoding'
+import { parseCursor } from './cursor-encoding'
 
 // Ids we send are short; a longer value was not sent by us, and is not worth keeping or logging. Except the cursors
-// of streams of several channels (up to MAX_CURSOR_LENGTH), which are taken only if they read as cursors.
+// of streams of several channels (up to MAX_CURSOR_LENGTH), which are taken if they begin as cursors: one cut short is
+// read as far as it goes, and the channels it does not place are told `missed`.
 export const MAX_LAST_EVENT_ID_LENGTH = 256
 // Control characters other than tab (which an id may hold) never appear in an id we sent.
 // eslint-disable-next-line no-control-regex -- finding control characters is the point
@@ -51,7 +52,7 @@ function accept (request: FastifyRequest, value: unknown, from: 'header' | 'quer
   let problem: string | undefined
   if (typeof value !== 'string') {
     problem = value === undefined ? 'is not UTF-8' : 'is repeated'
-  } else if (value.length > MAX_LAST_EVENT_ID_LENGTH && !isCursor(value)) {
+  } else if (value.length > MAX_LAST_EVENT_ID_LENGTH && parseCursor(value) === undefined) {
     problem = `is longer than ${MAX_LAST_EVENT_ID_LENGTH} characters`
   } else if (CONTROL_CHARACTER.test(value)) {
     problem = 'has control characters'
