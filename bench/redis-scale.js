@@ -315,15 +315,16 @@ function line (result) {
 const HEADER = '| instances | channels each | channels | Redis µs/event | Redis, share of a core | instance µs/delivery | ' +
   'p50 ms | p99 ms | lost / repeated or reordered |\n| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |'
 
-async function main () {
+/** The rows asked for (the command line's, unless `only` says), printed as they come; `--out` saves them. */
+async function main (only = {}) {
   const dist = resolve(option('--dist', resolve(__dirname, '../dist')))
   const rate = Number(option('--rate', '200'))
   const seconds = Number(option('--seconds', '10'))
   const results = []
   console.log(`${dist}: ${rate} events/s for ${seconds} s a row\n\n${HEADER}`)
-  for (const pattern of list('--patterns', 'user,shared')) {
-    for (const channels of list('--channels', '100,1000,10000').map(Number)) {
-      for (const instances of list('--instances', '1,2,4').map(Number)) {
+  for (const pattern of only.patterns ?? list('--patterns', 'user,shared')) {
+    for (const channels of only.channels ?? list('--channels', '100,1000,10000').map(Number)) {
+      for (const instances of only.instances ?? list('--instances', '1,2,4').map(Number)) {
         const result = await row({ dist, instances, channels, pattern, rate, seconds })
         results.push(result)
         console.log(line(result))

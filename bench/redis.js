@@ -8,6 +8,9 @@
 //   latency:    A publishes at a steady rate; each event carries its publish time, and the client takes
 //               receipt time minus publish time for every (event, subscriber): p50 and p99.
 //   --runs N (default 3)  --subscribers N (default 1000)  --events N (default 5000)  --rate N/s (default 200)
+// Then the live path at scale (bench/redis-scale.js, which says how): a row per number of instances (1, 2, 4),
+// channels followed by each (100, 1,000, 10,000) and shape (a channel per user, shared channels).
+//   --no-scale   skip those rows;  --quick   of those, 2 instances, 100 and 10,000 channels a channel per user
 
 const { fork, spawn } = require('node:child_process')
 const { createServer } = require('node:net')
@@ -248,7 +251,16 @@ async function main () {
     ''
   ].join('\n')
   console.log(`\n${table}`)
-  writeFileSync(join(__dirname, 'results', 'redis.md'), table)
+  let scaleTable = ''
+  if (!args.includes('--no-scale')) {
+    const scale = require('./redis-scale')
+    const quick = args.includes('--quick')
+    const rows = await scale.main(quick ? { instances: [2], channels: [100, 10_000], patterns: ['user'] } : {})
+    scaleTable = `\nThe live path at scale: ${rate} events/s for 10 s a row, to random channels, published by a process ` +
+      'that follows none (bench/redis-scale.js).\n\n' + [scale.HEADER, ...rows.map(scale.line)].join('\n') + '\n'
+    if (rows.some((row) => row.lost + row.repeatedOrReordered > 0)) process.exitCode = 1
+  }
+  writeFileSync(join(__dirname, 'results', 'redis.md'), table + scaleTable)
   if (lost > 0) process.exitCode = 1
 }
 
