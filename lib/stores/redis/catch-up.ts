@@ -63,7 +63,9 @@ export class CatchUps implements CatchUpQueue {
     const groups = new Map<number, Follow[]>()
     for (const follow of follows) {
       const group = this.groupOf(follow)
-      groups.set(group, [...groups.get(group) ?? [], follow])
+      const members = groups.get(group)
+      if (members === undefined) groups.set(group, [follow])
+      else members.push(follow)
     }
     const client = this.connection.client as Redis
     for (const group of groups.values()) {
