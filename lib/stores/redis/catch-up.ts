@@ -6,8 +6,9 @@ import type { CatchUpQueue, Follow } from './follow'
 
 // Streams one script reads on, at most: a few hundred short reads, not one long one that holds Redis up.
 export const CATCH_UP_STREAMS = 256
-// Streams one live check's XREAD looks at: whether anything follows each position, about 0.5 µs of Redis a stream.
-export const PROBE_STREAMS = 1000
+// Streams one live check's XREAD looks at: whether anything follows each position, about 0.5 µs of Redis a stream,
+// and a few ms of the instance's to send; the next XREAD waits for the event loop to have run in between.
+export const PROBE_STREAMS = 500
 // Entries read of each stream at once: a channel far behind reads on in pages.
 export const CATCH_UP_PAGE = 100
 // The waits before reading again when Redis could not be asked, doubled up to a limit.
@@ -54,8 +55,8 @@ export class CatchUps implements CatchUpQueue {
   }
 
   /**
-   * Whether anything follows the position of each of these quiet channels, asked with one XREAD of many streams (a
-   * plain read is a few times cheaper for Redis than the script): those with something read on. A read Redis refuses
+   * Whether anything follows the position of each of these quiet channels, asked with an XREAD of many streams at a
+   * time (a plain read is a few times cheaper for Redis than the script): those with something read on. A read Redis refuses
    * (a key that is not a stream fails it whole) reads on for each, by the script, which says which; one that fails
    * otherwise (Redis away) is left to the next check.
    */
@@ -67,19 +68,24 @@ export class CatchUps implements CatchUpQueue {
       if (members === undefined) groups.set(group, [follow])
       else members.push(follow)
     }
-    const client = this.connection.client as Redis
+    const reads: Follow[][] = []
     for (const group of groups.values()) {
-      for (let from = 0; from < group.length; from += PROBE_STREAMS) {
-        const probed = group.slice(from, from + PROBE_STREAMS)
-        this.connection.send(async () => await client.xread('COUNT', 1, 'STREAMS', ...probed.map((follow) => follow.key),
-          ...probed.map((follow) => follow.position as string)), this.unavailable, this.timedOut).then((answer) => {
-          const moved = new Set((answer ?? []).map(([key]) => key))
-          for (const follow of probed) if (moved.has(follow.liveName)) follow.catchUp()
-        }, (error: { cause?: Error }) => {
-          if (error.cause?.name === 'ReplyError') for (const follow of probed) follow.catchUp()
-        })
-      }
+      for (let from = 0; from < group.length; from += PROBE_STREAMS) reads.push(group.slice(from, from + PROBE_STREAMS))
     }
+    const client = this.connection.client as Redis
+    const next = (): void => {
+      const probed = reads.shift()
+      if (probed === undefined || this.closed) return
+      this.connection.send(async () => await client.xread('COUNT', 1, 'STREAMS', ...probed.map((follow) => follow.key),
+        ...probed.map((follow) => follow.position as string)), this.unavailable, this.timedOut).then((answer) => {
+        const moved = new Set((answer ?? []).map(([key]) => key))
+        for (const follow of probed) if (moved.has(follow.liveName)) follow.catchUp()
+      }, (error: { cause?: Error }) => {
+        if (error.cause?.name === 'ReplyError') for (const follow of probed) follow.catchUp()
+      })
+      setImmediate(next)
+    }
+    next()
   }
 
   close (): void {
