@@ -8,6 +8,7 @@ import { openStream, type SseClient } from './helpers/client'
 import { laterStore, onALaterTurn, storeOver } from './helpers/store-over'
 import { signalled, waitUntil } from './helpers/wait'
 import { WARN } from './helpers/logs'
+import { StreamCursor } from '../lib/channels/cursor'
 import { FakeResponse, recordingLogger } from './helpers/fake-response'
 import { Stats } from '../lib/observe/stats'
 import { Channels } from '../lib/channels/channels'
@@ -171,4 +172,28 @@ test('a client behind when its stream holds an own send: dropped, as at any writ
   t.match(stream.signal.reason, { code: 'FST_SSE_SLOW_CLIENT' })
   t.match(logs, [{ level: 'warn', msg: /fell behind/ }])
   await channels.close()
+})
+
+test('a channel left and joined anew while its stream holds: what was held for the one it left gives way to the new one', async (t) => {
+  const handle = signalled<EventStream>()
+  const server = await startServer(t, 'h2c', (app) => {
+    app.get('/ab', (request, reply) => {
+      const stream: EventStream = reply.sse([app.sse.channel('a')])
+      handle.resolve(stream)
+      return stream
+    })
+  }, { plugin: { store: laterStore(new MemoryStore()) } })
+  const { app } = server
+  const client = await openStream(t, server, '/ab')
+  const stream = await handle.promise
+  // b's head() on its way: the stream holds what it writes, a's event included.
+  stream.subscribe(app.sse.channel('b'))
+  await publish(app, 'a', 'held for the first')
+  stream.unsubscribe(app.sse.channel('a'))
+  // Joined anew before the stream wrote what it held: from where a stands now, which is past that event.
+  stream.subscribe(app.sse.channel('a'))
+  await publish(app, 'a', 'for the second')
+  await client.waitForEvents(1)
+  t.same(data(client), ['a:for the second'], 'each event of a once, from the new subscription on')
+  t.match(new StreamCursor(client.events[0].id).resumeOf('a'), { position: String }, 'a cursor that places a (named once)')
 })

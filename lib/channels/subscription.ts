@@ -35,6 +35,8 @@ export class Subscription {
   private headPosition: string | undefined
   // Its filter threw, or the stream let go of it: nothing more is written for it.
   private cancelled = false
+  // The stream let go of it while it held what it writes: what it held for it from before is still written.
+  private left = false
   // How many frames the last framesFrom() gave: the events a write holds, for the stats.
   private framed = 0
 
@@ -65,6 +67,8 @@ export class Subscription {
   /** @internal As deliver(), now: its stream holds nothing, or writes what it held. */
   write (events: readonly StoredEvent[], shared: (() => Buffer) | undefined): void {
     if (this.cancelled || this.stream.hasEnded) return
+    // Unless the stream subscribed to its channel anew meanwhile: the new subscription starts after them.
+    if (this.left && this.stream.subscriptions.some((other) => other.channel === this.channel)) return
     const from = this.firstAfterPosition(events)
     if (from === events.length) return
     if (from === 0 && this.filter === undefined) {
@@ -180,7 +184,8 @@ export class Subscription {
    * for it from before still is.
    */
   cancel (): void {
-    if (this.start !== 'live' || !this.stream.holding) this.cancelled = true
+    if (this.start === 'live' && this.stream.holding) this.left = true
+    else this.cancelled = true
   }
 
   private firstAfterPosition (events: readonly StoredEvent[]): number {

@@ -329,8 +329,12 @@ export class World {
    */
   join (connection: Connection, name: ChannelName, how: 'one' | 'list' | 'subscribe', answer?: () => void): void {
     const channel = this.instances[connection.instance].channels.channel(name)
-    // Its ids are cursors once it carries several channels, or when the client came with a cursor.
-    if (how !== 'one' || (connection.lastEventId !== undefined && isCursor(connection.lastEventId))) connection.writesCursors = true
+    // Its ids are cursors once it carries several channels, or when the client came with a cursor. A stream that
+    // turns to cursors reads the client's id then, as a cursor: the channels it has took theirs already.
+    if (!connection.writesCursors && (how !== 'one' || (connection.lastEventId !== undefined && isCursor(connection.lastEventId)))) {
+      connection.writesCursors = true
+      for (const joined of connection.joined) if (!joined.left) connection.clientCursor.resumeOf(joined.name)
+    }
     const from: ResumeFrom = connection.writesCursors
       ? connection.clientCursor.resumeOf(name)
       : connection.lastEventId === undefined ? undefined : { id: connection.lastEventId }
@@ -531,17 +535,20 @@ export class World {
   private exactProblem (connection: Connection, name: ChannelName, prefixOnly: boolean): string | undefined {
     const received = this.ofChannel(connection.received(), name)
     const expected = this.ofChannel(connection.expected, name)
+    const late = connection.heldAtClose
+      ? (this.published.get(name) as Published[]).filter((record) => record.step > connection.stoppedAt &&
+          record.failed !== true && this.passes(connection.user, record.to)).map((record): Item => `n${record.n}`)
+      : []
     if (connection.joined.some((joined) => joined.name === name && joined.leftWhileHeld === true)) {
+      const allowed = [...expected, ...late]
       let at = 0
       for (const item of received) {
-        while (at < expected.length && expected[at] !== item) at++
-        if (at++ === expected.length) return `received [${received.join(' ')}], not in the order of [${expected.join(' ')}]`
+        while (at < allowed.length && allowed[at] !== item) at++
+        if (at++ === allowed.length) return `received [${received.join(' ')}], not in the order of [${allowed.join(' ')}]`
       }
       return undefined
     }
-    if (connection.heldAtClose && received.length > expected.length) {
-      const late = (this.published.get(name) as Published[]).filter((record) => record.step > connection.stoppedAt &&
-        record.failed !== true && this.passes(connection.user, record.to)).map((record): Item => `n${record.n}`)
+    if (late.length > 0 && received.length > expected.length) {
       const extra = received.slice(expected.length)
       if (extra.every((item, i) => item === late[i])) return sequenceProblem(received.slice(0, expected.length), expected, false)
     }
