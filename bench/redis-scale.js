@@ -21,7 +21,9 @@ const { resolve } = require('node:path')
 const { writeFileSync } = require('node:fs')
 const http2 = require('node:http2')
 
-const now = () => performance.timeOrigin + performance.now()
+// The monotonic clock, the same in every process of the machine (performance.timeOrigin can differ by ms between
+// processes started under load).
+const now = () => Number(process.hrtime.bigint()) / 1e6
 const args = process.argv.slice(2)
 const option = (name, fallback) => {
   const i = args.indexOf(name)
@@ -39,10 +41,14 @@ async function instance (dist, redisUrl) {
   await app.register(sse, { store: new RedisStore({ redis: redisUrl }), heartbeatInterval: 0 })
   app.get('/c/:name', (request, reply) => reply.sse(app.sse.channel(request.params.name)))
   const address = await app.listen({ port: 0, host: '127.0.0.1' })
+  // How long the event loop was held (what a delivery waits for when the instance is busy), between two 'cpu' asks.
+  const loop = require('node:perf_hooks').monitorEventLoopDelay({ resolution: 5 })
+  loop.enable()
   process.on('message', async (message) => {
     if (message.type === 'cpu') {
       const { user, system } = process.cpuUsage()
-      process.send({ type: 'cpu', us: user + system })
+      process.send({ type: 'cpu', us: user + system, loopP99: loop.percentile(99) / 1e6, loopMax: loop.max / 1e6 })
+      loop.reset()
     } else if (message.type === 'close') {
       await app.close()
       process.exit(0)
@@ -264,17 +270,17 @@ async function row ({ dist, instances: K, channels: N, pattern, rate, seconds })
     await pub.ask({ type: 'publish', names: all, rate, count: warm }, 'published')
     await arrivedWarm
     await load.ask({ type: 'reset' })
-    const cpu = async () => await Promise.all(nodes.map(async (node) => (await node.ask({ type: 'cpu' })).us))
-    const [redisBefore, cpuBefore] = [await redisCounters(redis.admin), await cpu()]
+    const cpu = async () => await Promise.all(nodes.map(async (node) => await node.ask({ type: 'cpu' })))
+    const [redisBefore, cpuBefore] = [await redisCounters(redis.admin), (await cpu()).map((answer) => answer.us)]
     const started = now()
     const count = Math.round(rate * seconds)
     const arrived = load.ask({ type: 'expect', deliveries: count * perEvent, timeoutMs: 10_000 + seconds * 1000 }, 'arrived')
     const { failed, counts } = await pub.ask({ type: 'publish', names: all, rate, count }, 'published')
     await arrived
     const wall = (now() - started) / 1000
-    const [redisAfter, cpuAfter] = [await redisCounters(redis.admin), await cpu()]
+    const [redisAfter, answers] = [await redisCounters(redis.admin), await cpu()]
     const report = await load.ask({ type: 'report', counts })
-    const instanceUs = cpuAfter.reduce((sum, us, i) => sum + us - cpuBefore[i], 0)
+    const instanceUs = answers.reduce((sum, answer, i) => sum + answer.us - cpuBefore[i], 0)
     const commands = {}
     for (const [name, { calls, usec }] of Object.entries(redisAfter.commands)) {
       const before = redisBefore.commands[name] ?? { calls: 0, usec: 0 }
@@ -294,6 +300,8 @@ async function row ({ dist, instances: K, channels: N, pattern, rate, seconds })
       instanceUsPerDelivery: instanceUs / Math.max(1, report.received),
       p50: report.p50,
       p99: report.p99,
+      instanceLoopP99: Math.max(...answers.map((answer) => answer.loopP99)),
+      instanceLoopMax: Math.max(...answers.map((answer) => answer.loopMax)),
       lost: report.lost,
       repeatedOrReordered: report.backward,
       commands
