@@ -19,7 +19,8 @@ const { writeFileSync } = require('node:fs')
 const { join } = require('node:path')
 const http2 = require('node:http2')
 
-const now = () => performance.timeOrigin + performance.now()
+// The monotonic clock, the same in every process of the machine.
+const now = () => Number(process.hrtime.bigint()) / 1e6
 const args = process.argv.slice(2)
 const option = (name, fallback) => {
   const i = args.indexOf(name)
