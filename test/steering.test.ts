@@ -66,7 +66,7 @@ for (const protocol of PROTOCOLS_UNDER_TEST) {
     // Published in the same tick as subscribe() resolved: every one of her streams gets it.
     const first = await room.publish({ event: 'room:7', data: 'first' })
     await Promise.all(ann.map(async (client) => await until(client, 'the room\'s first event', () => roomEvents(client, 'room:7').length === 1)))
-    t.same((await room.presence()), { subscribers: 4, unanswered: [] }, 'the room\'s presence: ann\'s streams')
+    t.same((await room.presence()), { subscribers: 4 }, 'the room\'s presence: ann\'s streams')
     t.same((await app.sse.channel('prices').presence()).subscribers, 4, 'prices: two streams each')
     t.ok(ann.every((client) => roomEvents(client, 'room:7').join() === 'first'), 'once each')
     t.ok(bob.every((client) => roomEvents(client, 'room:7').length === 0), 'bob is not in the room')
@@ -116,7 +116,8 @@ test('acting without waiting: a publish in the tick of the subscribe, a close in
   const { app } = server
   const clients = await Promise.all(KINDS.map(async (kind) => await openStream(t, server, `/${kind}?user=cy`)))
   const room = app.sse.channel('room:1')
-  // Published while subscribe() is on its way: the memory store applies it at once, so this one is owed too.
+  // Published while subscribe() is on its way: a stream may get it or not (it is owed what is published after
+  // subscribe() resolved), never twice; and then the next.
   const subscribing = app.sse.tagged('user:cy').subscribe(room)
   const early = room.publish({ event: 'room:1', data: 'in the same tick' })
   await subscribing
@@ -127,7 +128,8 @@ test('acting without waiting: a publish in the tick of the subscribe, a close in
   await Promise.all([published, closing])
   await Promise.all(clients.map(async (client) => await client.waitForEnd()))
   for (const client of clients) {
-    t.same(roomEvents(client, 'room:1'), ['in the same tick', 'last'], 'both, once, in order, before the end')
+    const got = roomEvents(client, 'room:1')
+    t.ok(got.join() === 'in the same tick,last' || got.join() === 'last', `the last once, before the end, after the first if at all (${got.join()})`)
   }
 })
 

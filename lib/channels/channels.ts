@@ -8,7 +8,7 @@ import type { ShutdownRetry } from '../stream/shutdown-retry'
 import { Stats, type SseStats } from '../observe/stats'
 import { Channel } from './channel'
 import { TagRegistry } from './tags'
-import { Steering, sumOf, type SsePresence } from './steering'
+import { Steering, presenceKey, type SsePresence } from './steering'
 import { SseTagged } from './tagged'
 import { FST_SSE_INVALID_CHANNEL } from '../core/errors'
 import { describe } from '../core/describe'
@@ -59,7 +59,7 @@ export class Channels<TypeProvider extends FastifyTypeProvider = FastifyTypeProv
     this.steering = new Steering(store, this.tags, {
       channelFor: (name, schema) => this.channelFor(name, schema),
       existing: (name) => this.existing(name)
-    }, retry, log)
+    }, retry, log, () => this.subscriberCounts())
     store.attach?.(log)
   }
 
@@ -112,10 +112,16 @@ export class Channels<TypeProvider extends FastifyTypeProvider = FastifyTypeProv
     return filter
   }
 
-  /** @internal Streams subscribed to the channel of that name, on every instance that answered. */
+  /** @internal Streams subscribed to the channel of that name, on every instance, as they last reported. */
   async presence (name: string): Promise<SsePresence> {
-    const result = await this.steering.ask({ type: 'presence', channel: name }, `presence ${name}`)
-    return { subscribers: sumOf(result, 'subscribers'), unanswered: result.unanswered }
+    return await this.steering.presence(name)
+  }
+
+  /** The streams subscribed to each open channel here, by the name it is reported under (those with none left out). */
+  private subscriberCounts (): Map<string, number> {
+    const counts = new Map<string, number>()
+    for (const channel of this.byName.values()) if (channel.subscribers > 0) counts.set(presenceKey(channel.name), channel.subscribers)
+    return counts
   }
 
   /** @internal Closes every channel, once its streams have ended, and then the store. */

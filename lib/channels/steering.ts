@@ -8,12 +8,11 @@ import { drawRetry } from '../stream/shutdown-retry'
 import { FST_SSE_CONTROL_UNAVAILABLE, FST_SSE_STREAM_ENDED } from '../core/errors'
 
 /**
- * How long an action waits for each instance's answer. An instance that has not answered by then is named in the
- * result: one gone without a word (SIGKILL) is waited for until its place lapses (the store's `leaseMs`: 3 s on Redis).
+ * How long an action waits for each instance's answer, and a tagged stream for its instance to join the others (its
+ * first). An instance that has not answered by then is named in the result: one gone without a word (SIGKILL) is
+ * waited for until its place lapses (the store's `leaseMs`: 3 s on Redis).
  */
 export const STEER_TIMEOUT_MS = 2000
-// How long the plugin waits, as the app starts, to be reached by the other instances; it goes on joining after that.
-const JOIN_WAIT_MS = 5000
 
 /** What `tagged(tag).close()`, `subscribe()` and `unsubscribe()` resolve to. */
 export interface SseSteerResult {
@@ -28,10 +27,11 @@ export interface SseSteerResult {
 
 /** What `channel.presence()` resolves to. */
 export interface SsePresence {
-  /** Streams subscribed to the channel, on every instance that answered. */
+  /**
+   * Streams subscribed to the channel, on every instance that shares the store, as each last reported (a second ago
+   * at the most over Redis); an instance gone without a word counts no more within 3 s.
+   */
   subscribers: number
-  /** The instances that did not answer within 2 s, as in `SseSteerResult`: their streams are not counted. */
-  unanswered: string[]
 }
 
 /** What steering needs of the plugin instance's channels. */
@@ -48,7 +48,6 @@ type Action =
   | { type: 'subscribe', tag: string, channel: string, schema?: object, filter?: string }
   | { type: 'unsubscribe', tag: string, channel: string }
   | { type: 'count', tag: string }
-  | { type: 'presence', channel: string }
 
 /**
  * One plugin instance's part in steering: it joins the instances that share the store (its `control`; a store without
@@ -63,46 +62,63 @@ export class Steering {
   private readonly retry: ShutdownRetry
   private readonly log: FastifyBaseLogger
   private joining: Promise<ControlMember> | undefined
+  // Set once joined.
+  private joined: ControlMember | undefined
   // Counts asked for while the same is on its way share its answer.
   private readonly asking = new Map<string, Promise<ControlResult>>()
   private stopped = false
+  private readonly stopReporting: () => void
 
-  constructor (store: SseStore, tags: TagRegistry, channels: SteeredChannels, retry: ShutdownRetry, log: FastifyBaseLogger) {
+  /**
+   * `channels`' subscriber counts are reported to the store (`subscribers()`: by channel name), for every instance's
+   * `presence()`.
+   */
+  constructor (store: SseStore, tags: TagRegistry, channels: SteeredChannels, retry: ShutdownRetry, log: FastifyBaseLogger,
+    subscribers: () => ReadonlyMap<string, number>) {
     this.control = store.control ?? new MemoryControl()
     this.tags = tags
     this.channels = channels
     this.retry = retry
     this.log = log
+    this.stopReporting = this.control.report(subscribers)
   }
 
   /**
-   * Joins the instances, as the app starts: before any stream opens, so that every action sent after it reaches this
-   * instance's streams. Waits a few seconds at the most (a store away as the app starts), and goes on joining after.
+   * Undefined once this instance is one the others reach; until then (its first tagged stream, its first action), what
+   * resolves once it is, or could not be within STEER_TIMEOUT_MS: a tagged stream is answered then, so that every action
+   * sent after it opened reaches it.
    */
-  async start (): Promise<void> {
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<'late'>((resolve) => { timer = setTimeout(resolve, JOIN_WAIT_MS, 'late') })
-    const joined = await Promise.race([this.member().then(() => 'joined', () => 'failed'), late])
-    clearTimeout(timer)
-    if (joined === 'late') {
-      this.log.warn('fastify-sse-h2: the other instances could not reach this one within 5 s; steering reaches it once they can')
-    }
+  ready (): Promise<void> | undefined {
+    if (this.joined !== undefined) return undefined
+    return bounded(this.member()).then(() => {}, (error: unknown) => {
+      this.log.debug({ err: error }, 'fastify-sse-h2: a tagged stream opened before its instance could join the others')
+    })
   }
 
-  /** Leaves the instances: they no longer wait for this one. */
+  /**
+   * Leaves the instances (they no longer wait for this one), and stops reporting its counts. A join still on its way
+   * leaves once it is done.
+   */
   async stop (): Promise<void> {
     this.stopped = true
-    const joining = this.joining
-    if (joining === undefined) return
-    await joining.then(async (member) => await member.leave(), () => {})
+    this.stopReporting()
+    await this.joined?.leave()
   }
 
   /** Sends an action to every instance; resolves once each has answered, or after STEER_TIMEOUT_MS. */
   async send (action: Action): Promise<ControlResult> {
-    let member: ControlMember
     try {
-      member = await this.member()
+      const member = await bounded(this.member())
       return await member.send(action as unknown as ControlMessage, STEER_TIMEOUT_MS)
+    } catch (error) {
+      throw new FST_SSE_CONTROL_UNAVAILABLE((error as Error).message, { cause: error })
+    }
+  }
+
+  /** Streams subscribed to the channel of that name on every instance, as they last reported. */
+  async presence (name: string): Promise<SsePresence> {
+    try {
+      return { subscribers: await this.control.sum(presenceKey(name)) }
     } catch (error) {
       throw new FST_SSE_CONTROL_UNAVAILABLE((error as Error).message, { cause: error })
     }
@@ -123,6 +139,7 @@ export class Steering {
       const joining = this.control.join((message) => this.apply(message as unknown as Action)).then(async (member) => {
         // Closed while it joined: it leaves at once.
         if (this.stopped) await member.leave()
+        else this.joined = member
         return member
       })
       this.joining = joining
@@ -146,8 +163,6 @@ export class Steering {
         return { streams: this.unsubscribe(action.tag, action.channel) }
       case 'count':
         return { streams: this.tags.count(action.tag) }
-      case 'presence':
-        return { subscribers: this.channels.existing(action.channel)?.subscribers ?? 0 }
       default:
         // An action of a later version: this one does nothing of it.
         return {}
@@ -230,8 +245,27 @@ export class SteeringFilters {
   }
 }
 
+/** The name a channel's subscriber count is reported under. */
+export function presenceKey (channel: string): string {
+  return 'subscribers:' + channel
+}
+
+/** Rejects if `promise` has not settled within STEER_TIMEOUT_MS. */
+async function bounded<T> (promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`this instance could not join the others within ${STEER_TIMEOUT_MS} ms`)),
+      STEER_TIMEOUT_MS)
+  })
+  try {
+    return await Promise.race([promise, late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /** The sum of one field of every answer. */
-export function sumOf (result: ControlResult, field: 'streams' | 'subscribers'): number {
+export function sumOf (result: ControlResult, field: 'streams'): number {
   let sum = 0
   for (const answer of result.answers.values()) {
     const value = (answer as Record<string, unknown> | undefined)?.[field]

@@ -41,11 +41,6 @@ export class TagRegistry {
     return count
   }
 
-  /** How many tags have streams. */
-  get size (): number {
-    return this.byTag.size
-  }
-
   /** @internal */
   remove (stream: EventStream, tags: readonly string[]): void {
     for (const tag of tags) {

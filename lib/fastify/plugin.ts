@@ -27,7 +27,7 @@ export async function registerSse (fastify: FastifyInstance, options: FastifySse
   const channels = new Channels(settings.store, settings.serializer, fastify.log, schemas, stats, settings.shutdownRetry)
 
   fastify.decorate('sse', channels)
-  fastify.decorateReply('sse', createReplySse(settings, streamGroups, schemas, connections, channels.tags))
+  fastify.decorateReply('sse', createReplySse(settings, streamGroups, schemas, connections, channels))
   // The same everywhere: where the plugin is registered in encapsulated contexts only, the root has it already.
   if (!fastify.hasRequestDecorator('wantsEventStream')) fastify.decorateRequest('wantsEventStream', { getter: wantsEventStream })
   fastify.addHook('onRoute', createRouteOptionsReader(settings, streamGroups))
@@ -39,10 +39,6 @@ export async function registerSse (fastify: FastifyInstance, options: FastifySse
     for (const socket of serverConnections.unused()) connections.addUnused(socket)
     // A client that has not let go of its connection within the grace is dropped with it.
     await connections.closed()
-  })
-  // Before the server listens: every action sent to the instances from then on reaches this one's streams.
-  fastify.addHook('onReady', async function joinInstances () {
-    await channels.steering.start()
   })
   fastify.addHook('onClose', async function closeChannels () {
     await channels.close()

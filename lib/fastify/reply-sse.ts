@@ -5,7 +5,7 @@ import type { StreamGroups } from '../stream/stream-groups'
 import type { StreamLimits } from '../stream/stream-limits'
 import type { ClosingConnections } from '../stream/closing-connections'
 import type { ChannelSchemas } from '../channels/channel-schemas'
-import type { TagRegistry } from '../channels/tags'
+import type { Channels } from '../channels/channels'
 import { EventStream } from '../channels/event-stream'
 import { resolveStreamSettings } from './route-options'
 import { resolveExpiresAt, resolveTags } from './options'
@@ -28,7 +28,7 @@ type ReplySse = (this: FastifyReply, source?: SseSource, options?: SseReplyOptio
 
 /** Makes `reply.sse()` for one plugin instance. */
 export function createReplySse (settings: Settings, streamGroups: StreamGroups, schemas: ChannelSchemas,
-  connections: ClosingConnections, tagged: TagRegistry): ReplySse {
+  connections: ClosingConnections, steered: Pick<Channels, 'tags' | 'steering'>): ReplySse {
   return function sse (this: FastifyReply, source?: SseSource, options?: SseReplyOptions): EventStream {
     const reply = this
     const { serializer, retry, compression, group, eventSchema } = resolveStreamSettings(reply, settings,
@@ -63,7 +63,7 @@ export function createReplySse (settings: Settings, streamGroups: StreamGroups, 
     // Admitted: it holds its slot from now on, before any store answers for its channels; and its tags, until it ends.
     if (refusal === undefined) {
       limits?.take(stream, address)
-      if (tags !== undefined) tagged.tag(stream, tags)
+      if (tags !== undefined) steered.tags.tag(stream, tags)
     }
 
     // The source is resolved, and the headers checked by Node, before the reply is hijacked: a bad source
@@ -92,25 +92,29 @@ export function createReplySse (settings: Settings, streamGroups: StreamGroups, 
         if (expiresAt !== undefined) group.lifetimes.expireAt(stream, expiresAt)
         publishStreamOpen(stream, reply)
       }
-      if (channels === undefined || reply.request.method === 'HEAD') {
-        open()
-      } else {
-        // Answered once the store has said where the subscriber starts, on every channel: a client that saw its stream
-        // open, and then had an event published, is owed it. At once with the memory store: a bad header is then the
-        // handler's error. A list is a stream of several channels, even of one: its ids are cursors.
-        const several = !(source instanceof Channel)
-        let answering = true
-        let waiting = channels.length
-        for (const { channel, filter } of channels) {
-          stream.join(channel, filter, several, (error) => {
-            if (waiting === 0) return
-            waiting = error === undefined ? waiting - 1 : 0
-            if (answering && waiting === 0 && error === undefined) open()
-            else if (waiting === 0) answerLater(reply, stream, open, error === undefined ? undefined : unavailable(channel, error), streamGroups, connections, settings)
-          })
-        }
-        answering = false
+      // Answered once the store has said where the subscriber starts, on every channel: a client that saw its stream
+      // open, and then had an event published, is owed it; and, for a stream with tags, once its instance is one the
+      // others reach (its first): an action sent after it opened reaches it. At once with the memory store: a bad header
+      // is then the handler's error. A list is a stream of several channels, even of one: its ids are cursors.
+      const head = reply.request.method === 'HEAD'
+      const joining = tags === undefined || head ? undefined : steered.steering.ready()
+      const joins = channels === undefined || head ? [] : channels
+      let answering = true
+      let waiting = joins.length + (joining === undefined ? 0 : 1)
+      const answered = (error?: FastifyError): void => {
+        if (waiting === 0) return
+        waiting = error === undefined ? waiting - 1 : 0
+        if (waiting > 0) return
+        if (answering && error === undefined) open()
+        else answerLater(reply, stream, open, error, streamGroups, connections, settings)
       }
+      if (waiting === 0) open()
+      const several = !(source instanceof Channel)
+      for (const { channel, filter } of joins) {
+        stream.join(channel, filter, several, (error) => answered(error === undefined ? undefined : unavailable(channel, error)))
+      }
+      joining?.then(() => answered())
+      answering = false
     } catch (error) {
       abandon(stream, pulled, error as Error, reply.log)
       throw error

@@ -9,9 +9,8 @@ export class MemoryControl implements SseStoreControl {
   // A member of this process never dies without a word: it leaves.
   readonly leaseMs = 0
   private readonly members = new Map<string, ControlHandler>()
-  // Sends waiting for answers: the members each still waits for, and what to call once it waits for none.
-  private readonly waiting = new Map<Set<string>, () => void>()
   private joined = 0
+  private readonly reporters = new Set<() => ReadonlyMap<string, number>>()
 
   async join (handler: ControlHandler): Promise<ControlMember> {
     const id = `local-${++this.joined}`
@@ -19,8 +18,19 @@ export class MemoryControl implements SseStoreControl {
     return {
       id,
       send: async (message, timeoutMs) => await this.send(message, timeoutMs),
-      leave: async () => this.leave(id)
+      leave: async () => { this.members.delete(id) }
     }
+  }
+
+  report (read: () => ReadonlyMap<string, number>): () => void {
+    this.reporters.add(read)
+    return () => { this.reporters.delete(read) }
+  }
+
+  async sum (name: string): Promise<number> {
+    let sum = 0
+    for (const read of this.reporters) sum += read().get(name) ?? 0
+    return sum
   }
 
   private async send (message: ControlMessage, timeoutMs: number): Promise<ControlResult> {
@@ -29,33 +39,22 @@ export class MemoryControl implements SseStoreControl {
     const pending = new Set(this.members.keys())
     let done!: () => void
     const answered = new Promise<void>((resolve) => { done = resolve })
+    let finished = false
     const settle = (): void => { if (pending.size === 0) done() }
-    this.waiting.set(pending, settle)
     for (const [id, handler] of this.members) {
-      let answer: unknown
-      try {
-        answer = handler(JSON.parse(text) as ControlMessage)
-      } catch {
-        continue
-      }
-      Promise.resolve(answer).then((value) => {
-        if (!pending.delete(id)) return
-        answers.set(id, value === undefined ? undefined : JSON.parse(JSON.stringify(value)))
+      // In order: each member's handler is called in this tick, a message after the one sent before it.
+      new Promise((resolve) => { resolve(handler(JSON.parse(text) as ControlMessage)) }).then((value) => {
+        // An answer later than the bound changes nothing.
+        if (finished || !pending.delete(id)) return
+        answers.set(id, JSON.parse(JSON.stringify(value ?? null)))
         settle()
       }, () => {})
     }
     const timer = setTimeout(done, timeoutMs)
     settle()
     await answered
+    finished = true
     clearTimeout(timer)
-    this.waiting.delete(pending)
     return { answers, unanswered: [...pending] }
-  }
-
-  private leave (id: string): void {
-    this.members.delete(id)
-    for (const [pending, settle] of this.waiting) {
-      if (pending.delete(id)) settle()
-    }
   }
 }

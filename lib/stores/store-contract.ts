@@ -309,13 +309,20 @@ export const storeContract: readonly StoreContractCheck[] = [
     async run (subject) {
       await withStores(subject, 2, 100, async ([a, b]) => {
         if (a.control === undefined) return
-        await withMembers([[a, () => ({ ok: true })], [b, () => new Promise(() => {})], [b, () => { throw new Error('no') }]],
-          async ([answers, silent, throws]) => {
+        let late!: Promise<void>
+        const answersLate = async (): Promise<string> => { late = new Promise((resolve) => setTimeout(resolve, 600)); await late; return 'late' }
+        await withMembers([[a, () => ({ ok: true })], [b, answersLate], [b, () => { throw new Error('no') }], [a, () => undefined]],
+          async ([answers, silent, throws, nothing]) => {
             const started = Date.now()
             const result = await answers.send({ n: 1 }, 300)
             assert.ok(Date.now() - started >= 250, 'it waited for the bound')
             assert.deepEqual(result.unanswered.sort(), [silent.id, throws.id].sort(), 'named')
             assert.deepEqual(result.answers.get(answers.id), { ok: true })
+            assert.equal(result.answers.get(nothing.id), null, 'an answer of nothing (undefined) is null, as JSON has it')
+            // Its answer, later than the bound, changes nothing.
+            await late
+            await new Promise((resolve) => setTimeout(resolve, 100))
+            assert.equal(result.answers.has(silent.id), false)
             await silent.leave()
             await throws.leave()
             const after = Date.now()
@@ -326,8 +333,43 @@ export const storeContract: readonly StoreContractCheck[] = [
           })
       })
     }
+  },
+  {
+    name: 'control (if the store has it): sum() adds up the values every process reports, as they change',
+    async run (subject) {
+      await withStores(subject, 2, 100, async ([a, b]) => {
+        if (a.control === undefined || b.control === undefined) return
+        const name = subject.channelName()
+        const sum = async (): Promise<number> => await (a.control as SseStoreControl).sum(name)
+        const ofA = new Map([[name, 2], [subject.channelName(), 7]])
+        const ofB = new Map([[name, 3]])
+        const stopA = a.control.report(() => ofA)
+        const stopB = b.control.report(() => ofB)
+        try {
+          await eventually(async () => await sum() === 5, 'the sum of both processes\' values (5)')
+          ofB.set(name, 10)
+          await eventually(async () => await sum() === 12, 'the sum once a value changed (12)')
+          ofA.delete(name)
+          await eventually(async () => await sum() === 10, 'the sum once a value is gone (10)')
+          assert.equal(await b.control.sum(subject.channelName()), 0, 'a name no process reports: 0')
+        } finally {
+          stopA()
+          stopB()
+        }
+        await eventually(async () => await sum() === 0, 'nothing, once neither reports')
+      })
+    }
   }
 ]
+
+/** Resolves once `check()` is true, asking again every 50 ms; rejects with `what` after 5 s. */
+async function eventually (check: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 5000
+  while (!await check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after 5000 ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
 
 /** Joins each [store, handler] as a member, runs `check`, then every member leaves; resolves to how many joined. */
 async function withMembers (joins: Array<[SseStore, ControlHandler]>,

@@ -115,6 +115,17 @@ export interface SseStoreControl {
    * senders. `handler` is given each message.
    */
   join: (handler: ControlHandler) => Promise<ControlMember>
+  /**
+   * Reports values of this process (counts: the subscribers of each channel), which `sum()` adds up over every process
+   * that shares the store: `read()` gives them, by name, when the store asks (each second over Redis; at each `sum()` in
+   * one process). Returns what stops the reporting.
+   */
+  report: (read: () => ReadonlyMap<string, number>) => () => void
+  /**
+   * The sum of the values of that name every process reports, as of their last report (a second ago at the most over
+   * Redis); a process gone without a word counts no more within `leaseMs`.
+   */
+  sum: (name: string) => Promise<number>
 }
 
 /** One member of the instances that share a store. */

@@ -35,11 +35,6 @@ export class Lifetimes {
     this.ownTimer = ownTimer
   }
 
-  /** How many streams have a deadline. */
-  get size (): number {
-    return this.entries.size
-  }
-
   /** A stream of the group opened: with maxStreamAge, its deadline is drawn. */
   opened (stream: StreamTransport): void {
     if (this.maxStreamAge === 0) return
