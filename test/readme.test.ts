@@ -400,6 +400,21 @@ const PROBES: Record<string, (context: ProbeContext) => Promise<void>> = {
 
   async 'docs/stores.md#Several instances: the Redis store' ({ t, server, start }) {
     await publishReachesSubscribers(t, server, await start())
+  },
+
+  async 'docs/steering.md#A dashboard behind a load balancer' ({ t, server, start }) {
+    // The stream on one instance; the join and the message on the other, as a load balancer without sticky sessions
+    // would send them.
+    const other = await start()
+    const dashboard = await openStream(t, asTestServer(server), '/dashboard')
+    const joined = await request(t, other, 'POST', '/rooms/7/join', {})
+    t.equal(joined.status, 200)
+    t.match(JSON.parse(joined.body), { joined: '7', streams: 1 }, 'the open dashboard, on the other instance, carries the room')
+    const sent = await request(t, other, 'POST', '/rooms/7/messages', { text: 'hi' })
+    t.equal(sent.status, 200)
+    const [event] = await dashboard.waitForEvents(1)
+    t.same([event.event, JSON.parse(event.data)], ['message', { text: 'hi' }], 'the room\'s message, published after the join')
+    t.match(event.id, /^~/, 'with a cursor for its id, which resumes both channels')
   }
 }
 

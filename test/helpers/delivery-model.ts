@@ -214,6 +214,10 @@ export class World {
         channels: new Channels(positioned, JSON.stringify, this.log, noSchemas, stats)
       }
     })
+    // The filters tagged subscriptions name (a function cannot travel between instances).
+    for (const { channels } of this.instances) {
+      for (const key of ['ann', 'bob'] as const) channels.filter(`to:${key}`, (event) => (event.data as Published).to === key)
+    }
   }
 
   /** The store, telling the model the position it gave each publish (publish() resolves to the id only). */
@@ -233,6 +237,8 @@ export class World {
       unlisten: (channel, listener) => store.unlisten(channel, listener),
       close: () => store.close()
     }
+    // Steering's messages between the instances go through the store as they are.
+    if (store.control !== undefined) wrapped.control = store.control
     for (const optional of ['head', 'readAfterPosition'] as const) {
       const method = store[optional] as ((...args: unknown[]) => unknown) | undefined
       if (method !== undefined) (wrapped as unknown as Record<string, unknown>)[optional] = (...args: unknown[]) => method.apply(store, args)
@@ -287,6 +293,8 @@ export class World {
     const res = new FakeResponse()
     const stream = new EventStream(res as unknown as RawResponse, this.log, lastEventId, JSON.stringify, openStreams)
     limits?.take(stream, address)
+    // Every stream answers to its user's tag, as reply.sse(source, { tags }) does.
+    this.instances[instance].channels.tags.tag(stream, [tagOf(user)])
     const connection = new Connection(this, user, instance, route, res, stream, lastEventId)
     this.connections.push(connection)
     this.latest[user] = connection
@@ -327,7 +335,7 @@ export class World {
    * Subscribes the connection's stream to a channel: as `reply.sse(channel)` does (`one`), or `reply.sse([...])`
    * (`list`), or `stream.subscribe()` on the open stream.
    */
-  join (connection: Connection, name: ChannelName, how: 'one' | 'list' | 'subscribe', answer?: () => void): void {
+  join (connection: Connection, name: ChannelName, how: 'one' | 'list' | 'subscribe' | 'tagged', answer?: () => void): void {
     const channel = this.instances[connection.instance].channels.channel(name)
     // Its ids are cursors once it carries several channels, or when the client came with a cursor. A stream that
     // turns to cursors reads the client's id then, as a cursor: the channels it has took theirs already.
@@ -346,13 +354,29 @@ export class World {
     if (this.options.check === 'exact' && from !== undefined) connection.expected.push(...this.replayOf(name, from, key))
     const filter = key === undefined ? undefined : (event: { data?: unknown }): boolean => (event.data as Published).to === key
     if (how === 'subscribe') connection.stream.subscribe(channel, { filter })
-    else connection.stream.join(channel, filter, how === 'list', answer)
+    // Tagged: the command sends it (app.sse.tagged(tag).subscribe()), through the store, to every instance.
+    else if (how !== 'tagged') connection.stream.join(channel, filter, how === 'list', answer)
   }
 
-  leave (connection: Connection, joined: Joined): void {
+  /** `tagged`: the command sends it (app.sse.tagged(tag).unsubscribe()). */
+  leave (connection: Connection, joined: Joined, tagged = false): void {
     joined.left = true
     joined.leftWhileHeld = connection.stream.holding
-    connection.stream.unsubscribe(joined.channel)
+    if (!tagged) connection.stream.unsubscribe(joined.channel)
+  }
+
+  /**
+   * The user's streams tagged() reaches now (not closed, on any instance), if the model knows what each of them is
+   * owed: none it stopped following (a client gone, not yet ended). Undefined otherwise.
+   */
+  tagged (user: number): Connection[] | undefined {
+    const streams = this.connections.filter((connection) => connection.user === user && !connection.stream.closed)
+    return streams.every((connection) => connection.accepting) ? streams : undefined
+  }
+
+  /** Every instance reaches the others (as a tagged stream's reply.sse() waits for): what is sent from now reaches it. */
+  async steerable (): Promise<void> {
+    await Promise.all(this.instances.map(async ({ channels }) => await channels.steering.ready()))
   }
 
   /**
@@ -843,6 +867,11 @@ const noSchemas = new ChannelSchemas({} as unknown as FastifyInstance, JSON.stri
 type Command = fc.AsyncCommand<object, World>
 
 const user = fc.integer({ min: 0, max: USERS.length - 1 })
+
+/** The tag of a user's streams. */
+function tagOf (user: number): string {
+  return `user:${user}`
+}
 const instance = fc.integer({ min: 0, max: 1 })
 const channelName = fc.constantFrom(...CHANNEL_NAMES)
 
@@ -1025,6 +1054,88 @@ export class Wait implements Command {
   toString (): string { return `wait(${this.turns})` }
 }
 
+/**
+ * `app.sse.tagged(tag).subscribe(channel, { filter })` sent from an instance: every stream of the user, on every
+ * instance, carries the channel from when it resolves (the filter travels by its name).
+ */
+export class TaggedJoin implements Command {
+  constructor (readonly user: number, readonly instance: number, readonly channel: ChannelName) {}
+  check (): boolean { return true }
+  async run (_model: object, world: World): Promise<void> {
+    const streams = world.tagged(this.user)
+    if (world.appClosed || streams === undefined || streams.some((connection) => connection.subscribed(this.channel) !== undefined)) return
+    if (world.options.check === 'positions' && streams.some((connection) => connection.joined.some((joined) => joined.name === this.channel))) return
+    await world.steerable()
+    for (const connection of streams) world.join(connection, this.channel, 'tagged')
+    const { channels } = world.instances[world.instance(this.instance)]
+    const key = USERS[this.user]
+    const result = await channels.tagged(tagOf(this.user)).subscribe(channels.channel(this.channel),
+      key === undefined ? undefined : { filter: channels.steering.filters.named(`to:${key}`) })
+    if (result.streams !== streams.length || result.unanswered.length > 0) {
+      world.problems.push(`step ${world.step}: ${this.toString()} reached ${JSON.stringify(result)} of ${streams.length} streams`)
+    }
+    count('tagged subscribes', streams.length)
+  }
+
+  toString (): string { return `tagged(${this.user}).subscribe(@${this.instance}, ${this.channel})` }
+}
+
+/** `app.sse.tagged(tag).unsubscribe(channel)` sent from an instance. */
+export class TaggedLeave implements Command {
+  constructor (readonly user: number, readonly instance: number, readonly channel: ChannelName) {}
+  check (): boolean { return true }
+  async run (_model: object, world: World): Promise<void> {
+    const streams = world.tagged(this.user)
+    if (world.appClosed || streams === undefined) return
+    await world.steerable()
+    const leaving = streams.filter((connection) => connection.subscribed(this.channel) !== undefined)
+    for (const connection of leaving) world.leave(connection, connection.subscribed(this.channel) as Joined, true)
+    const { channels } = world.instances[world.instance(this.instance)]
+    const result = await channels.tagged(tagOf(this.user)).unsubscribe(channels.channel(this.channel))
+    if (result.streams !== leaving.length || result.unanswered.length > 0) {
+      world.problems.push(`step ${world.step}: ${this.toString()} reached ${JSON.stringify(result)} of ${leaving.length} streams`)
+    }
+  }
+
+  toString (): string { return `tagged(${this.user}).unsubscribe(@${this.instance}, ${this.channel})` }
+}
+
+/** `app.sse.tagged(tag).close()` sent from an instance: each of the user's streams gets a retry:, then ends. */
+export class TaggedClose implements Command {
+  constructor (readonly user: number, readonly instance: number) {}
+  check (): boolean { return true }
+  async run (_model: object, world: World): Promise<void> {
+    const streams = world.tagged(this.user)
+    if (world.appClosed || streams === undefined) return
+    await world.steerable()
+    for (const connection of streams) connection.stopAccepting(world)
+    const result = await world.instances[world.instance(this.instance)].channels.tagged(tagOf(this.user)).close()
+    if (result.streams !== streams.length || result.unanswered.length > 0) {
+      world.problems.push(`step ${world.step}: ${this.toString()} reached ${JSON.stringify(result)} of ${streams.length} streams`)
+    }
+    count('closed by tag', streams.length)
+  }
+
+  toString (): string { return `tagged(${this.user}).close(@${this.instance})` }
+}
+
+/** `app.sse.tagged(tag).count()` from an instance: the user's streams not closed, on every instance. */
+export class TaggedCount implements Command {
+  constructor (readonly user: number, readonly instance: number) {}
+  check (): boolean { return true }
+  async run (_model: object, world: World): Promise<void> {
+    if (world.appClosed) return
+    await world.steerable()
+    const open = (): number => world.connections.filter((connection) => connection.user === this.user && !connection.stream.closed).length
+    const before = open()
+    const counted = await world.instances[world.instance(this.instance)].channels.tagged(tagOf(this.user)).count()
+    // A client dropped as slow meanwhile (a write flushed while the count was asked) counts no more.
+    if (counted !== before && counted !== open()) world.problems.push(`step ${world.step}: ${this.toString()} is ${counted}, ${before} streams are open`)
+  }
+
+  toString (): string { return `tagged(${this.user}).count(@${this.instance})` }
+}
+
 // A route of one channel, or a list of one to three of them, in any order.
 const route = fc.oneof(
   channelName.map((name): Route => ({ names: [name], list: false })),
@@ -1041,11 +1152,15 @@ const setMode = fc.tuple(user, fc.constantFrom<ReadMode>('fast', 'slow', 'stalle
 const wait = fc.integer({ min: 1, max: 3 }).map((turns) => new Wait(turns))
 const join = fc.tuple(user, channelName).map(([u, c]) => new Join(u, c))
 const leave = fc.tuple(user, channelName).map(([u, c]) => new Leave(u, c))
+const taggedJoin = fc.tuple(user, instance, channelName).map(([u, i, c]) => new TaggedJoin(u, i, c))
+const taggedLeave = fc.tuple(user, instance, channelName).map(([u, i, c]) => new TaggedLeave(u, i, c))
 
 // Repeated entries weigh more: most steps subscribe, publish, send and let time pass; few close things.
 export const commands = fc.commands([
   subscribe, subscribe, subscribe, resume, resume, resume, publish, publish, publish, publish, publish, send, send, send,
-  setMode, setMode, setMode, wait, wait, wait, join, join, leave, fc.constant(new Settle()),
+  setMode, setMode, setMode, wait, wait, wait, join, join, leave, fc.constant(new Settle()), taggedJoin, taggedJoin, taggedLeave,
+  fc.tuple(user, instance).map(([u, i]) => new TaggedClose(u, i)),
+  fc.tuple(user, instance).map(([u, i]) => new TaggedCount(u, i)),
   user.map((u) => new Disconnect(u)),
   user.map((u) => new CloseStream(u)),
   fc.tuple(instance, channelName).map(([i, c]) => new CloseChannel(i, c)),
