@@ -18,8 +18,9 @@ test('app.sse.stats() gives typed counts', () => {
   expect(stats.replays).type.toBe<{ resumed: number, missed: number, failed: number }>()
   expect(stats.streams.closed).type.not.toHaveProperty('FST_SSE_TOO_MANY_STREAMS')
   expect<SseCloseCode>().type.toBe<'FST_SSE_CLIENT_CLOSED' | 'FST_SSE_STREAM_ENDED' | 'FST_SSE_SERVER_CLOSING' |
-  'FST_SSE_SLOW_CLIENT' | 'FST_SSE_FROZEN_CLIENT'>()
-  expect<SseRefusalCode>().type.toBe<'FST_SSE_TOO_MANY_STREAMS' | 'FST_SSE_SERVER_CLOSING' | 'FST_SSE_ALREADY_SENT'>()
+  'FST_SSE_SLOW_CLIENT' | 'FST_SSE_FROZEN_CLIENT' | 'FST_SSE_EXPIRED' | 'FST_SSE_MAX_AGE'>()
+  expect<SseRefusalCode>().type.toBe<'FST_SSE_TOO_MANY_STREAMS' | 'FST_SSE_SERVER_CLOSING' | 'FST_SSE_ALREADY_SENT' |
+  'FST_SSE_CHANNEL_UNAVAILABLE'>()
 })
 
 test('the messages of the diagnostics channels', () => {
