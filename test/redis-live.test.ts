@@ -221,18 +221,19 @@ test('a read on Redis does not answer is asked again until it does; a channel le
   const redis = await startRedis(t)
   const redisAdmin = await admin(t, redis)
   const a = await startInstance(t, { protocol: 'h2c', redis: redis.url })
-  const b = await startInstance(t, { protocol: 'h2c', redis: redis.url, store: { ...NO_LIVE_CHECK, commandTimeout: 200 } })
+  const b = await startInstance(t, { protocol: 'h2c', redis: redis.url, store: { ...NO_LIVE_CHECK, commandTimeout: 500 } })
   const kept = await openStream(t, b.server, '/channels/paused')
   const left = await openStream(t, b.server, '/channels/left')
+  t.same([kept.status, left.status], [200, 200])
   await eventually(async () => (await liveConnections(redisAdmin, 2)).length === 1, 'B to be subscribed')
   const [before] = await a.publish('paused', ['before'])
   await kept.waitForEvents(1)
-  // An event published while B has no subscriber connection; then writes (scripts among them) wait for a second: B
+  // An event published while B has no subscriber connection; then writes (scripts among them) wait for 2 s: B
   // subscribes again (not a write), and its reads of what it missed time out, and are asked again.
   await redisAdmin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
   const [during] = await a.publish('paused', ['during'])
   t.same(await liveConnections(redisAdmin), [], 'published while B had no subscriber connection')
-  await redisAdmin.client('PAUSE', 1000, 'WRITE')
+  await redisAdmin.client('PAUSE', 2000, 'WRITE')
   await eventually(async () => (await liveConnections(redisAdmin, 2)).length === 1, 'B to be subscribed again')
   left.close()
   t.same(await idsUntil(kept, during, 'the event published in the outage'), [before, during], 'read once Redis answers')
