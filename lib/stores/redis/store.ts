@@ -7,6 +7,7 @@ import { DEFAULT_HISTORY_MAX_AGE, DEFAULT_HISTORY_SIZE } from '../../core/defaul
 import { check, isWholeNumberUpTo } from '../../core/checks'
 import { requireIoredis } from './ioredis'
 import { StoreConnection, type RedisClient } from './connection'
+import { COMMANDS, REPLAYS, duplicate, liveConnection, ownOptions } from './connections'
 import { RedisKeys } from './keys'
 import { entryFields } from './entry'
 import { withScripts, type ScriptedClient } from './scripts'
@@ -69,10 +70,6 @@ export interface RedisStoreOptions {
 
 // How long to wait before asking again where a channel stands, when Redis could not say.
 const START_RETRY_MS = 500
-// The names the store's connections have in CLIENT LIST.
-const COMMANDS = 'fastify-sse-h2'
-const REPLAYS = 'fastify-sse-h2:replay'
-const LIVE = 'fastify-sse-h2:live'
 
 /** A followed channel, as the store keeps it. */
 interface FollowedChannel {
@@ -287,8 +284,8 @@ export class RedisStore implements SseStore {
   }
 
   /**
-   * Every liveCheckInterval: each subscriber connection must answer, and each channel that heard nothing for that long
-   * (and each Redis refused to read) is read on from its stream.
+   * Every liveCheckInterval: each subscriber connection must answer a PING, each channel that heard nothing for half
+   * as long is asked whether its stream moved (and read on if it did), and each Redis refused to read is read again.
    */
   private checkLive (): void {
     this.feed.check(this.commandTimeout)
@@ -361,50 +358,6 @@ export class RedisStore implements SseStore {
     this.down = false
     this.log?.info('fastify-sse-h2: Redis is back; channels deliver again')
   }
-}
-
-/** The store's options for a connection of its own. */
-function ownOptions (name: string): RedisOptions {
-  // Commands fail at once while Redis is away (no offline queue, no resend), so that a publish that failed is not
-  // sent later behind the caller's back.
-  return { connectionName: name, enableOfflineQueue: false, autoResendUnfulfilledCommands: false }
-}
-
-/**
- * A subscriber connection: to the one Redis, or to a node of the Cluster (`host:port`, as its slots name it), with the
- * Cluster's options for its nodes. It subscribes only once connected, and again itself after a reconnect (it must
- * know when each subscription took effect); channel names are whole (no keyPrefix: the script publishes on the key).
- */
-function liveConnection (client: RedisClient, node: string | undefined): Redis {
-  const own: RedisOptions = {
-    connectionName: LIVE,
-    keyPrefix: '',
-    lazyConnect: false,
-    autoResubscribe: false,
-    enableOfflineQueue: false,
-    autoResendUnfulfilledCommands: false,
-    maxRetriesPerRequest: null
-  }
-  if (node === undefined) return (client as Redis).duplicate(own)
-  const { Redis: NodeClient } = requireIoredis()
-  const colon = node.lastIndexOf(':')
-  return new NodeClient({ ...(client as Cluster).options.redisOptions, ...own, host: node.slice(0, colon), port: Number(node.slice(colon + 1)) })
-}
-
-/** A connection of the store's own, made from a client: one Redis, or a Cluster (whose node connections get the name). */
-function duplicate (client: RedisClient, name: string): RedisClient {
-  const own = ownOptions(name)
-  if (!client.isCluster) return (client as Redis).duplicate(own)
-  const cluster = client as Cluster
-  // A Cluster without its offline queue refuses a command for a node whose connection is still being made, and sends
-  // it again later to another node, behind the commands after it: publishes of one channel would be stored out of
-  // order. Its node connections queue until connected (ioredis always gives them an offline queue, and no reconnect:
-  // a lost node's commands fail and go to the node that serves the slot now); the store's connection still fails
-  // commands at once while the Cluster is away.
-  return cluster.duplicate([], {
-    enableOfflineQueue: true,
-    redisOptions: { ...cluster.options.redisOptions, connectionName: name, autoResendUnfulfilledCommands: own.autoResendUnfulfilledCommands }
-  })
 }
 
 function publishFailed (reason: string, cause?: unknown): Error {
