@@ -2,7 +2,7 @@ import { test } from 'tap'
 import fc from 'fast-check'
 import type { StoredEvent } from '../lib/stores/store'
 import type { Entry } from '../lib/stores/redis/scripts'
-import { Follow, positionBefore } from '../lib/stores/redis/follow'
+import { Follow, MAX_WAITING, positionBefore } from '../lib/stores/redis/follow'
 import { comparePositions } from '../lib/core/position'
 
 // How a followed channel turns what Redis hands it into what its listeners get, searched over interleavings without
@@ -222,4 +222,15 @@ test('a subscription taken again while a read is on its way: read again after it
   t.equal(world.requests.length, 1, 'read again')
   world.apply({ kind: 'answer' })
   t.same(world.delivered.map((event) => event.id), ['1-0'], 'the entry published while the subscription was lost')
+})
+
+test(`more than ${MAX_WAITING} messages while a read is on its way: let go of, and read from the stream`, async (t) => {
+  const world = new World()
+  for (const kind of ['position', 'subscribe'] as const) world.apply({ kind })
+  for (let i = 0; i <= MAX_WAITING; i++) world.apply({ kind: 'publish' })
+  world.apply({ kind: 'deliver', count: MAX_WAITING + 1 })
+  t.equal(world.requests.length, 1, 'one read on its way, the messages waiting')
+  world.settle(true)
+  check(world)
+  t.equal(world.delivered.length, MAX_WAITING + 2, 'every entry once, in order')
 })

@@ -25,6 +25,10 @@ export interface LiveChannel {
   subscriptionRefused: () => void
 }
 
+// Messages a follow keeps while it cannot apply them yet (a read on its way, where it starts not known yet); past
+// this, they are let go of, and read from the stream instead: a Redis slow to answer reads costs no unbounded memory.
+export const MAX_WAITING = 10_000
+
 /** Where a follow asks for a read of what it missed; it answers with caughtUp() or refused(). */
 export interface CatchUpQueue {
   request: (follow: Follow) => void
@@ -76,7 +80,13 @@ export class Follow implements LiveChannel {
   message (text: string): void {
     this.heardAt = Date.now()
     if (this.live) this.apply(liveMessage(text))
-    else this.waiting.push(text)
+    else if (this.waiting.length - this.next < MAX_WAITING) this.waiting.push(text)
+    else {
+      // The stream holds them: once where it starts is known, or after the read on its way, it reads on again.
+      this.waiting = []
+      this.next = 0
+      this.catchUpAgain = this.catchingUp
+    }
   }
 
   subscribed (): void {
