@@ -4,7 +4,7 @@ import { Redis } from 'ioredis'
 import type { FastifyInstance } from 'fastify'
 import { startServer, type TestServer } from './helpers/server'
 import { openStream, type SseClient } from './helpers/client'
-import { startRedis, type RedisServer } from './helpers/redis'
+import { eventually, startRedis, type RedisServer } from './helpers/redis'
 import { missingService, mustSkip } from './helpers/services'
 import { within } from './helpers/wait'
 import { RedisStore, type RedisStoreOptions } from '../redis'
@@ -284,4 +284,22 @@ test('a RedisStore closed while it still follows channels lets go of them: their
   const replay = await other.readAfter('news', 'none')
   t.same(replay.events.map((event) => event.event.data), ['first', 'after'], 'the other store goes on')
   t.same(heard, ['first'], 'nothing after close()')
+})
+
+test('a client with a keyPrefix: the live path and the live check find the channels under it', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  const clients = [0, 1].map(() => new Redis(redis.url, { keyPrefix: 'tenant:' }))
+  t.teardown(() => { for (const client of clients) client.disconnect() })
+  const [follower, publisher] = clients.map((client) => new RedisStore({ client, liveCheckInterval: 50 }))
+  t.teardown(async () => { await Promise.all([follower.close(), publisher.close()]) })
+  const heard: unknown[] = []
+  follower.listen('news', (event) => heard.push(event.event.data))
+  await follower.head('news')
+  await publisher.append('news', { id: undefined, body: 'data: live\n\n', snapshot: '{"data":"live"}' })
+  await eventually(() => heard.length === 1, 'the live event')
+  const admin = new Redis(redis.url)
+  t.teardown(() => admin.disconnect())
+  await admin.xadd('tenant:' + new RedisKeys('sse:', 16).stream('news'), '*', 't', 'data: unannounced\n\n')
+  await eventually(() => heard.length === 2, 'the entry no message announced')
+  t.same(heard, ['live', 'unannounced'])
 })
