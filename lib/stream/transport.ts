@@ -12,7 +12,7 @@ import { isGone, targetOf, watchClose, writeHeaders, type RawResponse } from './
 import { HEARTBEAT_FRAME, frameComment, frameEvent, frameRetry } from '../protocol/framing'
 import { publishStreamDrop } from '../observe/diagnostics'
 import {
-  FST_SSE_CLIENT_CLOSED, FST_SSE_FROZEN_CLIENT, FST_SSE_SLOW_CLIENT, FST_SSE_STREAM_ENDED, FST_SSE_SERVER_CLOSING
+  FST_SSE_CLIENT_CLOSED, FST_SSE_FROZEN_CLIENT, FST_SSE_SLOW_CLIENT, FST_SSE_STREAM_ENDED
 } from '../core/errors'
 
 /**
@@ -325,8 +325,8 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
    * @internal Ends the stream because the server is closing, after a `retry:` of `retry` ms: its client
    * reconnects after that delay (to another instance), which shutdown draws at random for each stream.
    */
-  shutdown (retry: number): void {
-    this.retire(retry, new FST_SSE_SERVER_CLOSING())
+  shutdown (retry: number, reason: Error): void {
+    this.retire(retry, reason)
   }
 
   /**
