@@ -234,3 +234,14 @@ test(`more than ${MAX_WAITING} messages while a read is on its way: let go of, a
   check(world)
   t.equal(world.delivered.length, MAX_WAITING + 2, 'every entry once, in order')
 })
+
+test('an event both read by a catch-up and received live is handed over once', async (t) => {
+  const world = new World()
+  for (const kind of ['position', 'subscribe', 'answer', 'publish', 'silent', 'publish', 'publish'] as const) world.apply({ kind })
+  // Entry 3's message says entry 2 came before: a gap. The read on finds 2, 3 and 4; 4's message then arrives too.
+  world.apply({ kind: 'deliver', count: 2 })
+  t.equal(world.requests.length, 1, 'the gap is read from the stream')
+  world.apply({ kind: 'answer' })
+  world.apply({ kind: 'deliver', count: 1 })
+  t.same(world.delivered.map((event) => event.id), ['1-0', '2-0', '3-0', '4-0'], 'each once, in order')
+})
