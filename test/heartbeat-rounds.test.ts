@@ -13,15 +13,22 @@ const SLICE = 500
 
 const nextTurn = async (): Promise<void> => await new Promise((resolve) => setImmediate(resolve))
 
-/** Streams that only note when the heartbeat looks at them, and the time it gave. */
-function fakeStreams (count: number): { streams: Set<StreamTransport>, visits: number[], times: number[] } {
+/** Streams that only note when the heartbeat looks at them, the time it gave, and the ticks the look stands for. */
+function fakeStreams (count: number): { streams: Set<StreamTransport>, visits: number[], times: number[], ticks: number[] } {
   const visits: number[] = []
   const times: number[] = []
+  const ticks: number[] = []
   const streams = new Set<StreamTransport>()
   for (let i = 0; i < count; i++) {
-    streams.add({ tick: (now: number) => { visits.push(i); times.push(now) } } as unknown as StreamTransport)
+    streams.add({
+      tick: (now: number, elapsed: number) => {
+        visits.push(i)
+        times.push(now)
+        ticks.push(elapsed)
+      }
+    } as unknown as StreamTransport)
   }
-  return { streams, visits, times }
+  return { streams, visits, times, ticks }
 }
 
 test('a round looks at each stream once, at most a slice in a turn of the event loop, the streams that left meanwhile not at all', async (t) => {
@@ -77,6 +84,23 @@ test('a heartbeat stopped in the middle of a round looks at no more streams', as
   t.equal(visits.length, SLICE, 'nothing after the stop')
   heartbeat.tick()
   t.equal(visits.length, 2 * SLICE, 'a new round starts from the first stream again')
+  heartbeat.stop()
+})
+
+test('ticks that come while a round is under way (a busy loop) count for the next: no stream is quiet for longer unseen', async (t) => {
+  const { streams, visits, ticks } = fakeStreams(3 * SLICE)
+  const heartbeat = new Heartbeat(1000, 0, streams)
+  heartbeat.tick()
+  heartbeat.tick()
+  heartbeat.tick()
+  t.equal(visits.length, SLICE, 'one round under way')
+  await nextTurn()
+  await nextTurn()
+  await nextTurn()
+  t.equal(visits.length, 3 * SLICE, 'the round is over')
+  t.ok(ticks.every((count) => count === 1), 'it stood for one tick')
+  heartbeat.tick()
+  t.same(new Set(ticks.slice(3 * SLICE)), new Set([3]), 'the next stands for its own and the two that came meanwhile')
   heartbeat.stop()
 })
 

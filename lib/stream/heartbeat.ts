@@ -23,9 +23,12 @@ export class Heartbeat {
   // The group's stream deadlines, checked at each tick.
   private readonly lifetimes: Lifetimes | undefined
   private timer: NodeJS.Timeout | undefined
-  // The streams a tick has yet to look at, while it lets the event loop run, and when it began.
+  // The streams a tick has yet to look at, while it lets the event loop run, and when it began; the ticks it stands
+  // for (those that came while the last was under way, which a busy loop makes longer than a tick, count too).
   private walk: IterableIterator<StreamTransport> | undefined
   private now = 0
+  private ticks = 1
+  private missed = 0
 
   /** Both intervals in ms, 0 for off; at least one of them is on. */
   constructor (heartbeatInterval: number, writeTimeout: number, streams: ReadonlySet<StreamTransport>, lifetimes?: Lifetimes) {
@@ -47,13 +50,19 @@ export class Heartbeat {
     clearInterval(this.timer)
     this.timer = undefined
     this.walk = undefined
+    this.missed = 0
   }
 
   /** @internal A tick looks at every stream, a slice at a time; while one is under way (a busy loop), the next waits. */
   tick (): void {
     this.lifetimes?.check()
-    if (this.walk !== undefined) return
+    if (this.walk !== undefined) {
+      this.missed++
+      return
+    }
     this.now = Date.now() - EPOCH
+    this.ticks = 1 + this.missed
+    this.missed = 0
     this.walk = this.streams.values()
     this.slice()
   }
@@ -62,11 +71,11 @@ export class Heartbeat {
   slice (): void {
     const walk = this.walk
     if (walk === undefined) return
-    const { now, ticksPerBeat, writeTimeout } = this
+    const { now, ticks, ticksPerBeat, writeTimeout } = this
     let looked = 0
     // A Set's iterator has no return(): leaving the loop leaves it where it was, for the next slice.
     for (const stream of walk) {
-      stream.tick(now, ticksPerBeat, writeTimeout)
+      stream.tick(now, ticks, ticksPerBeat, writeTimeout)
       if (++looked === SLICE) {
         setImmediate(slice, this)
         return

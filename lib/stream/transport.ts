@@ -292,15 +292,16 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
   }
 
   /**
-   * @internal The heartbeat's look at the stream, at `now` (ms): a comment once it has been quiet for `ticksPerBeat`
-   * ticks; dropped once its client has taken nothing of what waits for `writeTimeout` ms.
+   * @internal The heartbeat's look at the stream, at `now` (ms), `ticks` ticks after its last: a comment once it has
+   * been quiet for `ticksPerBeat` ticks; dropped once its client has taken nothing of what waits for `writeTimeout` ms.
    */
-  tick (now: number, ticksPerBeat: number, writeTimeout: number): void {
+  tick (now: number, ticks: number, ticksPerBeat: number, writeTimeout: number): void {
     if (this.bufferedBytes === 0) {
       this.stalledSince = 0
       // A comment may go ahead of frames still pending: clients ignore it wherever it falls between frames. A stream
       // closed by the server stays here until its connection lets go (writeTimeout still applies): admit() refuses.
-      if (++this.quietTicks >= ticksPerBeat && this.admit(HEARTBEAT_BYTES.length, false)) this.writeOut(HEARTBEAT_BYTES)
+      this.quietTicks += ticks
+      if (this.quietTicks >= ticksPerBeat && this.admit(HEARTBEAT_BYTES.length, false)) this.writeOut(HEARTBEAT_BYTES)
       return
     }
     // Bytes wait for the client (a closed stream's last ones too): it gets no heartbeat, which would only pile up
