@@ -29,9 +29,8 @@ export class ClosingConnections {
     else this.addSocket(res)
   }
 
-  /** Lets go of a connection on which no request ever came: it is ended now. */
+  /** Lets go of a connection on which no request ever came (so none of the others here): it is ended now. */
   addUnused (socket: Socket): void {
-    if (this.open.has(socket)) return
     this.track(socket, () => socket.destroy())
     socket.once('close', () => this.untrack(socket))
     socket.end()
