@@ -31,6 +31,11 @@ const value = (name, fallback) => {
   return i === -1 ? fallback : args[i + 1]
 }
 const OPEN_TIMEOUT_MS = 300_000
+// How long an event may take to reach every stream, and the streams to end once closed, before the run says so.
+const PHASE_TIMEOUT_MS = 120_000
+// Streams a client process asks for at once, at most, while it opens them.
+const WAVE = 250
+const phase = (what) => process.stderr.write(`  ${what}\n`)
 
 /** The hard limit on open files, which any process may raise its own soft limit to. */
 function hardFileLimit () {
@@ -60,7 +65,8 @@ function ipc (proc) {
 
 async function server ([target, protocol, heartbeat]) {
   const { targets } = require('./targets')
-  const started = await targets[target]({ heartbeatInterval: Number(heartbeat), http1: protocol === 'http1' })
+  // app.close() of 100,000 streams may take longer than Fastify's pluginTimeout (10 s): the time it takes is a figure.
+  const started = await targets[target]({ heartbeatInterval: Number(heartbeat), http1: protocol === 'http1', pluginTimeout: 300_000 })
   let delay
   process.on('message', async (message) => {
     let answer = {}
@@ -101,10 +107,22 @@ async function client ([port, protocol, connections, streams]) {
   let closed = 0
   let failure
   const origin = `http://127.0.0.1:${port}`
+  // Streams are asked for a wave at a time (as many clients coming back do), not all at once: tens of thousands of
+  // connections opened in one go overflow the server's accept queue, and some are reset.
+  let asked = 0
+  let answered = 0
   const openAll = () => {
-    if (protocol === 'h2c') openH2c()
-    else openHttp1()
+    const openOne = protocol === 'h2c' ? openH2c() : openHttp1()
+    const more = () => {
+      while (asked < Number(streams) && asked - answered < WAVE) openOne(asked++)
+    }
+    answer = () => {
+      answered++
+      more()
+    }
+    more()
   }
+  let answer = () => {}
   const watch = (stream, counter) => {
     stream.setEncoding('utf8')
     stream.on('data', (chunk) => counter.feed(chunk))
@@ -118,23 +136,33 @@ async function client ([port, protocol, connections, streams]) {
       session.on('error', (error) => { failure ??= error.code ?? error.message })
       return session
     })
-    for (let i = 0; i < Number(streams); i++) {
+    return (i) => {
       const counter = new Counter(() => {})
       const stream = sessions[i % sessions.length].request({ ':path': '/sub', accept: 'text/event-stream' })
-      stream.once('response', () => opened++)
+      let responded = false
+      stream.once('response', () => {
+        responded = true
+        opened++
+        answer()
+      })
+      stream.once('close', () => { if (!responded) answer() })
       watch(stream, counter)
       counters.push(counter)
     }
   }
   const openHttp1 = () => {
     const http = require('node:http')
-    for (let i = 0; i < Number(streams); i++) {
+    return () => {
       const counter = new Counter(() => {})
       counters.push(counter)
       const request = http.get({ host: '127.0.0.1', port: Number(port), path: '/sub', agent: false, headers: { accept: 'text/event-stream' } })
-      request.on('error', (error) => { failure ??= error.code ?? error.message })
+      request.on('error', (error) => {
+        failure ??= error.code ?? error.message
+        answer()
+      })
       request.once('response', (response) => {
         opened++
+        answer()
         watch(response, counter)
       })
     }
@@ -200,6 +228,7 @@ async function measure (target, options) {
     figures.heapPerStream = (open.heapUsed - before.heapUsed) / now.opened
 
     // Idle, heartbeats on: CPU and event-loop delay over whole rounds.
+    phase('idle, heartbeats on')
     await serverProc.ask({ cmd: 'delay' })
     const idleStart = { cpu: (await serverProc.ask({ cmd: 'cpu' })).cpuMicros, comments: (await count()).comments }
     await sleep(rounds * heartbeat)
@@ -212,15 +241,21 @@ async function measure (target, options) {
     figures.idleDelayMax = idleDelay.max
 
     // Fan-out: one event at a time to every stream, each once the last is in.
+    phase('fan-out')
     let fanoutCpu = 0
     let fanoutMs = 0
     for (let i = 0; i < events; i++) {
       const cpu = (await serverProc.ask({ cmd: 'cpu' })).cpuMicros
       const sent = process.hrtime.bigint()
       await serverProc.ask({ cmd: 'publish', first: i })
+      const since = () => Number(process.hrtime.bigint() - sent) / 1e6
       do now = await count()
-      while (now.events < now.opened * (i + 1) && !(await sleep(5)))
-      fanoutMs += Number(process.hrtime.bigint() - sent) / 1e6
+      while (now.events < now.opened * (i + 1) && since() < PHASE_TIMEOUT_MS && !(await sleep(5)))
+      if (now.events < now.opened * (i + 1)) {
+        figures.failure = `event ${i + 1}: ${now.opened * (i + 1) - now.events} deliveries missing after ${PHASE_TIMEOUT_MS / 1000} s`
+        return figures
+      }
+      fanoutMs += since()
       fanoutCpu += (await serverProc.ask({ cmd: 'cpu' })).cpuMicros - cpu
     }
     const fanoutDelay = await serverProc.ask({ cmd: 'delay' })
@@ -231,10 +266,11 @@ async function measure (target, options) {
     figures.fanoutDelayP99 = fanoutDelay.p99
 
     // Close: until every client has seen each of its streams end.
+    phase('close')
     const closing = process.hrtime.bigint()
     const closed = await serverProc.ask({ cmd: 'close' })
     do now = await count()
-    while (now.closed < now.opened && Number(process.hrtime.bigint() - closing) / 1e6 < OPEN_TIMEOUT_MS && !(await sleep(20)))
+    while (now.closed < now.opened && Number(process.hrtime.bigint() - closing) / 1e6 < PHASE_TIMEOUT_MS && !(await sleep(20)))
     figures.closeMs = Number(process.hrtime.bigint() - closing) / 1e6
     figures.appCloseMs = closed.ms
     if (now.closed < now.opened) figures.failure = `${now.opened - now.closed} streams still open after close`
@@ -247,7 +283,7 @@ async function measure (target, options) {
 }
 
 function format (value, digits = 0) {
-  if (value === undefined) return 'n/a'
+  if (value === undefined || Number.isNaN(value)) return 'n/a'
   return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
 }
 
@@ -274,7 +310,12 @@ async function main () {
   for (const target of value('--targets', 'fastify-sse-h2,raw').split(',')) {
     process.stderr.write(`${target} over ${protocol}: ${streams.toLocaleString('en-US')} streams...\n`)
     results.push(await measure(target, options))
+    report(results, options, fileLimit)
   }
+}
+
+function report (results, options, fileLimit) {
+  const { protocol, streams } = options
   console.log(`\n${streams.toLocaleString('en-US')} idle streams over ${protocol === 'h2c' ? `h2c, ${options.connections.toLocaleString('en-US')} connections` : 'HTTP/1.1, a connection each'}; ` +
     `a heartbeat every ${options.heartbeat} ms (CPU over ${options.rounds} rounds); ${options.events} events fanned out to all, one at a time; ` +
     `open files: ${fileLimit.toLocaleString('en-US')} a process (hard limit)\n`)

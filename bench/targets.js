@@ -10,7 +10,9 @@
 //   GET /sub-json             as /sub; `publish(count, size, true)` sends to these subscribers
 // Every event's data starts with its sequence number, so the client can check order and loss. Each target is started
 // with `{ heartbeatInterval }` (ms, 0: off), and raw, fastify-floor and fastify-sse-h2 with `http1: true` serve
-// HTTP/1.1 instead of h2c (bench/capacity.js). fastify-sse-h2 serves a page of 10 channels too (bench/cost.js channels):
+// HTTP/1.1 instead of h2c (bench/capacity.js); fastify-sse-h2 takes Fastify's `pluginTimeout` too (app.close() of
+// 100,000 streams can take longer than its default 10 s). fastify-sse-h2 serves a page of 10 channels too
+// (bench/cost.js channels):
 //   GET /page                 one stream of the 10 channels (its ids are cursors); `publishPages(count, first)`
 //   GET /page/:i              a stream of channel i alone
 
@@ -181,11 +183,11 @@ async function fastifyFloor (options) {
  * fastify-sse-h2, this repository, as built in dist/. With `schema`, the JSON routes and their channel declare the
  * schema of their data (serialized by fast-json-stringify); without, the plugin's JSON.stringify serializes it.
  */
-async function ours ({ heartbeatInterval, http1 = false }, { schema = false } = {}) {
+async function ours ({ heartbeatInterval, http1 = false, pluginTimeout }, { schema = false } = {}) {
   const Fastify = require('fastify')
   // FASTIFY_SSE_H2_BUILD=DIR loads another build (a copy of dist/), to compare two (bench/cost.js).
   const sse = require(process.env.FASTIFY_SSE_H2_BUILD ? require('node:path').resolve(process.env.FASTIFY_SSE_H2_BUILD) : '..')
-  const app = Fastify({ http2: !http1 })
+  const app = Fastify({ http2: !http1, ...(pluginTimeout === undefined ? {} : { pluginTimeout }) })
   await app.register(sse, { heartbeatInterval })
   const channel = app.sse.channel('bench')
   const quoteChannel = app.sse.channel('quotes', schema ? { schema: Quote } : undefined)
