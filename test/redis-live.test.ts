@@ -1,5 +1,6 @@
 import { t as root, test } from 'tap'
 import { Redis } from 'ioredis'
+import type { FastifyBaseLogger } from 'fastify'
 import { openStream, type SseClient } from './helpers/client'
 import { eventually, startRedis, type RedisServer } from './helpers/redis'
 import { startInstance, type InstanceProcess } from './helpers/redis-instances'
@@ -256,4 +257,24 @@ test('a subscription Redis refuses (an ACL): said once, and the channel\'s event
   t.same(await idsUntil(allowed, ids[0][0], 'the allowed channel\'s event'), ids[0], 'the other channel is subscribed to')
   t.same(await idsUntil(denied, ids[1][0], 'the denied channel\'s event'), ids[1], 'the denied one, by the live check')
   t.equal(b.logs.records.filter((record) => record.level === ERROR).length, 1, 'said once')
+})
+
+test('a store closed while its read of what a channel missed waits for Redis lets go of it', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  const redisAdmin = await admin(t, redis)
+  const store = new RedisStore({ redis: redis.url, commandTimeout: 500, liveCheckInterval: 3_600_000 })
+  const said: string[] = []
+  const record = (_object: unknown, message: string): void => { said.push(message) }
+  store.attach({ debug: record, info: record, warn: record, error: record } as unknown as FastifyBaseLogger)
+  // Writes (scripts among them) wait: the channel subscribes and says where it stands, and its read on waits.
+  await redisAdmin.client('PAUSE', 2000, 'WRITE')
+  store.listen('closing', () => {})
+  await store.head('closing')
+  await eventually(async () => (await liveConnections(redisAdmin, 1)).length === 1, 'the subscription')
+  const started = Date.now()
+  await store.close()
+  t.ok(Date.now() - started < 1500, 'closed within commandTimeout and a margin, not once Redis answers')
+  // The read fails commandTimeout after it was sent: once the store is closed, it is not asked again.
+  await new Promise((resolve) => setTimeout(resolve, 700))
+  t.same(said.filter((message) => /trying again/.test(message)), [], 'not asked again')
 })
