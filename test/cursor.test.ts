@@ -2,7 +2,9 @@ import { test } from 'tap'
 import fc from 'fast-check'
 import type { Subscription } from '../lib/channels/subscription'
 import { NO_EVENT_ID, StreamCursor, refuseOwnId } from '../lib/channels/cursor'
-import { MAX_CURSOR_CHANNELS, MAX_CURSOR_LENGTH, channelKey, isCursor } from '../lib/protocol/cursor-encoding'
+import {
+  MAX_CURSOR_CHANNELS, MAX_CURSOR_LENGTH, channelKey, cursorEntry, cursorHead, isCursor, parseCursor
+} from '../lib/protocol/cursor-encoding'
 import { comparePositions } from '../lib/core/position'
 
 // The cursor of a stream of several channels: written from its subscriptions' positions, read back by a resume.
@@ -56,6 +58,15 @@ test('a cursor gives every channel back its position, whatever the positions', a
       }), { numRuns: 300 })
     t.pass(`${kind} positions`)
   }
+})
+
+test('an entry reads back as the position it was written from, below its base as above it', async () => {
+  fc.assert(fc.property(fc.nat(2 ** 48), fc.nat(2 ** 48), fc.nat(2 ** 20), fc.nat(35), (base, major, minor, salt) => {
+    const position = minor === 0 ? String(major) : `${major}-${minor}`
+    const key = channelKey('c', salt)
+    const read = parseCursor(cursorHead(salt, base) + cursorEntry(key, position, base))
+    return read?.complete === true && read.positions.get(key) === position
+  }))
 })
 
 test('50 channels fit in about 600 characters; the most a stream may carry fit in MAX_CURSOR_LENGTH', async (t) => {

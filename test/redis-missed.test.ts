@@ -6,7 +6,7 @@ import { RedisProxy } from './helpers/redis-proxy'
 import { startServer } from './helpers/server'
 import { missingService, mustSkip } from './helpers/services'
 import { waitUntil } from './helpers/wait'
-import { MISSED_EVENT } from '../index'
+import { MISSED_EVENT, type EventToStore } from '../index'
 import { RedisStore } from '../redis'
 import { parseCursor } from '../lib/protocol/cursor-encoding'
 
@@ -63,4 +63,22 @@ test('a gap beyond the history: every stream is told missed, as a replay tells i
   const resumed = await openStream(t, server, '/several', { headers: { 'last-event-id': several[1].id as string } })
   await resumed.waitForEvents(1)
   t.equal(resumed.events[0].event, MISSED_EVENT, 'and a client that comes back with it is told again, then gets all retained')
+})
+
+test('a replay whose read fails (Redis paused past commandTimeout) fails every client waiting on it; the next is read anew', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  const admin = new Redis(redis.url)
+  t.teardown(() => admin.disconnect())
+  const store = new RedisStore({ redis: redis.url, commandTimeout: 300, liveCheckInterval: 3_600_000 })
+  t.teardown(async () => await store.close())
+  const stored = (n: number): EventToStore => ({ id: undefined, body: `data: ${n}\n\n`, snapshot: JSON.stringify({ data: n }) })
+  const [first, second] = [await store.append('paused', stored(1)), await store.append('paused', stored(2))]
+  // The read script waits with the writes: two clients after different ids share its one read, and its failure.
+  await admin.client('PAUSE', 1500, 'WRITE')
+  const failed = await Promise.allSettled([store.readAfter('paused', first.id), store.readAfter('paused', second.id)])
+  t.same(failed.map((result) => result.status === 'rejected' && /commandTimeout \(300 ms\)/.test(String(result.reason))),
+    [true, true], 'both told that Redis did not answer')
+  await admin.client('UNPAUSE')
+  const replay = await store.readAfter('paused', first.id)
+  t.same(replay.found && replay.events.map((event) => event.id), [second.id], 'read anew once Redis answers')
 })

@@ -13,9 +13,9 @@ test('MemoryStore keeps the store contract', async (t) => {
   await keepsContract(t, sharedView)
 })
 
-test('a store without readAfterPosition and head (which are optional) keeps the contract', async (t) => {
+test('a store without readAfterPosition, head and control (which are optional) keeps the contract', async (t) => {
   await keepsContract(t, (store) => {
-    const { readAfterPosition, head, ...view } = sharedView(store)
+    const { readAfterPosition, head, control, ...view } = sharedView(store)
     return view
   })
 })

@@ -111,16 +111,8 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
     return (this.flags & CONNECTED) !== 0
   }
 
-  private set connected (on: boolean) {
-    this.flags = on ? this.flags | CONNECTED : this.flags & ~CONNECTED
-  }
-
   private get flushScheduled (): boolean {
     return (this.flags & FLUSH_SCHEDULED) !== 0
-  }
-
-  private set flushScheduled (on: boolean) {
-    this.flags = on ? this.flags | FLUSH_SCHEDULED : this.flags & ~FLUSH_SCHEDULED
   }
 
   // The sink said to wait for 'drain'.
@@ -128,16 +120,8 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
     return (this.flags & NEEDS_DRAIN) !== 0
   }
 
-  private set needsDrain (on: boolean) {
-    this.flags = on ? this.flags | NEEDS_DRAIN : this.flags & ~NEEDS_DRAIN
-  }
-
   private get drainListened (): boolean {
     return (this.flags & DRAIN_LISTENED) !== 0
-  }
-
-  private set drainListened (on: boolean) {
-    this.flags = on ? this.flags | DRAIN_LISTENED : this.flags & ~DRAIN_LISTENED
   }
 
   /** Aborted when the stream ends, for any reason: `signal.reason` says which (an error with a `code`). */
@@ -248,7 +232,7 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
 
   /** @internal The stream will never open: aborts its signal so that a source already made lets go. */
   abandon (reason: Error): void {
-    this.connected = false
+    this.flags &= ~CONNECTED
     this.finish(reason)
   }
 
@@ -259,7 +243,7 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
 
   /** @internal Writes what is pending, unless the client is behind. */
   flush (): void {
-    this.flushScheduled = false
+    this.flags &= ~FLUSH_SCHEDULED
     if (this.needsDrain || this.pending === '' || this.phase !== 'open') return
     const chunk = this.pending
     this.pending = ''
@@ -421,7 +405,7 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
     if (this.pending.length >= FLUSH_AT) {
       this.flush()
     } else if (!this.flushScheduled) {
-      this.flushScheduled = true
+      this.flags |= FLUSH_SCHEDULED
       process.nextTick(flushLater, this)
     }
     return !this.needsDrain
@@ -437,9 +421,9 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
     const written = this.sink.write(chunk)
     this.compressor?.flush(this.flushKind)
     if (!written && !this.needsDrain) {
-      this.needsDrain = true
+      this.flags |= NEEDS_DRAIN
       if (!this.drainListened) {
-        this.drainListened = true
+        this.flags |= DRAIN_LISTENED
         this.sink.on('drain', () => this.onDrain())
       }
     }
@@ -483,7 +467,7 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
   }
 
   private onDrain (): void {
-    this.needsDrain = false
+    this.flags &= ~NEEDS_DRAIN
     this.flush()
     if (this.needsDrain) return
     this.allowance = 0
@@ -498,7 +482,7 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> {
   }
 
   private onTransportClose (): void {
-    this.connected = false
+    this.flags &= ~CONNECTED
     this.compressor?.destroy()
     this.group.delete(this)
     if (this.phase !== 'ended') {
