@@ -9,7 +9,7 @@ import { StreamGroup } from '../lib/stream/stream-group'
 import { Channels } from '../lib/channels/channels'
 import { ChannelSchemas } from '../lib/channels/channel-schemas'
 import { MemoryStore } from '../lib/stores/memory-store'
-import type { SseStore } from '../lib/stores/store'
+import type { SseStore, StoredEvent, StoredEventListener } from '../lib/stores/store'
 import { FakeResponse, recordingLogger } from './helpers/fake-response'
 import { within } from './helpers/wait'
 import { eventually } from './helpers/redis'
@@ -200,6 +200,30 @@ test('a channel closes once the store hands back its own last publish, or warns 
   await once(res, 'close')
   t.equal(stream.hasEnded, true)
   t.match(log.records, [{ level: 'warn', msg: /did not hand back this process's last publishes in time/ }])
+})
+
+test('a stream closed before the store hands back its channel\'s own publish ends once it does, with it', async (t) => {
+  const inner = new MemoryStore()
+  // A store that hands events to its listeners when the test says (as Redis does, later than append() resolves).
+  const listeners: StoredEventListener[] = []
+  const stored: StoredEvent[] = []
+  const store: SseStore = {
+    append: async (channel, event) => { const one = await inner.append(channel, event); stored.push(one); return one },
+    readAfter: (channel, lastEventId) => inner.readAfter(channel, lastEventId),
+    listen: (channel, listener) => { listeners.push(listener) },
+    unlisten: () => {},
+    close: () => inner.close()
+  }
+  const { channels, open, log } = harness(store)
+  const news = channels.channel('news')
+  const { res, stream } = open('news')
+  await news.publish('handed back later')
+  stream.close()
+  t.equal(stream.hasEnded, false, 'the stream waits for the publish to come back')
+  for (const listener of listeners) for (const event of stored) listener(event)
+  await within(once(res, 'close'), 'the end, once the publish is back')
+  t.same(res.events.map((event) => event.data), ['handed back later'], 'ended with it')
+  t.same(log.records, [], 'no warning')
 })
 
 test('a stream dropped again, or after its connection closed, frees its slot once: the others still count', async (t) => {
