@@ -10,10 +10,9 @@ const { join } = require('node:path')
 
 /** The service, and the files that only the suites needing it reach. */
 const REACHED_ONLY_WITH = {
-  'redis-server': ['lib/stores/redis/store.ts', 'lib/stores/redis/connection.ts', 'lib/stores/redis/connections.ts',
-    'lib/stores/redis/live-feed.ts', 'lib/stores/redis/live-connection.ts', 'lib/stores/redis/catch-up.ts',
-    'lib/stores/redis/replays.ts', 'lib/stores/redis/ioredis.ts', 'lib/stores/redis/keys.ts', 'lib/stores/redis/entry.ts',
-    'lib/stores/redis/scripts.ts'],
+  // Every file of the Redis store, as many as it has.
+  'redis-server': readdirSync(join(__dirname, '..', 'lib', 'stores', 'redis')).filter((name) => name.endsWith('.ts'))
+    .map((name) => `lib/stores/redis/${name}`),
   // The Redis Cluster suite (test/redis-cluster.test.ts) makes its cluster with it: the store's Cluster branches.
   'redis-cli': ['lib/stores/redis/store.ts', 'lib/stores/redis/connections.ts', 'lib/stores/redis/live-feed.ts',
     'lib/stores/redis/live-connection.ts']

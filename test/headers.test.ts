@@ -3,6 +3,8 @@ import { PROTOCOLS, isHttp2, startServer } from './helpers/server'
 import { openStream } from './helpers/client'
 import { signalled } from './helpers/wait'
 import { WARN } from './helpers/logs'
+import { laterStore } from './helpers/store-over'
+import { MemoryStore } from '../index'
 
 // Node's HTTP/2 compatibility layer drops a connection-specific header with an UnsupportedWarning, and
 // only the first time in a process: listening from the file's first line, no test here can miss it.
@@ -107,8 +109,10 @@ for (const protocol of PROTOCOLS.filter((protocol) => !isHttp2(protocol))) {
         return reply.sse(({ signal }) => { signals.push(signal); return ['never sent'] })
       })
       app.get('/push', (request, reply) => { reply.header('x-bad', 'line\nbreak').sse().send('never sent') })
-    })
-    for (const path of ['/events', '/push']) {
+      // Its store answers on a later turn: the headers are written then, after the handler returned.
+      app.get('/channel', (request, reply) => reply.header('x-bad', 'line\nbreak').sse(app.sse.channel('news')))
+    }, { plugin: { store: laterStore(new MemoryStore()) } })
+    for (const path of ['/events', '/push', '/channel']) {
       const client = await openStream(t, server, path)
       await client.waitForEnd()
       t.equal(client.status, 500, path)

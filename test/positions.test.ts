@@ -29,6 +29,8 @@ test('positions compare as their numbers: first parts, then second parts (none i
   t.equal(comparePositions('5', '5-0'), 0, '5 is 5-0')
   t.equal(comparePositions('5-0', '5'), 0, 'and 5-0 is 5')
   t.ok(comparePositions('5', '5-1') < 0, 'no second part is 0')
+  t.equal(comparePositions('5', '05-00'), 0, 'nor beside one written with leading zeros')
+  t.ok(comparePositions('05-01', '5') > 0, 'which is read as its number')
   t.ok(comparePositions('999999999999999', '1796666401358000') < 0, 'a longer number is larger')
   t.ok(comparePositions('1796666401358009', '1796666401358010') < 0, 'digit by digit')
 })

@@ -125,6 +125,10 @@ test('an action an instance cannot apply is said there, and the others apply it'
   t.same(await one.sse.tagged('t').subscribe(prices), { streams: 2, unanswered: [] }, 'the same schema, as JSON: the channel made for the first')
   await prices.publish({ data: { p: 2 } })
   await Promise.all([onOne.waitForEvents(1), onTwo.waitForEvents(1)])
+  // A channel of no schema that the other has not opened: made there too.
+  t.same(await one.sse.tagged('t').subscribe(one.sse.channel('plain')), { streams: 2, unanswered: [] }, 'made without a schema')
+  await one.sse.channel('plain').publish('plain')
+  await Promise.all([onOne.waitForEvents(2), onTwo.waitForEvents(2)])
 
   // A channel of the same name with another schema on the other registration: said there; applied where it is the same.
   two.sse.channel('mixed', { schema: Other })
