@@ -11,7 +11,7 @@ import { WARN } from './logs'
 
 // Every refusal a stream can meet (limits full, the store unable to say where a channel starts, an instance that
 // closes), set up for any client: it is refused, must come back by itself, and must receive exactly what it missed.
-// The same scenario as test/refusals.test.ts (a plain EventSource), for fastify-sse-h2/client in Node.js and Chromium.
+// For any client: a plain EventSource (test/refusals.test.ts), fastify-sse-h2/client in Node.js and Chromium.
 
 export const WAIT_MS = 30_000
 // How long the client waits before it reconnects once the test drops its stream: room to set up the refusal.
