@@ -14,8 +14,8 @@
 //     [--patterns user,shared] [--rate 200] [--seconds 10] [--out <file.json>]
 // `--dist` measures another build (an older design): `--dist /tmp/old/dist`.
 
-const { fork, spawn } = require('node:child_process')
-const { createServer } = require('node:net')
+const { fork } = require('node:child_process')
+const { startRedis: startRedisServer } = require('./redis-server')
 const { once } = require('node:events')
 const { resolve } = require('node:path')
 const { writeFileSync } = require('node:fs')
@@ -181,14 +181,6 @@ async function client () {
 }
 
 // ---- the runner -----------------------------------------------------------------------------------------------
-async function freePort () {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address()
-  server.close()
-  return port
-}
-
 function child (...argv) {
   const proc = fork(__filename, argv, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const next = (type) => new Promise((resolve, reject) => {
@@ -210,22 +202,10 @@ function child (...argv) {
 }
 
 async function startRedis () {
-  const port = await freePort()
-  const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { stdio: ['ignore', 'pipe', 'inherit'] })
-  redis.on('error', (error) => {
-    console.error(`bench:redis needs redis-server (apt-get install redis-server): ${error.message}`)
-    process.exit(1)
-  })
-  let output = ''
-  for await (const chunk of redis.stdout) {
-    output += chunk
-    if (output.includes('Ready to accept connections')) break
-  }
-  redis.stdout.resume()
+  const redis = await startRedisServer()
   const { Redis } = require('ioredis')
-  const admin = new Redis({ port, host: '127.0.0.1' })
-  return { url: `redis://127.0.0.1:${port}`, admin, stop: () => { admin.disconnect(); redis.kill() } }
+  const admin = new Redis({ port: redis.port, host: '127.0.0.1' })
+  return { url: redis.url, admin, stop: () => { admin.disconnect(); redis.stop() } }
 }
 
 /** redis-server's CPU seconds so far, its bytes in and out, and the calls and time of each command. */

@@ -12,8 +12,8 @@
 // channels followed by each (100, 1,000, 10,000) and shape (a channel per user, shared channels).
 //   --no-scale   skip those rows;  --quick   of those, 2 instances, 100 and 10,000 channels a channel per user
 
-const { fork, spawn } = require('node:child_process')
-const { createServer } = require('node:net')
+const { fork } = require('node:child_process')
+const { startRedis } = require('./redis-server')
 const { once } = require('node:events')
 const { writeFileSync } = require('node:fs')
 const { join } = require('node:path')
@@ -134,14 +134,6 @@ async function client (origin, subscribers) {
 }
 
 // ---- the runner --------------------------------------------------------------------------------------------
-async function freePort () {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address()
-  server.close()
-  return port
-}
-
 function child (...argv) {
   const proc = fork(__filename, argv, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const next = (type) => new Promise((resolve, reject) => {
@@ -155,23 +147,6 @@ function child (...argv) {
     proc.once('exit', reject)
   })
   return { proc, next, send: (message) => proc.send(message) }
-}
-
-async function startRedis () {
-  const port = await freePort()
-  const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { stdio: ['ignore', 'pipe', 'inherit'] })
-  redis.on('error', (error) => {
-    console.error(`bench:redis needs redis-server (apt-get install redis-server): ${error.message}`)
-    process.exit(1)
-  })
-  let output = ''
-  for await (const chunk of redis.stdout) {
-    output += chunk
-    if (output.includes('Ready to accept connections')) break
-  }
-  redis.stdout.resume()
-  return { url: `redis://127.0.0.1:${port}`, stop: () => redis.kill() }
 }
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]

@@ -13,8 +13,8 @@
 //     longer waits for it.
 // FASTIFY_SSE_H2_BUILD=DIR loads another build of fastify-sse-h2 (a copy of dist/), to compare two.
 
-const { fork, spawn } = require('node:child_process')
-const { createServer } = require('node:net')
+const { fork } = require('node:child_process')
+const { startRedis } = require('./redis-server')
 const http2 = require('node:http2')
 const { setTimeout: sleep } = require('node:timers/promises')
 
@@ -109,27 +109,6 @@ function child (...argv) {
     return await answer
   }
   return { proc, next, ask }
-}
-
-async function freePort () {
-  const server = createServer().listen(0, '127.0.0.1')
-  await new Promise((resolve) => server.once('listening', resolve))
-  const { port } = server.address()
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
-
-async function startRedis () {
-  const port = await freePort()
-  const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { stdio: ['ignore', 'pipe', 'inherit'] })
-  let output = ''
-  for await (const chunk of redis.stdout) {
-    output += chunk
-    if (output.includes('Ready to accept connections')) break
-  }
-  redis.stdout.resume()
-  return { port, url: `redis://127.0.0.1:${port}`, stop: () => redis.kill() }
 }
 
 /** Calls of each command Redis has run, as INFO commandstats says. */
