@@ -107,6 +107,33 @@ test('a stream of one channel resumed by its plain id that takes a second channe
     'its replay of a with a\'s own ids; cursors once it carries two channels')
 })
 
+test('a stream of one channel resumed by a cut cursor that names that channel, given a second one once open: each channel once in its cursor', async (t) => {
+  const server = await startServer(t, 'h2c', (app) => {
+    app.get('/tagged', (request, reply) => reply.sse(app.sse.channel('a'), { tags: ['t'] }))
+  })
+  const { app } = server
+  const first = await openStream(t, server, '/tagged')
+  await app.sse.tagged('t').subscribe(app.sse.channel('b'))
+  await publish(app, 'a', '0')
+  await publish(app, 'b', '0')
+  await first.waitForEvents(2)
+  const cursor = first.events[1].id as string
+  first.close()
+  // The head and a's key alone, then an entry cut to nothing: a cursor cut short, which names a without its position.
+  const [head, ofA] = cursor.split('.')
+  const back = await resume(t, server, '/tagged', `${head}.${ofA.slice(0, 6)}.`, { a: ['missed', 'a:0'] })
+  await app.sse.tagged('t').subscribe(app.sse.channel('b'))
+  await publish(app, 'a', '1')
+  await publish(app, 'b', '1')
+  await back.waitForEvents(6)
+  // b, not placed by a cut cursor either, is told too.
+  t.same(told(back), { a: ['missed', 'a:0', 'a:1'], b: ['missed', 'b:0', 'b:1'] })
+  for (const event of back.events.filter((event) => event.id !== undefined && isCursor(event.id))) {
+    const keys = (event.id as string).split('.').slice(1).map((entry) => entry.slice(0, 6))
+    t.equal(new Set(keys).size, keys.length, `each channel once: ${event.id as string}`)
+  }
+})
+
 test('a long cursor cut short (past 256 characters): read as far as it goes, the rest told missed', async (t) => {
   const names = Array.from({ length: 40 }, (_, i) => `room-${i}`)
   const server = await startServer(t, 'h2c', (app) => {

@@ -74,9 +74,12 @@ export class StreamCursor {
 
   /** Gives a subscription of the stream its key; when two keys meet, a salt that keeps them all apart. */
   add (subscription: Subscription, subscriptions: readonly Subscription[]): void {
-    // A stream of one channel that takes more: its channel took the client's id already.
-    this.taken.add(subscription.channel.name)
-    subscription.cursorKey = channelKey(subscription.channel.name, this.salt)
+    // A stream of one channel that takes more: its channel took the client's id already, and writes its own entry
+    // from now on, never the client's one of it (two entries of a channel are read as neither).
+    const name = subscription.channel.name
+    this.taken.add(name)
+    this.received?.positions.delete(channelKey(name, this.received.salt))
+    subscription.cursorKey = channelKey(name, this.salt)
     this.carried = undefined
     if (!subscriptions.some((other) => other !== subscription && other.cursorKey === subscription.cursorKey)) return
     for (let salt = 0; salt < SALTS; salt++) {

@@ -470,6 +470,8 @@ export class World {
 
   /** Lets every client read, closes the app if it is not, and waits until every connection is over. */
   async finish (): Promise<void> {
+    // What it publishes (settle) comes after every step: after a close in the last one, it is late, not owed.
+    this.step++
     for (const connection of this.connections) connection.res.setMode('fast')
     if (!this.appClosed) {
       // Every publish resolved, and delivered to every instance: the close then owes every connection all of them.
