@@ -83,8 +83,8 @@ export class Channel<Message extends SseMessage = SseMessage> {
   }
 
   /**
-   * How many streams are subscribed on every instance that shares the store: `{ subscribers, unanswered }`, once each
-   * instance has answered (2 s at the most: `unanswered` names those that did not, whose streams are not counted).
+   * How many streams are subscribed to it on every instance that shares the store, as each last reported (a second
+   * ago at the most over Redis): `{ subscribers }`. An instance gone without a word counts no more within 3 s.
    */
   async presence (): Promise<SsePresence> {
     return await this.presenceOf(this.name)

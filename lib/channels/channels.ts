@@ -4,7 +4,7 @@ import type { SseMessageOf } from '../protocol/schema-types'
 import type { SseStore } from '../stores/store'
 import type { ChannelSchemas } from './channel-schemas'
 import type { ChannelFilter } from './channel'
-import type { ShutdownRetry } from '../stream/shutdown-retry'
+import { DEFAULT_SHUTDOWN_RETRY } from '../stream/shutdown-retry'
 import { Stats, type SseStats } from '../observe/stats'
 import { Channel } from './channel'
 import { TagRegistry } from './tags'
@@ -13,9 +13,6 @@ import { SseTagged } from './tagged'
 import { FST_SSE_INVALID_CHANNEL } from '../core/errors'
 import { describe } from '../core/describe'
 import { check } from '../core/checks'
-
-// The window a stream closed by its tag draws its `retry:` from, unless the plugin's shutdownRetry is given.
-const STEER_RETRY: ShutdownRetry = { min: 1000, max: 10_000 }
 
 /** Options of a channel, given when it is made: `app.sse.channel(name, { schema })`. */
 export interface SseChannelOptions<Schema extends object = object> {
@@ -43,14 +40,14 @@ export class Channels<TypeProvider extends FastifyTypeProvider = FastifyTypeProv
   readonly tags = new TagRegistry()
   /** @internal This instance's part in steering the streams of every instance. */
   readonly steering: Steering
-  private readonly askPresence = async (name: string): Promise<SsePresence> => await this.presence(name)
+  private readonly askPresence = async (name: string): Promise<SsePresence> => await this.steering.presence(name)
 
   /**
    * @internal Counters of their own unless given the plugin instance's (a test of the delivery core builds the parts
    * alone); `retry`: the window of the `retry:` a stream closed by its tag gets (the plugin's shutdownRetry).
    */
   constructor (store: SseStore, serializer: SseSerializer, log: FastifyBaseLogger, schemas: ChannelSchemas,
-    counters = new Stats(), retry = STEER_RETRY) {
+    counters = new Stats(), retry = DEFAULT_SHUTDOWN_RETRY) {
     this.store = store
     this.serializer = serializer
     this.log = log
@@ -110,11 +107,6 @@ export class Channels<TypeProvider extends FastifyTypeProvider = FastifyTypeProv
     check('filter name', !this.steering.filters.has(name), 'a name not registered already', name)
     this.steering.filters.register(name, filter)
     return filter
-  }
-
-  /** @internal Streams subscribed to the channel of that name, on every instance, as they last reported. */
-  async presence (name: string): Promise<SsePresence> {
-    return await this.steering.presence(name)
   }
 
   /** The streams subscribed to each open channel here, by the name it is reported under (those with none left out). */

@@ -1,7 +1,7 @@
 import type { FastifySseOptions, SseLimits, SseReplyOptions, SseShutdownRetry } from './types'
 import type { SseSerializer } from '../core/events'
 import type { SseEncoding } from '../stream/compression'
-import type { ShutdownRetry } from '../stream/shutdown-retry'
+import { DEFAULT_SHUTDOWN_RETRY, type ShutdownRetry } from '../stream/shutdown-retry'
 import { ENCODINGS } from '../stream/compression'
 import type { SseStore } from '../stores/store'
 import { MemoryStore } from '../stores/memory-store'
@@ -65,7 +65,7 @@ export function resolveOptions (options: FastifySseOptions = {}): Settings {
 }
 
 function resolveShutdownRetry (retry: SseShutdownRetry | undefined): ShutdownRetry {
-  if (retry === undefined) return { min: 1000, max: 10_000 }
+  if (retry === undefined) return DEFAULT_SHUTDOWN_RETRY
   check('shutdownRetry', typeof retry === 'object' && retry !== null, 'an object { min, max }', retry)
   const { min, max } = retry
   for (const [name, value] of [['min', min], ['max', max]] as const) {

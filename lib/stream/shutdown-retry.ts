@@ -4,6 +4,9 @@ export interface ShutdownRetry {
   max: number
 }
 
+/** `shutdownRetry`'s default: also the window of streams closed by a tag or for their lifetime, when parts are built alone. */
+export const DEFAULT_SHUTDOWN_RETRY: ShutdownRetry = Object.freeze({ min: 1000, max: 10_000 })
+
 /**
  * A reconnection delay drawn at random from the window, so that the clients of an instance that closes come
  * back (to another instance) spread over it, not all at once: with n clients, about n / (max - min) a millisecond.

@@ -3,13 +3,10 @@ import { StreamTransport } from './transport'
 import type { StreamLimits } from './stream-limits'
 import { Stats } from '../observe/stats'
 import type { ClosingConnections } from './closing-connections'
-import { drawRetry, type ShutdownRetry } from './shutdown-retry'
+import { DEFAULT_SHUTDOWN_RETRY, drawRetry, type ShutdownRetry } from './shutdown-retry'
 import { Heartbeat } from './heartbeat'
 import { FST_SSE_SERVER_CLOSING } from '../core/errors'
 import { Lifetimes } from './lifetimes'
-
-// The window a stream closed for its lifetime draws its `retry:` from, unless the plugin's shutdownRetry is given.
-const LIFETIME_RETRY: ShutdownRetry = { min: 1000, max: 10_000 }
 
 /**
  * Streams of one plugin instance with the same timing, whose connection is open: what their heartbeat and shutdown
@@ -34,7 +31,7 @@ export class StreamGroup {
 
   // Counters of their own unless given the plugin instance's (a test of the delivery core builds the parts alone).
   constructor (heartbeatInterval: number, maxBufferedBytes: number, writeTimeout: number, stats = new Stats(),
-    limits?: StreamLimits, maxStreamAge = 0, lifetimeRetry = LIFETIME_RETRY) {
+    limits?: StreamLimits, maxStreamAge = 0, lifetimeRetry = DEFAULT_SHUTDOWN_RETRY) {
     this.heartbeatInterval = heartbeatInterval
     this.maxBufferedBytes = maxBufferedBytes
     this.writeTimeout = writeTimeout
