@@ -180,13 +180,7 @@ test('a channel closes once the store hands back its own last publish, or warns 
   const { mock } = await import('node:test')
   const inner = new MemoryStore()
   // A store whose listeners never get anything: the channel waits for its own publish, then gives up.
-  const store: SseStore = {
-    append: (channel, event) => inner.append(channel, event),
-    readAfter: (channel, lastEventId) => inner.readAfter(channel, lastEventId),
-    listen: () => {},
-    unlisten: () => {},
-    close: () => inner.close()
-  }
+  const store = storeOver(inner, { listen: () => {}, unlisten: () => {} })
   const { channels, open, log } = harness(store)
   const news = channels.channel('news')
   const { res, stream } = open('news')
@@ -207,13 +201,11 @@ test('a stream closed before the store hands back its channel\'s own publish end
   // A store that hands events to its listeners when the test says (as Redis does, later than append() resolves).
   const listeners: StoredEventListener[] = []
   const stored: StoredEvent[] = []
-  const store: SseStore = {
+  const store = storeOver(inner, {
     append: async (channel, event) => { const one = await inner.append(channel, event); stored.push(one); return one },
-    readAfter: (channel, lastEventId) => inner.readAfter(channel, lastEventId),
     listen: (channel, listener) => { listeners.push(listener) },
-    unlisten: () => {},
-    close: () => inner.close()
-  }
+    unlisten: () => {}
+  })
   const { channels, open, log } = harness(store)
   const news = channels.channel('news')
   const { res, stream } = open('news')
