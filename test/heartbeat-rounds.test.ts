@@ -2,52 +2,81 @@ import { test } from 'tap'
 import fc from 'fast-check'
 import http2 from 'node:http2'
 import { EventEmitter, once } from 'node:events'
+import type { Http2Session } from 'node:http2'
 import { Heartbeat } from '../lib/stream/heartbeat'
+import { StreamsBySession } from '../lib/stream/streams-by-session'
 import type { StreamTransport } from '../lib/stream/transport'
 import { startServer } from './helpers/server'
 import { waitUntil } from './helpers/wait'
 
 // A heartbeat round over many streams looks at them a slice at a time, letting the event loop run in between: at
-// 100,000 streams a round in one go would hold the loop for most of a second.
+// 100,000 streams a round in one go would hold the loop for most of a second. A slice ends at the end of an HTTP/2
+// session's streams (their writes then go out in one write of the session's), unless the session is very large.
 const SLICE = 500
+const LONGEST_SLICE = 5000
 
 const nextTurn = async (): Promise<void> => await new Promise((resolve) => setImmediate(resolve))
 
-/** Streams that only note when the heartbeat looks at them, the time it gave, and the ticks the look stands for. */
-function fakeStreams (count: number): { streams: Set<StreamTransport>, visits: number[], times: number[], ticks: number[] } {
-  const visits: number[] = []
-  const times: number[] = []
-  const ticks: number[] = []
-  const streams = new Set<StreamTransport>()
-  for (let i = 0; i < count; i++) {
-    streams.add({
-      tick: (now: number, elapsed: number) => {
-        visits.push(i)
-        times.push(now)
-        ticks.push(elapsed)
-      }
-    } as unknown as StreamTransport)
-  }
-  return { streams, visits, times, ticks }
+interface FakeStreams {
+  streams: StreamsBySession<StreamTransport>
+  all: StreamTransport[]
+  // The session of each stream, by its index: -1 for HTTP/1.1.
+  sessionOf: number[]
+  // The key of each stream's session, by its index.
+  keyOf: Array<Http2Session | undefined>
+  visits: number[]
+  times: number[]
+  ticks: number[]
 }
 
-test('a round looks at each stream once, at most a slice in a turn of the event loop, the streams that left meanwhile not at all', async (t) => {
+/**
+ * Streams that only note when the heartbeat looks at them, the time it gave, and the ticks the look stands for:
+ * `sessions[i]` of them on HTTP/2 session i, then `http1` over HTTP/1.1, the sessions' opened one by one in turn (as
+ * clients open them).
+ */
+function fakeStreams (sessions: number[], http1 = 0): FakeStreams {
+  const fake: FakeStreams = { streams: new StreamsBySession(), all: [], sessionOf: [], keyOf: [], visits: [], times: [], ticks: [] }
+  const keys = sessions.map(() => ({}) as Http2Session)
+  const left = [...sessions, http1]
+  while (left.some((count) => count > 0)) {
+    for (let s = 0; s < left.length; s++) {
+      if (left[s] === 0) continue
+      left[s]--
+      const index = fake.all.length
+      const stream = {
+        tick: (now: number, elapsed: number) => {
+          fake.visits.push(index)
+          fake.times.push(now)
+          fake.ticks.push(elapsed)
+        }
+      } as unknown as StreamTransport
+      fake.all.push(stream)
+      fake.sessionOf.push(s < sessions.length ? s : -1)
+      fake.keyOf.push(keys[s])
+      fake.streams.add(stream, keys[s])
+    }
+  }
+  return fake
+}
+
+test('a round looks at each stream once, a slice in a turn of the event loop, a session\'s streams together, the streams that left meanwhile not at all', async (t) => {
   await fc.assert(fc.asyncProperty(
-    fc.integer({ min: 0, max: 4 * SLICE + 10 }),
+    fc.array(fc.oneof({ weight: 9, arbitrary: fc.nat({ max: 700 }) }, { weight: 1, arbitrary: fc.integer({ min: 4000, max: 11_000 }) }), { maxLength: 8 }),
+    fc.nat({ max: 2 * SLICE + 10 }),
     fc.array(fc.nat(), { maxLength: 20 }),
     fc.nat({ max: 5 }),
-    async (count, leaving, tickAgainAfter) => {
-      const { streams, visits, times } = fakeStreams(count)
-      const all = [...streams]
+    async (sessions, http1, leaving, tickAgainAfter) => {
+      const { streams, all, sessionOf, keyOf, visits, times } = fakeStreams(sessions, http1)
+      const count = all.length
       const heartbeat = new Heartbeat(1000, 0, streams)
       heartbeat.tick()
       const turns = [visits.length]
       let gone = new Set<number>()
-      while (turns.length < 20 && visits.length + gone.size < count) {
+      while (turns.length < 100 && visits.length + gone.size < count) {
         // Streams leave between slices; a tick due meanwhile (a busy loop) starts no second round.
         for (const index of leaving) {
           if (count > 0 && !visits.includes(index % count)) {
-            streams.delete(all[index % count])
+            streams.delete(all[index % count], keyOf[index % count])
             gone = new Set([...gone, index % count])
           }
         }
@@ -57,12 +86,22 @@ test('a round looks at each stream once, at most a slice in a turn of the event 
       }
       await nextTurn()
       heartbeat.stop()
-      const slices = turns.map((seen, i) => seen - (i === 0 ? 0 : turns[i - 1]))
-      if (slices.some((size) => size > SLICE)) throw new Error(`slices of ${slices.join(', ')}`)
       if (new Set(visits).size !== visits.length) throw new Error('a stream was looked at twice in one round')
       const expected = [...Array(count).keys()].filter((index) => !gone.has(index))
       if (visits.length !== expected.length || expected.some((index) => !visits.includes(index))) {
         throw new Error(`looked at ${visits.length} of ${expected.length} streams`)
+      }
+      const slices = turns.map((seen, i) => seen - (i === 0 ? 0 : turns[i - 1])).filter((size) => size > 0)
+      if (slices.some((size, i) => size > LONGEST_SLICE || (size < SLICE && i < slices.length - 1))) {
+        throw new Error(`slices of ${slices.join(', ')}`)
+      }
+      // A slice starts a session's streams after fewer than SLICE others: a session of up to LONGEST_SLICE - SLICE
+      // streams is looked at in one slice.
+      const sliceOf = visits.map((_, v) => turns.findIndex((seen) => seen > v))
+      for (let s = 0; s < sessions.length; s++) {
+        if (sessions[s] > LONGEST_SLICE - SLICE) continue
+        const its = new Set(visits.flatMap((index, v) => sessionOf[index] === s ? [sliceOf[v]] : []))
+        if (its.size > 1) throw new Error(`the ${sessions[s]} streams of session ${s} were looked at in ${its.size} slices`)
       }
       // The time it gives is a small whole number (ms since the process loaded it), the same for the whole round.
       if (times.some((now) => now !== times[0] || !Number.isSafeInteger(now) || now < 1 || now >= 2 ** 31)) {
@@ -70,11 +109,11 @@ test('a round looks at each stream once, at most a slice in a turn of the event 
       }
     }
   ), { numRuns: 60 })
-  t.pass('every round looked at the streams that stayed, once each, a slice at a time')
+  t.pass('every round looked at the streams that stayed, once each, a slice at a time, each session in one')
 })
 
 test('a heartbeat stopped in the middle of a round looks at no more streams', async (t) => {
-  const { streams, visits } = fakeStreams(3 * SLICE)
+  const { streams, visits } = fakeStreams([], 3 * SLICE)
   const heartbeat = new Heartbeat(1000, 0, streams)
   heartbeat.tick()
   t.equal(visits.length, SLICE, 'the first slice at once')
@@ -88,7 +127,7 @@ test('a heartbeat stopped in the middle of a round looks at no more streams', as
 })
 
 test('ticks that come while a round is under way (a busy loop) count for the next: no stream is quiet for longer unseen', async (t) => {
-  const { streams, visits, ticks } = fakeStreams(3 * SLICE)
+  const { streams, visits, ticks } = fakeStreams([], 3 * SLICE)
   const heartbeat = new Heartbeat(1000, 0, streams)
   heartbeat.tick()
   heartbeat.tick()

@@ -7,6 +7,7 @@ import { DEFAULT_SHUTDOWN_RETRY, drawRetry, type ShutdownRetry } from './shutdow
 import { Heartbeat } from './heartbeat'
 import { FST_SSE_SERVER_CLOSING } from '../core/errors'
 import { Lifetimes } from './lifetimes'
+import { StreamsBySession } from './streams-by-session'
 
 /**
  * Streams of one plugin instance with the same timing, whose connection is open: what their heartbeat and shutdown
@@ -19,7 +20,7 @@ export class StreamGroup {
   readonly limits: StreamLimits | undefined
   /** The plugin instance's counters, which its streams add to. */
   readonly stats: Stats
-  private readonly streams = new Set<StreamTransport>()
+  private readonly streams = new StreamsBySession<StreamTransport>()
   // Connections of streams dropped (slow or frozen clients) that have not closed yet: shutdown lets go of them too,
   // though no stream of theirs is open any more (a frozen HTTP/2 client never answers its GOAWAY).
   private readonly lingering = new Set<Http2Session | StreamTransport>()
@@ -48,7 +49,7 @@ export class StreamGroup {
   }
 
   add (stream: StreamTransport): void {
-    this.streams.add(stream)
+    this.streams.add(stream, stream.session)
     this.lifetimes.opened(stream)
     if (this.streams.size === 1) this.heartbeat?.start()
   }
@@ -57,8 +58,9 @@ export class StreamGroup {
    * The stream was dropped: it counts no more, though its connection (the HTTP/2 session it was on, if it still was)
    * may not have closed yet.
    */
-  letGo (stream: StreamTransport, session: Http2Session | undefined): void {
+  letGo (stream: StreamTransport): void {
     if (!this.remove(stream)) return
+    const session = stream.session
     // HTTP/1.1: until its socket's close, which destroy() brings.
     if (session === undefined) {
       this.lingering.add(stream)
@@ -75,7 +77,7 @@ export class StreamGroup {
   }
 
   private remove (stream: StreamTransport): boolean {
-    if (!this.streams.delete(stream)) return false
+    if (!this.streams.delete(stream, stream.session)) return false
     this.lifetimes.remove(stream)
     this.limits?.release(stream)
     if (this.streams.size === 0) this.heartbeat?.stop()

@@ -1,5 +1,5 @@
 import { constants as http2Constants } from 'node:http2'
-import type { ServerHttp2Stream } from 'node:http2'
+import type { Http2Session, ServerHttp2Stream } from 'node:http2'
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { FastifyBaseLogger, FastifyError } from 'fastify'
 import type { SseMessage, SseSerializer } from '../core/events'
@@ -33,6 +33,8 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> e
   private takenAtCheck = 0
   /** @internal */
   private stalledSince = 0
+  /** @internal The HTTP/2 session it is on (a stream reset no longer says), or undefined over HTTP/1.1. */
+  session: Http2Session | undefined
 
   /** @internal */
   constructor (res: RawResponse, log: FastifyBaseLogger, lastEventId: string | undefined, serializer: SseSerializer,
@@ -99,7 +101,7 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> e
       return
     }
     watchClose(this.res, () => this.onTransportClose())
-    writeHeaders(this.res, statusCode, headers)
+    this.session = writeHeaders(this.res, statusCode, headers)
     if (headOnly) {
       this.end(new FST_SSE_STREAM_ENDED())
       return
@@ -210,15 +212,13 @@ export abstract class StreamTransport<Message extends SseMessage = SseMessage> e
 
   /** @internal Drops the stream at once, with whatever was waiting for the client. */
   destroy (reason: Error): void {
-    // Read before the reset: a stream reset no longer says which session it was on.
-    const session = this.http2 ? (this.target as ServerHttp2Stream).session : undefined
     if (this.connected) {
       if (this.http2) (this.target as ServerHttp2Stream).close(http2Constants.NGHTTP2_CANCEL)
       else (this.res as ServerResponse).destroy()
     }
     // Its slot is free now: over HTTP/2 the stream closes only once its RST_STREAM is sent, which waits behind
     // what the frozen client's connection holds, maybe for good.
-    this.group.letGo(this, session)
+    this.group.letGo(this)
     if (this.phase !== 'ended') {
       this.pending = ''
       this.finish(reason)
