@@ -33,9 +33,9 @@ export class StreamsBySession<Stream> implements Iterable<Stream> {
     return true
   }
 
-  /** Each session's streams, and the HTTP/1.1 streams under `undefined`: a walk that yields keeps its place. */
-  bySession (): IterableIterator<[Http2Session | undefined, Set<Stream>]> {
-    return this.sessions.entries()
+  /** Each session's streams, and the HTTP/1.1 streams together: a walk that stops keeps its place. */
+  bySession (): IterableIterator<Set<Stream>> {
+    return this.sessions.values()
   }
 
   * [Symbol.iterator] (): IterableIterator<Stream> {
