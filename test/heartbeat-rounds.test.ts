@@ -30,7 +30,7 @@ interface FakeStreams {
 
 /**
  * Streams that only note when the heartbeat looks at them, the time it gave, and the ticks the look stands for:
- * `sessions[i]` of them on HTTP/2 session i, then `http1` over HTTP/1.1, the sessions' opened one by one in turn (as
+ * `sessions[i]` of them on HTTP/2 session i, then `http1` over HTTP/1.1, opened a session after another in turn (as
  * clients open them).
  */
 function fakeStreams (sessions: number[], http1 = 0): FakeStreams {

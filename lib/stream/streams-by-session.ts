@@ -20,8 +20,9 @@ export class StreamsBySession<Stream> implements Iterable<Stream> {
       streams = new Set()
       this.sessions.set(session, streams)
     }
+    const before = streams.size
     streams.add(stream)
-    this.count++
+    this.count += streams.size - before
   }
 
   /** False if it was not there. */
