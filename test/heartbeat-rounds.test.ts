@@ -1,6 +1,7 @@
 import { test } from 'tap'
 import fc from 'fast-check'
 import http2 from 'node:http2'
+import https from 'node:https'
 import { EventEmitter, once } from 'node:events'
 import type { Http2Session } from 'node:http2'
 import { Heartbeat } from '../lib/stream/heartbeat'
@@ -158,4 +159,60 @@ test('h2c: each of 1,200 streams gets heartbeats, the rounds cut in slices', asy
   await waitUntil(arrived, 'comment', () => comments.every((count) => count >= 2) ? true : undefined,
     'two heartbeats on every stream', 20_000)
   t.pass('every stream got heartbeats')
+})
+
+test('h2 with HTTP/1.1 beside it: streams opened in turn over two sessions, and over HTTP/1.1, each get heartbeats, while a session goes and another comes', async (t) => {
+  const server = await startServer(t, 'h2', (app) => {
+    app.get('/', (request, reply) => { reply.sse() })
+  }, { plugin: { heartbeatInterval: 200 } })
+  const arrived = new EventEmitter()
+  const connect = async (): Promise<http2.ClientHttp2Session> => {
+    const session = http2.connect(server.origin, { ca: server.ca })
+    session.on('error', () => {})
+    t.teardown(() => session.destroy())
+    await once(session, 'remoteSettings')
+    return session
+  }
+  const counted = (count: (chunk: string) => void) => (chunk: string): void => {
+    count(chunk)
+    arrived.emit('comment')
+  }
+  const comments = (chunk: string): number => chunk.split(':\n\n').length - 1
+  const [kept, gone] = await Promise.all([connect(), connect()])
+  // Opened in turn, a stream on one session then one on the other, as clients open them: the order the heartbeat
+  // would meet them in, were they not kept by session.
+  const onKept = new Array<number>(600).fill(0)
+  let goneFirst = false
+  for (let i = 0; i < onKept.length; i++) {
+    kept.request({ ':path': '/', accept: 'text/event-stream' }).setEncoding('utf8')
+      .on('data', counted((chunk) => { onKept[i] += comments(chunk) }))
+    gone.request({ ':path': '/', accept: 'text/event-stream' }).setEncoding('utf8').on('error', () => {})
+      .on('data', counted(() => {
+        // Its first heartbeat: the rounds are under way; the session goes at once, its streams with it.
+        if (goneFirst) return
+        goneFirst = true
+        gone.destroy()
+      }))
+  }
+  const overHttp1 = new Array<number>(20).fill(0)
+  for (let i = 0; i < overHttp1.length; i++) {
+    const request = https.get(`${server.origin}/`, { ca: server.ca, agent: false, headers: { accept: 'text/event-stream' } }, (response) => {
+      response.setEncoding('utf8')
+      response.on('data', counted((chunk: string) => { overHttp1[i] += comments(chunk) }))
+    })
+    request.on('error', () => {})
+    t.teardown(() => request.destroy())
+  }
+  await waitUntil(arrived, 'comment', () => goneFirst ? true : undefined, 'a heartbeat on the session that goes', 10_000)
+  // A session that comes once the other went.
+  const late = await connect()
+  const onLate = new Array<number>(300).fill(0)
+  for (let i = 0; i < onLate.length; i++) {
+    late.request({ ':path': '/', accept: 'text/event-stream' }).setEncoding('utf8')
+      .on('data', counted((chunk) => { onLate[i] += comments(chunk) }))
+  }
+  // Two: a stream may get its first bytes with its headers.
+  await waitUntil(arrived, 'comment', () => [onKept, onLate, overHttp1].every((counts) => counts.every((count) => count >= 2)) ? true : undefined,
+    'two heartbeats on every stream of the sessions that stay, and over HTTP/1.1', 20_000)
+  t.pass('every stream that stayed got heartbeats')
 })
